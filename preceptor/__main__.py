@@ -1,0 +1,5 @@
+import sys
+
+from preceptor.cli import main
+
+sys.exit(main())

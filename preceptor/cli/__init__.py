@@ -1,0 +1,78 @@
+"""The ``preceptor`` command line: thin click commands over the engine.
+
+Commands are registered lazily (module path per name) so ``preceptor --help`` and the TUI
+start without importing what other commands need. Add a command by adding one entry to
+:data:`COMMANDS`; put its code in its own module under ``preceptor/cli/``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from preceptor.errors import PreceptorError
+
+COMMANDS: dict[str, str] = {
+    "init": "preceptor.cli.core:init_cmd",
+    "import": "preceptor.cli.core:import_cmd",
+    "status": "preceptor.cli.core:status_cmd",
+    "backup": "preceptor.cli.core:backup_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS:
+            module, attr = COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--project", "project_dir", type=click.Path(file_okay=False), envvar="PRECEPTOR_PROJECT",
+              help="Project folder (default: the current folder, or $PRECEPTOR_PROJECT).")
+@click.version_option(package_name="preceptor")
+@click.pass_context
+def cli(ctx: click.Context, project_dir: str | None) -> None:
+    """preceptor: distil a teacher LLM into a small student, with experts in the loop.
+
+    With no command, opens the terminal app on the project.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["project_dir"] = project_dir
+    if ctx.invoked_subcommand is None:
+        name = "tui" if "tui" in COMMANDS else "status"
+        ctx.invoke(cli.get_command(ctx, name))  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors print title, message and hint to stderr and exit 2."""
+    try:
+        cli.main(args=argv, prog_name="preceptor", standalone_mode=False)
+    except PreceptorError as exc:
+        click.secho(f"Error: {exc.title}", fg="red", bold=True, err=True)
+        click.echo(exc.message, err=True)
+        if exc.hint:
+            click.echo(f"Hint: {exc.hint}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

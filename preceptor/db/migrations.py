@@ -1,0 +1,236 @@
+"""Named, transactional migrations.
+
+Each migration is a function ``mNNN_name(conn)``; it and the row recording it in
+``schema_migrations`` run inside one transaction, so a crash never leaves a half-applied
+step. Append new migrations to :data:`MIGRATIONS`; never edit one that has shipped.
+A database made by an older version opens in a newer one and is brought to head.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from preceptor.db.store import Store, now
+
+
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    """Run several statements inside the caller's transaction.
+
+    (``executescript`` would COMMIT first, breaking the migration's atomicity.)
+    """
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            conn.execute(buf)
+            buf = ""
+    if buf.strip():
+        conn.execute(buf)
+
+
+def m001_initial(conn: sqlite3.Connection) -> None:
+    _script(conn, 
+        """
+        CREATE TABLE collections (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL DEFAULT 'prompts' CHECK (kind IN ('prompts', 'judgments')),
+            source TEXT,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE prompts (
+            id INTEGER PRIMARY KEY,
+            text TEXT NOT NULL,
+            text_hash TEXT NOT NULL,
+            reference TEXT,
+            split TEXT NOT NULL CHECK (split IN ('train', 'val', 'test')),
+            task TEXT,
+            group_key TEXT NOT NULL,
+            collection TEXT NOT NULL,
+            meta TEXT,
+            source TEXT,
+            bad_item TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (collection, text_hash)
+        );
+        CREATE INDEX prompts_group ON prompts (group_key);
+        CREATE INDEX prompts_split ON prompts (collection, split);
+
+        CREATE TABLE systems (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            model TEXT,
+            adapter TEXT,
+            params TEXT,
+            imported INTEGER NOT NULL DEFAULT 0,
+            run_id INTEGER,
+            meta TEXT,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE outputs (
+            id INTEGER PRIMARY KEY,
+            prompt_id INTEGER NOT NULL REFERENCES prompts (id) ON DELETE CASCADE,
+            system_id INTEGER NOT NULL REFERENCES systems (id) ON DELETE CASCADE,
+            text TEXT,
+            error TEXT,
+            messages TEXT,
+            template_hash TEXT,
+            params TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            latency_ms REAL,
+            cost REAL,
+            created_at TEXT NOT NULL,
+            UNIQUE (prompt_id, system_id)
+        );
+        CREATE INDEX outputs_system ON outputs (system_id);
+
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted')),
+            config TEXT,
+            pid INTEGER,
+            dir TEXT,
+            error TEXT,
+            warning TEXT,
+            system_id INTEGER REFERENCES systems (id),
+            parent_id INTEGER REFERENCES runs (id),
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            ended_at TEXT,
+            heartbeat_at TEXT
+        );
+
+        CREATE TABLE run_metrics (
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            value REAL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX run_metrics_run ON run_metrics (run_id, name, step);
+
+        CREATE TABLE metrics (
+            output_id INTEGER NOT NULL REFERENCES outputs (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            reference TEXT NOT NULL,
+            value REAL,
+            meta TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (output_id, name, reference)
+        );
+
+        CREATE TABLE exports (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            path TEXT NOT NULL,
+            filters TEXT,
+            n INTEGER NOT NULL,
+            sha256 TEXT,
+            manifest TEXT,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE llm_cache (
+            key TEXT PRIMARY KEY,
+            model TEXT,
+            request TEXT NOT NULL,
+            response TEXT NOT NULL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost REAL,
+            created_at TEXT NOT NULL
+        );
+        """
+    )
+
+
+def m002_judging(conn: sqlite3.Connection) -> None:
+    _script(conn, 
+        """
+        CREATE TABLE experts (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            norm_name TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE pairs (
+            id INTEGER PRIMARY KEY,
+            prompt_id INTEGER NOT NULL REFERENCES prompts (id) ON DELETE CASCADE,
+            output_a INTEGER NOT NULL REFERENCES outputs (id) ON DELETE CASCADE,
+            output_b INTEGER NOT NULL REFERENCES outputs (id) ON DELETE CASCADE,
+            split TEXT NOT NULL,
+            priority REAL NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            UNIQUE (output_a, output_b),
+            CHECK (output_a < output_b)
+        );
+        CREATE INDEX pairs_prompt ON pairs (prompt_id);
+
+        CREATE TABLE reservations (
+            pair_id INTEGER NOT NULL REFERENCES pairs (id) ON DELETE CASCADE,
+            expert_id INTEGER NOT NULL REFERENCES experts (id) ON DELETE CASCADE,
+            until REAL NOT NULL,
+            repeat INTEGER NOT NULL DEFAULT 0,
+            left_output_id INTEGER,
+            PRIMARY KEY (pair_id, expert_id)
+        );
+
+        CREATE TABLE judgments (
+            id INTEGER PRIMARY KEY,
+            pair_id INTEGER NOT NULL REFERENCES pairs (id) ON DELETE CASCADE,
+            judge_kind TEXT NOT NULL CHECK (judge_kind IN ('expert', 'llm', 'metric', 'imported')),
+            judge_id TEXT NOT NULL,
+            left_output_id INTEGER,
+            winner_output_id INTEGER REFERENCES outputs (id),
+            verdict TEXT NOT NULL CHECK (verdict IN ('win', 'tie', 'both_bad', 'unparsed', 'inconsistent', 'skip')),
+            confidence REAL,
+            unsafe_a INTEGER NOT NULL DEFAULT 0,
+            unsafe_b INTEGER NOT NULL DEFAULT 0,
+            rationale TEXT,
+            raw TEXT,
+            latency_ms REAL,
+            repeat INTEGER NOT NULL DEFAULT 0,
+            supersedes INTEGER REFERENCES judgments (id),
+            meta TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX judgments_pair ON judgments (pair_id, judge_kind);
+        CREATE INDEX judgments_judge ON judgments (judge_kind, judge_id);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    m001_initial,
+    m002_judging,
+]
+
+
+def migrate(store: Store, target: int | None = None) -> list[str]:
+    """Apply pending migrations (up to ``target`` steps in total); return the names applied."""
+    conn = store.conn
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+    todo = MIGRATIONS if target is None else MIGRATIONS[:target]
+    applied = []
+    for fn in todo:
+        if fn.__name__ in done:
+            continue
+        with store.tx():
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (fn.__name__,)).fetchone():
+                continue  # another process migrated meanwhile
+            fn(conn)
+            conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (fn.__name__, now()))
+        applied.append(fn.__name__)
+    return applied
+
+
+def head() -> int:
+    return len(MIGRATIONS)

@@ -1,0 +1,132 @@
+"""Typed queries on ``prompts``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from preceptor.db.store import Store, loads
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: int
+    text: str
+    reference: str | None
+    split: str
+    task: str | None
+    group_key: str
+    collection: str
+    meta: dict[str, Any]
+    source: str | None
+    bad_item: str | None
+
+
+def _row(r: Any) -> Prompt:
+    return Prompt(r["id"], r["text"], r["reference"], r["split"], r["task"], r["group_key"], r["collection"],
+                  loads(r["meta"]) or {}, r["source"], r["bad_item"])
+
+
+@dataclass(frozen=True)
+class PromptFilter:
+    """The selection used everywhere prompts are picked (generate, pairs, stats, export).
+
+    ``collections=None`` means the project's own collections (imported judgment sets are
+    left out unless named).
+    """
+
+    split: str | Sequence[str] | None = None  # None or "all" = every split
+    collections: Sequence[str] | None = None
+    task: str | None = None
+    include_bad: bool = False
+    limit: int | None = None
+
+    def where(self, alias: str = "p") -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        splits = self.split
+        if isinstance(splits, str):
+            splits = None if splits == "all" else [s.strip() for s in splits.split(",") if s.strip()]
+        if splits:
+            clauses.append(f"{alias}.split IN ({','.join('?' * len(splits))})")
+            params.extend(splits)
+        if self.collections:
+            clauses.append(f"{alias}.collection IN ({','.join('?' * len(self.collections))})")
+            params.extend(self.collections)
+        else:
+            clauses.append(f"{alias}.collection NOT IN (SELECT name FROM collections WHERE kind = 'judgments')")
+        if self.task:
+            clauses.append(f"{alias}.task = ?")
+            params.append(self.task)
+        if not self.include_bad:
+            clauses.append(f"{alias}.bad_item IS NULL")
+        return (" AND ".join(clauses) or "1"), params
+
+
+def get(store: Store, prompt_id: int) -> Prompt | None:
+    r = store.one("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
+    return _row(r) if r else None
+
+
+def select(store: Store, flt: PromptFilter = PromptFilter()) -> list[Prompt]:
+    where, params = flt.where()
+    sql = f"SELECT p.* FROM prompts p WHERE {where} ORDER BY p.id"
+    if flt.limit:
+        sql += f" LIMIT {int(flt.limit)}"
+    return [_row(r) for r in store.all(sql, params)]
+
+
+def split_of_group(store: Store, group_key: str) -> str | None:
+    return store.scalar("SELECT split FROM prompts WHERE group_key = ? LIMIT 1", (group_key,))
+
+
+def hashes_in_collection(store: Store, collection: str) -> set[str]:
+    return {r[0] for r in store.execute("SELECT text_hash FROM prompts WHERE collection = ?", (collection,))}
+
+
+INSERT_COLUMNS = ("text", "text_hash", "reference", "split", "task", "group_key", "collection", "meta", "source", "created_at")
+
+
+def insert_many(store: Store, rows: Iterable[Sequence[Any]]) -> None:
+    """Insert rows of :data:`INSERT_COLUMNS` values (call inside ``store.tx()``)."""
+    store.conn.executemany(
+        f"INSERT INTO prompts ({','.join(INSERT_COLUMNS)}) VALUES ({','.join('?' * len(INSERT_COLUMNS))})", rows
+    )
+
+
+def ids_by_hash(store: Store, collection: str, hashes: Sequence[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for i in range(0, len(hashes), 500):
+        chunk = list(hashes[i:i + 500])
+        for r in store.all(
+            f"SELECT text_hash, id FROM prompts WHERE collection = ? AND text_hash IN ({','.join('?' * len(chunk))})",
+            [collection, *chunk],
+        ):
+            out[r[0]] = r[1]
+    return out
+
+
+def counts_by_split(store: Store) -> dict[str, dict[str, int]]:
+    """{collection: {split: n}}."""
+    out: dict[str, dict[str, int]] = {}
+    for r in store.all("SELECT collection, split, COUNT(*) FROM prompts GROUP BY collection, split"):
+        out.setdefault(r[0], {})[r[1]] = r[2]
+    return out
+
+
+def set_bad_item(store: Store, prompt_id: int, reason: str | None) -> None:
+    with store.tx():
+        store.execute("UPDATE prompts SET bad_item = ? WHERE id = ?", (reason, prompt_id))
+
+
+def ensure_collection(store: Store, name: str, kind: str = "prompts", source: str | None = None) -> None:
+    from preceptor.db.store import now
+
+    store.execute("INSERT OR IGNORE INTO collections (name, kind, source, created_at) VALUES (?, ?, ?, ?)", (name, kind, source, now()))
+
+
+def collections(store: Store) -> list[dict[str, Any]]:
+    return [dict(r) for r in store.all("SELECT * FROM collections ORDER BY created_at")]

@@ -1,0 +1,128 @@
+"""Typed queries on ``runs`` and ``run_metrics``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from preceptor.db.store import Store, dumps, loads, now
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+ACTIVE = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    kind: str
+    status: str
+    config: dict[str, Any]
+    pid: int | None
+    dir: str | None
+    error: str | None
+    warning: str | None
+    system_id: int | None
+    parent_id: int | None
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+
+
+def _row(r: Any) -> Run:
+    return Run(r["id"], r["kind"], r["status"], loads(r["config"]) or {}, r["pid"], r["dir"], r["error"],
+               r["warning"], r["system_id"], r["parent_id"], r["created_at"], r["started_at"], r["ended_at"])
+
+
+def create(store: Store, kind: str, config: dict[str, Any], *, dir: str | None = None, parent_id: int | None = None) -> Run:
+    with store.tx():
+        rid = store.execute(
+            "INSERT INTO runs (kind, status, config, dir, parent_id, created_at) VALUES (?, 'queued', ?, ?, ?, ?)",
+            (kind, dumps(config), dir, parent_id, now()),
+        ).lastrowid
+    run = get(store, rid)
+    assert run is not None
+    return run
+
+
+def get(store: Store, run_id: int) -> Run | None:
+    r = store.one("SELECT * FROM runs WHERE id = ?", (run_id,))
+    return _row(r) if r else None
+
+
+def list_runs(store: Store, kind: str | None = None, limit: int = 100) -> list[Run]:
+    if kind:
+        rows = store.all("SELECT * FROM runs WHERE kind = ? ORDER BY id DESC LIMIT ?", (kind, limit))
+    else:
+        rows = store.all("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+    return [_row(r) for r in rows]
+
+
+def update(store: Store, run_id: int, **fields: Any) -> None:
+    if "config" in fields:
+        fields["config"] = dumps(fields["config"])
+    cols = ", ".join(f"{k} = ?" for k in fields)
+    with store.tx():
+        store.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*fields.values(), run_id))
+
+
+def set_status(store: Store, run_id: int, status: str, *, error: str | None = None) -> None:
+    assert status in STATUSES
+    fields: dict[str, Any] = {"status": status}
+    if status == "running":
+        fields["started_at"] = now()
+        fields["pid"] = os.getpid()
+    if status in ("succeeded", "failed", "cancelled", "interrupted"):
+        fields["ended_at"] = now()
+    if error is not None:
+        fields["error"] = error
+    update(store, run_id, **fields)
+
+
+def add_metrics(store: Store, run_id: int, items: Iterable[tuple[int, str, float]]) -> None:
+    ts = now()
+    with store.tx():
+        store.conn.executemany(
+            "INSERT INTO run_metrics (run_id, step, name, value, created_at) VALUES (?, ?, ?, ?, ?)",
+            [(run_id, int(step), name, None if value is None else float(value), ts) for step, name, value in items],
+        )
+
+
+def metrics(store: Store, run_id: int, name: str | None = None) -> list[tuple[int, str, float]]:
+    if name:
+        rows = store.all("SELECT step, name, value FROM run_metrics WHERE run_id = ? AND name = ? ORDER BY rowid", (run_id, name))
+    else:
+        rows = store.all("SELECT step, name, value FROM run_metrics WHERE run_id = ? ORDER BY rowid", (run_id,))
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    try:  # a zombie (exited, not yet reaped by its parent) is dead for our purpose
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def mark_dead_runs(store: Store) -> list[int]:
+    """Mark runs whose process is gone as ``interrupted``; return their ids."""
+    dead = [r[0] for r in store.all("SELECT id, pid FROM runs WHERE status = 'running'") if not r[1] or not _alive(r[1])]
+    for rid in dead:
+        with store.tx():
+            store.execute(
+                "UPDATE runs SET status = 'interrupted', ended_at = ?, error = COALESCE(error, 'the process ended without recording a result') "
+                "WHERE id = ? AND status = 'running'",
+                (now(), rid),
+            )
+    return dead
+
+
+def counts_by_status(store: Store) -> dict[str, int]:
+    return {r[0]: r[1] for r in store.all("SELECT status, COUNT(*) FROM runs GROUP BY status")}

@@ -1,0 +1,163 @@
+"""Connection, transactions and migrations for a project database."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from preceptor.errors import PreceptorError
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def now() -> str:
+    """UTC timestamp with milliseconds, sortable as text."""
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class Store:
+    """A project database.
+
+    The connection is plain ``sqlite3`` in autocommit mode (fast to open: the TUI's
+    start-up reads go through it); writes happen inside :meth:`tx`, which takes the write
+    lock up front (``BEGIN IMMEDIATE``) so concurrent writers queue on the busy timeout
+    instead of failing with "database is locked". sqlite-utils is available through
+    :attr:`utils` for schema work and bulk inserts, imported only when first used.
+    """
+
+    def __init__(self, path: Path | str, *, migrate: bool = True, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self._utils = None
+        self._depth = 0
+        shared = self._shared_folder()
+        old_umask = os.umask(0o002) if shared else None
+        try:
+            if readonly:
+                uri = f"file:{self.path}?mode=ro"
+                self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+            else:
+                self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            if not readonly:
+                mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":  # pragma: no cover - e.g. a network file system
+                    raise PreceptorError("Database", f"{self.path}: cannot switch to WAL mode ({mode})", "Keep the project on a local disk.")
+                self.conn.execute("PRAGMA synchronous = NORMAL")
+            if migrate and not readonly:
+                from preceptor.db.migrations import migrate as run_migrations
+
+                run_migrations(self)
+        except sqlite3.DatabaseError as exc:
+            raise PreceptorError("Cannot open database", f"{self.path}: {exc}", "Check the file is a preceptor database and the folder is writable.")
+        finally:
+            if old_umask is not None:
+                os.umask(old_umask)
+        if shared:
+            self._make_group_writable()
+
+    # -- sharing between OS users ----------------------------------------------------
+    def _shared_folder(self) -> bool:
+        try:
+            return bool(self.path.parent.stat().st_mode & stat.S_IWGRP)
+        except OSError:
+            return False
+
+    def _make_group_writable(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(self.path) + suffix)
+            try:
+                if p.exists() and p.stat().st_uid == os.getuid():
+                    p.chmod(p.stat().st_mode | stat.S_IRGRP | stat.S_IWGRP)
+            except OSError:
+                pass
+
+    # -- transactions -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (nestable: inner calls join the outer one)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self.conn
+        except BaseException:
+            self._depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self._depth = 0
+            self.conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params: Any = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    @property
+    def utils(self):  # -> sqlite_utils.Database
+        """sqlite-utils over the same connection (imported lazily: it pulls in pandas)."""
+        if self._utils is None:
+            import sqlite_utils
+
+            self._utils = sqlite_utils.Database(self.conn)
+        return self._utils
+
+    @property
+    def schema_version(self) -> int:
+        try:
+            return int(self.scalar("SELECT COUNT(*) FROM schema_migrations") or 0)
+        except sqlite3.OperationalError:
+            return 0
+
+    def backup(self, out: Path) -> None:
+        """A consistent copy through SQLite's online backup API (safe while others write)."""
+        out = Path(out)
+        if out.exists():
+            raise PreceptorError("Backup", f"{out} already exists", "Choose a new file name.")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        dst = sqlite3.connect(out)
+        try:
+            self.conn.backup(dst)
+        finally:
+            dst.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""The headless core. Nothing under ``preceptor.engine`` may import Textual."""
