@@ -45,3 +45,19 @@ def project(tmp_path: Path):
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen2 causal LM + ChatML tokenizer folder, built once per test session (read-only)."""
+    from preceptor.testing.tiny import build_causal_lm
+
+    return build_causal_lm(tmp_path_factory.mktemp("tiny_lm") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT sentence encoder (sentence-transformers folder), built once per session."""
+    from preceptor.testing.tiny import build_encoder
+
+    return build_encoder(tmp_path_factory.mktemp("tiny_encoder") / "model")
