@@ -133,3 +133,26 @@ def table(rows: list[list[Any]], headers: list[str]) -> str:
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+class LazySubgroup(click.Group):
+    """A command group whose sub-commands may live in other modules (imported on use).
+
+    ``lazy`` maps sub-command names to ``"module:attr"``; commands added with
+    ``@group.command()`` work as usual. Lets e.g. ``train embed`` live in ``cli/embed.py``.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, attr = self.lazy[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
