@@ -85,9 +85,12 @@ def read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[int, dict[str, 
         except StopIteration:
             return
         except csv.Error as exc:
+            reason = str(exc)
+            if "unexpected end of data" in reason:
+                reason = "a quoted field starting in this record is never closed"
             raise PreceptorError(
                 "Broken CSV",
-                f"{path}:{start}: {exc} (record starting on line {start})",
+                f"{path}:{start}: {reason}",
                 'A field containing the delimiter, a quote or a newline must be quoted, and quotes inside it doubled ("").',
             )
         if not row or (len(row) == 1 and not row[0].strip()):

@@ -1,0 +1,54 @@
+"""The headless core never imports Textual; start-up paths never import the heavy stack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ["torch", "transformers", "peft", "trl", "sentence_transformers", "litellm", "bert_score", "datasets"]
+
+
+def loaded_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+CORE = [
+    "preceptor.db", "preceptor.db.store", "preceptor.db.migrations", "preceptor.db.prompts", "preceptor.db.systems",
+    "preceptor.db.outputs", "preceptor.db.runs", "preceptor.engine", "preceptor.engine.data",
+    "preceptor.engine.events", "preceptor.engine.status", "preceptor.prompts", "preceptor.project",
+]
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_imports_without_textual(module):
+    mods = loaded_after(f"import {module}")
+    assert "textual" not in mods
+    assert not (set(HEAVY) & mods), set(HEAVY) & mods
+
+
+def test_every_engine_and_db_module_is_headless():
+    """All modules under engine/, db/, prompts/ (whatever exists) import without textual."""
+    import pkgutil
+
+    import preceptor.db
+    import preceptor.engine
+    import preceptor.prompts
+
+    names = []
+    for pkg in (preceptor.engine, preceptor.db, preceptor.prompts):
+        names += [m.name for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")]
+    code = "\n".join(f"import {n}" for n in names)
+    assert "textual" not in loaded_after(code)
+
+
+def test_cli_start_is_light():
+    mods = loaded_after("import preceptor.cli, preceptor.cli.core, preceptor.cli.common")
+    assert not (set(HEAVY) & mods)
+    assert "textual" not in mods
