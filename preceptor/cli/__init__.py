@@ -19,6 +19,11 @@ COMMANDS: dict[str, str] = {
     "import": "preceptor.cli.core:import_cmd",
     "status": "preceptor.cli.core:status_cmd",
     "backup": "preceptor.cli.core:backup_cmd",
+    "tui": "preceptor.cli.tui:tui_cmd",
+    "serve": "preceptor.cli.tui:serve_cmd",
+    "models": "preceptor.cli.models:models_group",
+    "systems": "preceptor.cli.systems:systems_group",
+    "generate": "preceptor.cli.generate:generate_cmd",
 }
 
 

@@ -207,9 +207,119 @@ def m002_judging(conn: sqlite3.Connection) -> None:
     )
 
 
+def m003_embedding(conn: sqlite3.Connection) -> None:
+    """The embedding track: curriculum stages, their pairs, encoder models and corpora.
+
+    A stage's order lives in ``preceptor.toml`` (``[embed] stages``); this table records
+    which stages hold data. ``encoders`` lists every encoder a run produced (one per
+    stage, chained through ``parent_id``); ``corpora`` / ``corpus_docs`` are the document
+    sets a retriever system searches.
+    """
+    _script(conn,
+        """
+        CREATE TABLE embed_stages (
+            name TEXT PRIMARY KEY,
+            description TEXT,
+            source TEXT,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE embed_pairs (
+            id INTEGER PRIMARY KEY,
+            stage TEXT NOT NULL REFERENCES embed_stages (name) ON DELETE CASCADE,
+            anchor TEXT NOT NULL,
+            positive TEXT NOT NULL,
+            negative TEXT,
+            score REAL,
+            group_key TEXT NOT NULL,
+            split TEXT NOT NULL CHECK (split IN ('train', 'val', 'test')),
+            pair_hash TEXT NOT NULL,
+            source TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (stage, pair_hash)
+        );
+        CREATE INDEX embed_pairs_stage ON embed_pairs (stage, split);
+        CREATE INDEX embed_pairs_group ON embed_pairs (stage, group_key);
+
+        CREATE TABLE encoders (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            path TEXT NOT NULL,
+            base TEXT,
+            stage TEXT,
+            run_id INTEGER REFERENCES runs (id) ON DELETE SET NULL,
+            parent_id INTEGER REFERENCES encoders (id) ON DELETE SET NULL,
+            query_prefix TEXT NOT NULL DEFAULT '',
+            passage_prefix TEXT NOT NULL DEFAULT '',
+            meta TEXT,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE corpora (
+            name TEXT PRIMARY KEY,
+            source TEXT,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE corpus_docs (
+            id INTEGER PRIMARY KEY,
+            corpus TEXT NOT NULL REFERENCES corpora (name) ON DELETE CASCADE,
+            doc_key TEXT NOT NULL,
+            text TEXT NOT NULL,
+            meta TEXT,
+            UNIQUE (corpus, doc_key)
+        );
+        """
+    )
+
+
+def m004_judging_extra(conn: sqlite3.Connection) -> None:
+    """Judging queue: denormalised pair columns + a partial index of open pairs, repeats."""
+    _script(conn,
+        """
+        ALTER TABLE pairs ADD COLUMN system_a INTEGER REFERENCES systems (id);
+        ALTER TABLE pairs ADD COLUMN system_b INTEGER REFERENCES systems (id);
+        ALTER TABLE pairs ADD COLUMN needed INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE pairs ADD COLUMN expert_votes INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE pairs ADD COLUMN queue_key INTEGER NOT NULL DEFAULT 0;
+        UPDATE pairs SET system_a = (SELECT system_id FROM outputs WHERE outputs.id = pairs.output_a),
+                         system_b = (SELECT system_id FROM outputs WHERE outputs.id = pairs.output_b),
+                         queue_key = (id * 2654435761) % 4294967296;
+        UPDATE pairs SET expert_votes = (
+            SELECT COUNT(DISTINCT j.judge_id) FROM judgments j
+            WHERE j.pair_id = pairs.id AND j.judge_kind = 'expert' AND j.repeat = 0
+              AND j.verdict IN ('win', 'tie', 'both_bad')
+              AND NOT EXISTS (SELECT 1 FROM judgments s WHERE s.supersedes = j.id));
+        CREATE INDEX pairs_open ON pairs (priority DESC, queue_key) WHERE expert_votes < needed;
+        CREATE INDEX pairs_systems ON pairs (system_a, system_b, split);
+        CREATE INDEX pairs_split ON pairs (split);
+
+        ALTER TABLE reservations ADD COLUMN host TEXT;
+        ALTER TABLE reservations ADD COLUMN pid INTEGER;
+        ALTER TABLE reservations ADD COLUMN served_at REAL;
+        CREATE INDEX reservations_expert ON reservations (expert_id);
+
+        CREATE INDEX judgments_expert_pair ON judgments (judge_kind, judge_id, pair_id);
+        CREATE INDEX judgments_supersedes ON judgments (supersedes);
+
+        CREATE TABLE repeats (
+            expert_id INTEGER NOT NULL REFERENCES experts (id) ON DELETE CASCADE,
+            pair_id INTEGER NOT NULL REFERENCES pairs (id) ON DELETE CASCADE,
+            due_after INTEGER NOT NULL,
+            left_output_id INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (expert_id, pair_id)
+        );
+        CREATE INDEX repeats_due ON repeats (expert_id, due_after);
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_judging,
+    m003_embedding,
+    m004_judging_extra,
 ]
 
 

@@ -121,8 +121,94 @@ def mark_dead_runs(store: Store) -> list[int]:
                 "WHERE id = ? AND status = 'running'",
                 (now(), rid),
             )
-    return dead
+    return dead + mark_dead_queued(store)
 
 
 def counts_by_status(store: Store) -> dict[str, int]:
     return {r[0]: r[1] for r in store.all("SELECT status, COUNT(*) FROM runs GROUP BY status")}
+
+
+# --- used by the training runner (preceptor.engine.train) ----------------------------
+
+TERMINAL = ("succeeded", "failed", "cancelled", "interrupted")
+
+
+def heartbeat(store: Store, run_id: int) -> None:
+    """Record that the run's process is alive (written every few seconds by the worker)."""
+    with store.tx():
+        store.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (now(), run_id))
+
+
+def mark_dead_queued(store: Store) -> list[int]:
+    """Queued runs whose launched process (pid recorded) is gone: they never started."""
+    dead = [r[0] for r in store.all("SELECT id, pid FROM runs WHERE status = 'queued' AND pid IS NOT NULL")
+            if not _alive(r[1])]
+    for rid in dead:
+        with store.tx():
+            store.execute(
+                "UPDATE runs SET status = 'interrupted', ended_at = ?, "
+                "error = COALESCE(error, 'the training process ended before it started (see the run log)') "
+                "WHERE id = ? AND status = 'queued'",
+                (now(), rid),
+            )
+    return dead
+
+
+def requeue(store: Store, run_id: int, config: dict[str, Any]) -> None:
+    """Put a stopped run back in the queue (resume): clears the error and end time."""
+    with store.tx():
+        store.execute(
+            "UPDATE runs SET status = 'queued', config = ?, error = NULL, warning = NULL, ended_at = NULL, pid = NULL "
+            "WHERE id = ?",
+            (dumps(config), run_id),
+        )
+
+
+def merge_config(store: Store, run_id: int, values: dict[str, Any]) -> dict[str, Any]:
+    """Add keys to the run's recorded config (e.g. the data's sha256 once it is known)."""
+    with store.tx():
+        row = store.one("SELECT config FROM runs WHERE id = ?", (run_id,))
+        config = (loads(row[0]) if row else None) or {}
+        config.update(values)
+        store.execute("UPDATE runs SET config = ? WHERE id = ?", (dumps(config), run_id))
+    return config
+
+
+def append_warning(store: Store, run_id: int, text: str) -> None:
+    with store.tx():
+        store.execute(
+            "UPDATE runs SET warning = CASE WHEN warning IS NULL OR warning = '' THEN ? ELSE warning || char(10) || ? END "
+            "WHERE id = ?",
+            (text, text, run_id),
+        )
+
+
+def metrics_after(store: Store, run_id: int, after_rowid: int = 0) -> list[tuple[int, int, str, float | None]]:
+    """(rowid, step, name, value) recorded after ``after_rowid`` (for live watching)."""
+    rows = store.all(
+        "SELECT rowid, step, name, value FROM run_metrics WHERE run_id = ? AND rowid > ? ORDER BY rowid",
+        (run_id, after_rowid),
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def delete_metrics_after(store: Store, run_id: int, step: int) -> int:
+    """Drop metrics logged after ``step`` (a resume from that checkpoint logs them again)."""
+    with store.tx():
+        return store.execute("DELETE FROM run_metrics WHERE run_id = ? AND step > ?", (run_id, step)).rowcount
+
+
+def last_values(store: Store, run_id: int) -> dict[str, tuple[int, float | None]]:
+    """{name: (step, value)} of the last value recorded for each metric."""
+    rows = store.all(
+        "SELECT name, step, value FROM run_metrics WHERE rowid IN "
+        "(SELECT MAX(rowid) FROM run_metrics WHERE run_id = ? GROUP BY name) ORDER BY name",
+        (run_id,),
+    )
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def set_launch_pid(store: Store, run_id: int, pid: int) -> None:
+    """Record the launched process while the run is still queued (the worker then records its own)."""
+    with store.tx():
+        store.execute("UPDATE runs SET pid = ? WHERE id = ? AND status = 'queued'", (pid, run_id))

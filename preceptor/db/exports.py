@@ -1,0 +1,173 @@
+"""Read queries for statistics and exports, and the ``exports`` table.
+
+Votes are read *effective*: a judgment that a later one supersedes is dropped (only the
+newest in a chain counts). Superseded ids are collected in Python because ``judgments``
+has no index on ``supersedes`` (a correlated ``NOT EXISTS`` would be quadratic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from preceptor.db.prompts import PromptFilter
+from preceptor.db.store import Store, dumps, loads, now
+
+
+def superseded_ids(store: Store) -> set[int]:
+    return {r[0] for r in store.execute("SELECT supersedes FROM judgments WHERE supersedes IS NOT NULL")}
+
+
+VOTE_COLUMNS = (
+    "j.id AS judgment_id, j.pair_id, j.judge_kind, j.judge_id, j.left_output_id, j.winner_output_id,"
+    " j.verdict, j.confidence, j.unsafe_a, j.unsafe_b, j.repeat, j.created_at, j.rationale,"
+    " pr.output_a, pr.output_b, p.id AS prompt_id, p.split, p.task, p.collection, p.bad_item,"
+    " sa.name AS system_a, sb.name AS system_b, length(oa.text) AS len_a, length(ob.text) AS len_b"
+)
+
+_VOTE_JOINS = """
+    FROM judgments j
+    JOIN pairs pr ON pr.id = j.pair_id
+    JOIN prompts p ON p.id = pr.prompt_id
+    JOIN outputs oa ON oa.id = pr.output_a
+    JOIN outputs ob ON ob.id = pr.output_b
+    JOIN systems sa ON sa.id = oa.system_id
+    JOIN systems sb ON sb.id = ob.system_id
+"""
+
+
+def votes(store: Store, flt: PromptFilter, *, kinds: Sequence[str] | None = None,
+          extra_columns: str = "") -> Iterator[dict[str, Any]]:
+    """Effective (not superseded, not skipped) judgments on pairs whose prompt matches ``flt``,
+    oldest first, joined with the pair's prompt, systems and answer lengths."""
+    dropped = superseded_ids(store)
+    where, params = flt.where("p")
+    sql = f"SELECT {VOTE_COLUMNS}{extra_columns} {_VOTE_JOINS} WHERE j.verdict != 'skip' AND {where}"
+    if kinds:
+        sql += f" AND j.judge_kind IN ({','.join('?' * len(kinds))})"
+        params = [*params, *kinds]
+    sql += " ORDER BY j.created_at, j.id"
+    for r in store.execute(sql, params):
+        if r["judgment_id"] in dropped:
+            continue
+        yield dict(r)
+
+
+def vote_audit_rows(store: Store, flt: PromptFilter, *, include_superseded: bool = False) -> Iterator[dict[str, Any]]:
+    """Every judgment (audit view), with prompt text, both answers' systems and whether it still counts."""
+    dropped = superseded_ids(store)
+    where, params = flt.where("p")
+    sql = (f"SELECT {VOTE_COLUMNS}, j.supersedes, j.latency_ms, j.raw, p.text AS prompt_text, j.meta"
+           f" {_VOTE_JOINS} WHERE {where} ORDER BY j.id")
+    for r in store.execute(sql, params):
+        d = dict(r)
+        d["superseded"] = d["judgment_id"] in dropped
+        if d["superseded"] and not include_superseded:
+            continue
+        yield d
+
+
+def pairs_with_texts(store: Store, flt: PromptFilter) -> Iterator[dict[str, Any]]:
+    """Pairs whose prompt matches ``flt`` (bad items included when the filter says so), with
+    the prompt, both answers and their systems, ordered by pair id."""
+    where, params = flt.where("p")
+    sql = f"""
+        SELECT pr.id AS pair_id, pr.output_a, pr.output_b, p.id AS prompt_id, p.text AS prompt_text,
+               p.reference, p.split, p.task, p.group_key, p.collection, p.meta AS prompt_meta, p.source,
+               p.bad_item, oa.text AS text_a, ob.text AS text_b, oa.messages AS messages_a,
+               ob.messages AS messages_b, sa.name AS system_a, sb.name AS system_b,
+               sa.role AS role_a, sb.role AS role_b, sa.backend AS backend_a, sb.backend AS backend_b
+        FROM pairs pr
+        JOIN prompts p ON p.id = pr.prompt_id
+        JOIN outputs oa ON oa.id = pr.output_a
+        JOIN outputs ob ON ob.id = pr.output_b
+        JOIN systems sa ON sa.id = oa.system_id
+        JOIN systems sb ON sb.id = ob.system_id
+        WHERE {where}
+        ORDER BY pr.id"""
+    for r in store.execute(sql, params):
+        yield dict(r)
+
+
+def count_pairs_outside(store: Store, flt: PromptFilter) -> int:
+    """Judged pairs of the same collections whose prompt is in another split (for messages)."""
+    outside = PromptFilter(split=None, collections=flt.collections, task=flt.task, include_bad=flt.include_bad)
+    where_all, p_all = outside.where("p")
+    where_in, p_in = flt.where("p")
+    sql = (f"SELECT COUNT(DISTINCT pr.id) FROM pairs pr JOIN prompts p ON p.id = pr.prompt_id"
+           f" JOIN judgments j ON j.pair_id = pr.id WHERE {where_all} AND NOT ({where_in})")
+    return int(store.scalar(sql, [*p_all, *p_in]) or 0)
+
+
+def metric_values(store: Store, output_ids: Sequence[int]) -> dict[tuple[str, str], dict[int, float]]:
+    """{(metric name, reference): {output_id: value}} for the given outputs (NULL values left out)."""
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    ids = list(output_ids)
+    for i in range(0, len(ids), 900):
+        chunk = ids[i:i + 900]
+        for r in store.execute(
+            f"SELECT output_id, name, reference, value FROM metrics WHERE value IS NOT NULL"
+            f" AND output_id IN ({','.join('?' * len(chunk))})", chunk,
+        ):
+            out.setdefault((r[1], r[2]), {})[r[0]] = float(r[3])
+    return out
+
+
+def spend(store: Store) -> dict[str, Any]:
+    """API spend: generation cost per system (outputs.cost) and LLM-call cost in llm_cache per model."""
+    by_system = [
+        {"system": r[0], "outputs": r[1], "cost": float(r[2] or 0.0), "prompt_tokens": int(r[3] or 0),
+         "completion_tokens": int(r[4] or 0)}
+        for r in store.all(
+            """SELECT s.name, COUNT(o.id), SUM(o.cost), SUM(o.prompt_tokens), SUM(o.completion_tokens)
+               FROM outputs o JOIN systems s ON s.id = o.system_id
+               WHERE o.cost IS NOT NULL AND o.cost > 0 GROUP BY s.name ORDER BY s.name""")
+    ]
+    by_model = [
+        {"model": r[0] or "(unknown)", "calls": r[1], "cost": float(r[2] or 0.0), "prompt_tokens": int(r[3] or 0),
+         "completion_tokens": int(r[4] or 0)}
+        for r in store.all(
+            """SELECT model, COUNT(*), SUM(cost), SUM(prompt_tokens), SUM(completion_tokens)
+               FROM llm_cache GROUP BY model ORDER BY model""")
+    ]
+    return {"outputs_by_system": by_system, "llm_cache_by_model": by_model}
+
+
+def record_export(store: Store, kind: str, path: str, filters: dict[str, Any], n: int, sha256: str | None,
+                  manifest: dict[str, Any]) -> int:
+    with store.tx():
+        cur = store.execute(
+            "INSERT INTO exports (kind, path, filters, n, sha256, manifest, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kind, path, dumps(filters), n, sha256, dumps(manifest), now()),
+        )
+        return int(cur.lastrowid)
+
+
+def list_exports(store: Store, kind: str | None = None) -> list[dict[str, Any]]:
+    sql = "SELECT * FROM exports" + (" WHERE kind = ?" if kind else "") + " ORDER BY id"
+    rows = []
+    for r in store.all(sql, (kind,) if kind else ()):
+        d = dict(r)
+        d["filters"] = loads(d["filters"])
+        d["manifest"] = loads(d["manifest"])
+        rows.append(d)
+    return rows
+
+
+def collection_kind(store: Store, name: str) -> str | None:
+    return store.scalar("SELECT kind FROM collections WHERE name = ?", (name,))
+
+
+def collection_names(store: Store) -> list[str]:
+    return [r[0] for r in store.all("SELECT name FROM collections ORDER BY name")]
+
+
+def pair_outputs(store: Store, pair_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """{pair_id: (output_a, output_b)}."""
+    out: dict[int, tuple[int, int]] = {}
+    ids = list(pair_ids)
+    for i in range(0, len(ids), 900):
+        chunk = ids[i:i + 900]
+        for r in store.execute(f"SELECT id, output_a, output_b FROM pairs WHERE id IN ({','.join('?' * len(chunk))})", chunk):
+            out[r[0]] = (r[1], r[2])
+    return out

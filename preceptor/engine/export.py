@@ -1,0 +1,555 @@
+"""DPO preference data that trains as-is in TRL, and the votes themselves for audit.
+
+Which pairs become training rows (each excluded pair is counted under the first rule it
+fails, and an export that would be empty is an error listing those counts):
+
+1. ``bad_item`` — the prompt was flagged as a bad item.
+2. ``missing_output`` — one of the two answers has no text (a failed generation).
+3. ``no_votes`` — no effective vote from the chosen source (superseded votes, skips and
+   self-consistency repeats never count; each judge counts once per pair, its newest vote).
+4. The verdict. Judges are ranked in tiers, **human (expert and imported labels) > llm >
+   metric**; the highest tier holding a real verdict decides, by majority of its decisive
+   votes. Within that tier, tie / both-bad votes abstain when there are decisive votes;
+   if the tier holds only tie or both-bad votes the pair is excluded as ``tie`` /
+   ``both_bad`` (a human's "neither" is not overruled by a machine). ``unparsed`` and
+   ``inconsistent`` verdicts are not judgments: the next tier decides, and a pair with
+   nothing else is excluded under that name. An even split of decisive votes is ``conflict``.
+   With ``source="agreed"``, the human tier and the LLM tier must both decide and agree
+   (``no_human_vote``, ``no_llm_vote``, ``disagreement``).
+5. ``low_confidence`` — the mean confidence of the votes that carried the decision is below
+   ``min_confidence``. A human vote without a confidence counts as 1.0, an LLM or metric
+   vote without one as 0.0 (unknown).
+6. ``unsafe_chosen`` — any effective vote flagged the winning answer unsafe: an unsafe
+   answer is never ``chosen`` (it may well be ``rejected``).
+7. ``identical`` — chosen and rejected have the same text.
+8. ``duplicate`` — the same (prompt, chosen, rejected) was already exported.
+
+The prompt is always the **student's** rendered prompt
+(:func:`preceptor.prompts.templates.student_messages`), never the grounded teacher's prompt
+with reference facts. Splits follow the prompt's split (default ``train``), so a val or
+test prompt never enters training data.
+
+Formats (TRL): ``standard`` rows are ``{"prompt": str, "chosen": str, "rejected": str}``
+(the prompt text is the system turn, a blank line, then the user turn(s)); ``conversational``
+rows are ``{"prompt": [system, user messages], "chosen": [assistant message],
+"rejected": [assistant message]}``. Metadata columns follow (pair and prompt ids, split,
+task, systems, deciding source, judges, agreement, confidence, template hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from preceptor.db import exports as q
+from preceptor.db.prompts import Prompt, PromptFilter
+from preceptor.db.store import loads, now
+from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
+from preceptor.errors import PreceptorError
+
+SCHEMA = "preceptor.dpo-export/1"
+VOTES_SCHEMA = "preceptor.votes-export/1"
+SOURCES = ("expert", "llm", "metric", "agreed", "all")
+STYLES = ("standard", "conversational")
+FORMATS = ("jsonl", "parquet", "hf")
+SPLIT_CHOICES = ("train", "val", "test", "all")
+TIERS = (("human", ("expert", "imported")), ("llm", ("llm",)), ("metric", ("metric",)))
+RULES = ("bad_item", "missing_output", "no_votes", "no_human_vote", "no_llm_vote", "tie", "both_bad", "unparsed",
+         "inconsistent", "conflict", "disagreement", "low_confidence", "unsafe_chosen", "identical", "duplicate")
+META_COLUMNS = ("pair_id", "prompt_id", "split", "task", "collection", "chosen_system", "rejected_system",
+                "chosen_output_id", "rejected_output_id", "source", "judges", "n_votes", "agreement", "confidence",
+                "template_hash")
+
+
+@dataclass(frozen=True)
+class DPOExportOptions:
+    split: str = "train"
+    source: str = "all"
+    min_confidence: float = 0.0
+    collection: str | None = None
+    style: str = "standard"
+    systems: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLIT_CHOICES:
+            raise PreceptorError("Invalid option", f"--split {self.split!r} is not one of {', '.join(SPLIT_CHOICES)}",
+                                 "DPO training data is the train split (the default).")
+        if self.source not in SOURCES:
+            raise PreceptorError("Invalid option", f"--source {self.source!r} is not one of {', '.join(SOURCES)}",
+                                 "Use expert, llm, metric, agreed or all.")
+        if self.style not in STYLES:
+            raise PreceptorError("Invalid option", f"--style {self.style!r} is not one of {', '.join(STYLES)}",
+                                 "Use standard or conversational.")
+        if not 0.0 <= float(self.min_confidence) <= 1.0:
+            raise PreceptorError("Invalid option", f"--min-confidence {self.min_confidence} is not in [0, 1]",
+                                 "Use e.g. 0.7.")
+        if self.systems is not None and len(self.systems) != 2:
+            raise PreceptorError("Invalid option", f"systems {self.systems!r} must name two systems", "Give two names.")
+
+
+# ----------------------------------------------------------------------------------------------
+# deciding a pair
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _V:
+    kind: str
+    judge: str
+    label: str  # a | b | tie | both_bad | unparsed | inconsistent
+    confidence: float | None
+    unsafe_a: bool
+    unsafe_b: bool
+
+
+def _conf(v: _V) -> float:
+    if v.confidence is not None:
+        return float(v.confidence)
+    return 1.0 if v.kind in ("expert", "imported") else 0.0
+
+
+def _decide_tier(votes: list[_V]) -> tuple[str, list[_V]]:
+    """("a"|"b", carrying votes) or (exclusion reason, []) for the votes of one tier."""
+    a = [v for v in votes if v.label == "a"]
+    b = [v for v in votes if v.label == "b"]
+    if a or b:
+        if len(a) == len(b):
+            return "conflict", []
+        return ("a", a) if len(a) > len(b) else ("b", b)
+    ties = sum(v.label == "tie" for v in votes)
+    bad = sum(v.label == "both_bad" for v in votes)
+    if ties or bad:
+        return ("tie" if ties > bad else "both_bad"), []
+    return ("inconsistent" if any(v.label == "inconsistent" for v in votes) else "unparsed"), []
+
+
+def decide(votes: Iterable[_V], source: str) -> tuple[str, list[_V], str | None]:
+    """(outcome, votes that carried it, deciding tier): outcome "a"/"b" or an exclusion reason."""
+    tiers: dict[str, list[_V]] = defaultdict(list)
+    kind_tier = {k: name for name, kinds in TIERS for k in kinds}
+    for v in votes:
+        tiers[kind_tier[v.kind]].append(v)
+    if source == "agreed":
+        if not tiers["human"]:
+            return "no_human_vote", [], None
+        if not tiers["llm"]:
+            return "no_llm_vote", [], None
+        h, hv = _decide_tier(tiers["human"])
+        if h not in ("a", "b"):
+            return h, [], "human"
+        m, mv = _decide_tier(tiers["llm"])
+        if m not in ("a", "b"):
+            return m, [], "llm"
+        if h != m:
+            return "disagreement", [], None
+        return h, hv + mv, "agreed"
+    wanted = {"expert": ("human",), "llm": ("llm",), "metric": ("metric",), "all": ("human", "llm", "metric")}[source]
+    fallback: str | None = None
+    for name in wanted:
+        if not tiers[name]:
+            continue
+        outcome, carried = _decide_tier(tiers[name])
+        if outcome in ("unparsed", "inconsistent"):
+            fallback = fallback or outcome
+            continue
+        return outcome, carried, name
+    return (fallback or "no_votes"), [], None
+
+
+# ----------------------------------------------------------------------------------------------
+# the student's prompt
+# ----------------------------------------------------------------------------------------------
+
+class _StudentPrompts:
+    """The student's rendered prompt per prompt id (cached), with the template hash."""
+
+    def __init__(self) -> None:
+        self.cache: dict[int, tuple[list[dict[str, str]], str | None]] = {}
+        try:
+            from preceptor.prompts.templates import student_messages
+        except ImportError:  # the templates module is not installed yet in this tree
+            student_messages = None  # type: ignore[assignment]
+        self.fn = student_messages
+        self.hashes: set[str] = set()
+
+    def __call__(self, row: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
+        pid = row["prompt_id"]
+        hit = self.cache.get(pid)
+        if hit is not None:
+            return hit
+        if self.fn is None:
+            msgs, h = [{"role": "user", "content": row["prompt_text"]}], None
+        else:
+            prompt = Prompt(pid, row["prompt_text"], row["reference"], row["split"], row["task"], row["group_key"],
+                            row["collection"], loads(row["prompt_meta"]) or {}, row["source"], row["bad_item"])
+            msgs, h = self.fn(prompt)
+            msgs = [{"role": m["role"], "content": m["content"]} for m in msgs if m["role"] in ("system", "user")]
+        if h:
+            self.hashes.add(h)
+        self.cache[pid] = (msgs, h)
+        return msgs, h
+
+
+def _prompt_text(messages: list[dict[str, str]]) -> str:
+    return "\n\n".join(m["content"] for m in messages)
+
+
+# ----------------------------------------------------------------------------------------------
+# records
+# ----------------------------------------------------------------------------------------------
+
+def _filter(project: Any, opts: DPOExportOptions) -> PromptFilter:
+    if opts.collection and q.collection_kind(project.store, opts.collection) is None:
+        names = ", ".join(q.collection_names(project.store)) or "none"
+        raise PreceptorError("Unknown collection", f"no collection named {opts.collection!r}", f"Collections: {names}.")
+    return PromptFilter(split=None if opts.split == "all" else opts.split,
+                        collections=[opts.collection] if opts.collection else None, include_bad=True)
+
+
+def _votes_by_pair(project: Any, flt: PromptFilter, source: str) -> dict[int, list[_V]]:
+    kinds = {"expert": ("expert", "imported"), "llm": ("llm",), "metric": ("metric",),
+             "agreed": ("expert", "imported", "llm"), "all": None}[source]
+    latest: dict[tuple[int, str, str], _V] = {}
+    for r in q.votes(project.store, flt, kinds=kinds):
+        if r["repeat"]:
+            continue
+        verdict = r["verdict"]
+        if verdict == "win":
+            w = r["winner_output_id"]
+            label = "a" if w == r["output_a"] else "b" if w == r["output_b"] else "unparsed"
+        else:
+            label = verdict
+        latest[(r["pair_id"], r["judge_kind"], str(r["judge_id"]))] = _V(
+            r["judge_kind"], str(r["judge_id"]), label, r["confidence"], bool(r["unsafe_a"]), bool(r["unsafe_b"]))
+    out: dict[int, list[_V]] = defaultdict(list)
+    for (pair, _, _), v in latest.items():
+        out[pair].append(v)
+    return out
+
+
+def iter_dpo_records(project: Any, opts: DPOExportOptions, stats: dict[str, Any],
+                     cancel: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+    """Yield export rows one by one, filling ``stats`` ({"excluded", "considered", ...}) as it goes."""
+    flt = _filter(project, opts)
+    votes = _votes_by_pair(project, flt, opts.source)
+    student = _StudentPrompts()
+    excluded = {r: 0 for r in RULES}
+    stats.update(excluded=excluded, considered=0, exported=0, sources={}, prompt_template_hashes=[],
+                 student_prompt="student_messages" if student.fn else "plain user turn (templates module missing)")
+    seen: set[str] = set()
+    want = set(opts.systems) if opts.systems else None
+    conversational = opts.style == "conversational"
+    for i, row in enumerate(q.pairs_with_texts(project.store, flt)):
+        if i % 1000 == 0:
+            check_cancel(cancel)
+        if want is not None and {row["system_a"], row["system_b"]} != want:
+            continue
+        stats["considered"] += 1
+        if row["bad_item"] is not None:
+            excluded["bad_item"] += 1
+            continue
+        ta, tb = row["text_a"], row["text_b"]
+        if ta is None or tb is None or not ta.strip() or not tb.strip():
+            excluded["missing_output"] += 1
+            continue
+        pv = votes.get(row["pair_id"])
+        if not pv:
+            excluded["no_votes"] += 1
+            continue
+        outcome, carried, tier = decide(pv, opts.source)
+        if outcome not in ("a", "b"):
+            excluded[outcome] += 1
+            continue
+        confidence = sum(_conf(v) for v in carried) / len(carried)
+        if opts.min_confidence > 0 and confidence < opts.min_confidence:
+            excluded["low_confidence"] += 1
+            continue
+        unsafe = any(v.unsafe_a for v in pv) if outcome == "a" else any(v.unsafe_b for v in pv)
+        if unsafe:
+            excluded["unsafe_chosen"] += 1
+            continue
+        w, lo = ("a", "b") if outcome == "a" else ("b", "a")
+        chosen, rejected = row[f"text_{w}"], row[f"text_{lo}"]
+        if chosen.strip() == rejected.strip():
+            excluded["identical"] += 1
+            continue
+        messages, thash = student(row)
+        key = hashlib.sha256(json.dumps([messages, chosen, rejected], ensure_ascii=False).encode()).hexdigest()
+        if key in seen:
+            excluded["duplicate"] += 1
+            continue
+        seen.add(key)
+        decisive = [v for v in pv if v.label in ("a", "b") and (tier == "agreed" or _tier_of(v.kind) == tier)]
+        rec: dict[str, Any]
+        if conversational:
+            rec = {"prompt": messages, "chosen": [{"role": "assistant", "content": chosen}],
+                   "rejected": [{"role": "assistant", "content": rejected}]}
+        else:
+            rec = {"prompt": _prompt_text(messages), "chosen": chosen, "rejected": rejected}
+        rec.update(
+            pair_id=row["pair_id"], prompt_id=row["prompt_id"], split=row["split"], task=row["task"],
+            collection=row["collection"], chosen_system=row[f"system_{w}"], rejected_system=row[f"system_{lo}"],
+            chosen_output_id=row[f"output_{w}"], rejected_output_id=row[f"output_{lo}"], source=tier,
+            judges=",".join(sorted(f"{v.kind}:{v.judge}" for v in carried)), n_votes=len(pv),
+            agreement=len(carried) / len(decisive) if decisive else 1.0, confidence=confidence, template_hash=thash,
+        )
+        stats["exported"] += 1
+        stats["sources"][tier] = stats["sources"].get(tier, 0) + 1
+        yield rec
+    stats["prompt_template_hashes"] = sorted(student.hashes)
+    stats["out_of_split"] = q.count_pairs_outside(project.store, flt) if opts.split != "all" else 0
+
+
+def _tier_of(kind: str) -> str:
+    return {"expert": "human", "imported": "human", "llm": "llm", "metric": "metric"}[kind]
+
+
+def _empty_error(opts: DPOExportOptions, stats: dict[str, Any]) -> PreceptorError:
+    counts = {k: v for k, v in stats["excluded"].items() if v}
+    listed = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+    where = f"split {opts.split}" + (f", collection {opts.collection}" if opts.collection else "")
+    msg = f"no pair qualifies ({where}, source {opts.source}): {stats['considered']} pairs considered; excluded: {listed}"
+    if stats.get("out_of_split"):
+        msg += f"; {stats['out_of_split']} judged pairs are in other splits"
+    hint = "Judge more pairs"
+    if opts.source != "all":
+        hint += ", try --source all"
+    if opts.min_confidence > 0:
+        hint += ", lower --min-confidence"
+    if stats.get("out_of_split") and opts.split != "all":
+        hint += ", or pick another --split (val/test prompts never enter training data by default)"
+    return PreceptorError("Empty export", msg, hint + ".")
+
+
+def dpo_records(project: Any, opts: DPOExportOptions = DPOExportOptions()) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """TRL rows and the counts ({"excluded": {rule: n}, "considered", ...}); empty → PreceptorError."""
+    stats: dict[str, Any] = {}
+    rows = list(iter_dpo_records(project, opts, stats))
+    if not rows:
+        raise _empty_error(opts, stats)
+    return rows, stats
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+# ----------------------------------------------------------------------------------------------
+
+def _arrow_schema(style: str):  # -> pyarrow.Schema
+    import pyarrow as pa
+
+    msg = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    text = msg if style == "conversational" else pa.string()
+    fields = [("prompt", text), ("chosen", msg if style == "conversational" else pa.string()),
+              ("rejected", msg if style == "conversational" else pa.string()),
+              ("pair_id", pa.int64()), ("prompt_id", pa.int64()), ("split", pa.string()), ("task", pa.string()),
+              ("collection", pa.string()), ("chosen_system", pa.string()), ("rejected_system", pa.string()),
+              ("chosen_output_id", pa.int64()), ("rejected_output_id", pa.int64()), ("source", pa.string()),
+              ("judges", pa.string()), ("n_votes", pa.int64()), ("agreement", pa.float64()),
+              ("confidence", pa.float64()), ("template_hash", pa.string())]
+    return pa.schema(fields)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_folder(path: Path) -> str:
+    """sha256 over a folder's data files (sorted relative paths and contents)."""
+    h = hashlib.sha256()
+    for p in sorted(x for x in Path(path).rglob("*") if x.is_file()):
+        h.update(str(p.relative_to(path)).encode())
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def manifest_path(out: Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".manifest.json")
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() or manifest_path(out).exists():
+        raise PreceptorError("Export exists", f"{out} already exists", "Choose a new name, or pass --force to replace it.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _write_jsonl(rows: Iterable[dict[str, Any]], tmp: Path) -> int:
+    n = 0
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
+    with open(tmp, "w", encoding="utf-8") as fh:
+        buf: list[str] = []
+        for rec in rows:
+            buf.append(dumps(rec))
+            n += 1
+            if len(buf) >= 2000:
+                fh.write("\n".join(buf) + "\n")
+                buf.clear()
+        if buf:
+            fh.write("\n".join(buf) + "\n")
+    return n
+
+
+def _write_parquet(rows: Iterable[dict[str, Any]], tmp: Path, style: str) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _arrow_schema(style)
+    n = 0
+    writer = pq.ParquetWriter(tmp, schema)
+    try:
+        batch: list[dict[str, Any]] = []
+        for rec in rows:
+            batch.append(rec)
+            if len(batch) >= 10_000:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                n += len(batch)
+                batch.clear()
+        if batch or n == 0:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            n += len(batch)
+    finally:
+        writer.close()
+    return n
+
+
+def _write_hf(rows: list[dict[str, Any]], tmp: Path, style: str) -> int:
+    import datasets
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist(rows, schema=_arrow_schema(style))
+    datasets.Dataset(table).save_to_disk(str(tmp))
+    return len(rows)
+
+
+def export_dpo(project: Any, out: Path, opts: DPOExportOptions = DPOExportOptions(), fmt: str = "jsonl",
+               cancel: threading.Event | None = None) -> EventStream:
+    """Write the DPO export (file + manifest + an ``exports`` row); Done({"path","n","sha256","excluded",...})."""
+    if fmt not in FORMATS:
+        raise PreceptorError("Invalid option", f"--format {fmt!r} is not one of {', '.join(FORMATS)}", "Use jsonl, parquet or hf.")
+    out = Path(out).expanduser().resolve()
+    _check_out(out)
+    stats: dict[str, Any] = {}
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    yield Log("info", f"exporting DPO pairs (split {opts.split}, source {opts.source}, style {opts.style}) to {out}")
+    rows = iter_dpo_records(project, opts, stats, cancel)
+    try:
+        if fmt == "jsonl":
+            n = _write_jsonl(rows, tmp)
+        elif fmt == "parquet":
+            n = _write_parquet(rows, tmp, opts.style)
+        else:
+            collected = list(rows)
+            if not collected:
+                raise _empty_error(opts, stats)
+            n = _write_hf(collected, tmp, opts.style)
+        check_cancel(cancel)
+        if n == 0:
+            raise _empty_error(opts, stats)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            if tmp.is_dir():
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink()
+    digest = sha256_folder(out) if fmt == "hf" else sha256_file(out)
+    manifest = {
+        "schema": SCHEMA, "kind": "dpo", "path": str(out), "format": fmt, "style": opts.style, "n": n,
+        "sha256": digest, "sha256_of": "the data folder's files" if fmt == "hf" else "the data file",
+        "filters": {**asdict(opts), "systems": list(opts.systems) if opts.systems else None},
+        "considered": stats["considered"], "excluded": stats["excluded"],
+        "out_of_split": stats.get("out_of_split", 0), "sources": stats["sources"],
+        "rules": "votes: human > llm > metric, majority within the deciding tier; see preceptor.engine.export",
+        "columns": ["prompt", "chosen", "rejected", *META_COLUMNS],
+        "student_prompt": stats["student_prompt"], "prompt_template_hashes": stats["prompt_template_hashes"],
+        "project": str(project.root), "project_schema_version": project.store.schema_version,
+        "preceptor_version": _version(), "created_at": now(),
+    }
+    manifest_path(out).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    export_id = q.record_export(project.store, "dpo", str(out), manifest["filters"], n, digest, manifest)
+    yield Progress(n, n, f"{n} pairs")
+    yield Done({"path": str(out), "manifest": str(manifest_path(out)), "n": n, "sha256": digest,
+                "excluded": stats["excluded"], "considered": stats["considered"], "export_id": export_id,
+                "format": fmt, "style": opts.style, "out_of_split": stats.get("out_of_split", 0)})
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("preceptor")
+    except Exception:  # pragma: no cover - running from a source tree without metadata
+        return "unknown"
+
+
+# ----------------------------------------------------------------------------------------------
+# votes (audit)
+# ----------------------------------------------------------------------------------------------
+
+VOTE_FIELDS = ("judgment_id", "pair_id", "prompt_id", "split", "task", "collection", "judge_kind", "judge_id",
+               "verdict", "winner_system", "left_system", "system_a", "system_b", "output_a", "output_b",
+               "unsafe_a", "unsafe_b", "confidence", "repeat", "supersedes", "superseded", "latency_ms",
+               "rationale", "created_at", "prompt")
+
+
+def export_votes(project: Any, out: Path, fmt: str = "csv", *, split: str = "all", collection: str | None = None,
+                 include_superseded: bool = False, cancel: threading.Event | None = None) -> EventStream:
+    """Every effective judgment (or all, with ``include_superseded``) as CSV or JSONL for audit."""
+    import csv
+
+    if fmt not in ("csv", "jsonl"):
+        raise PreceptorError("Invalid option", f"--format {fmt!r} is not csv or jsonl", "Use csv or jsonl.")
+    if collection and q.collection_kind(project.store, collection) is None:
+        raise PreceptorError("Unknown collection", f"no collection named {collection!r}",
+                             f"Collections: {', '.join(q.collection_names(project.store)) or 'none'}.")
+    out = Path(out).expanduser().resolve()
+    _check_out(out)
+    flt = PromptFilter(split=None if split == "all" else split, collections=[collection] if collection else None,
+                       include_bad=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    n = 0
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=VOTE_FIELDS) if fmt == "csv" else None
+            if writer:
+                writer.writeheader()
+            for r in q.vote_audit_rows(project.store, flt, include_superseded=include_superseded):
+                if n % 1000 == 0:
+                    check_cancel(cancel)
+                side = {r["output_a"]: r["system_a"], r["output_b"]: r["system_b"]}
+                rec = {k: r.get(k) for k in VOTE_FIELDS if k in r}
+                rec.update(winner_system=side.get(r["winner_output_id"]), left_system=side.get(r["left_output_id"]),
+                           unsafe_a=bool(r["unsafe_a"]), unsafe_b=bool(r["unsafe_b"]), repeat=bool(r["repeat"]),
+                           prompt=r["prompt_text"])
+                if writer:
+                    writer.writerow(rec)
+                else:
+                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                n += 1
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    digest = sha256_file(out)
+    filters = {"split": split, "collection": collection, "include_superseded": include_superseded}
+    manifest = {"schema": VOTES_SCHEMA, "kind": "votes", "path": str(out), "format": fmt, "n": n, "sha256": digest,
+                "filters": filters, "columns": list(VOTE_FIELDS),
+                "project_schema_version": project.store.schema_version, "created_at": now()}
+    manifest_path(out).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    q.record_export(project.store, "votes", str(out), filters, n, digest, manifest)
+    yield Progress(n, n, f"{n} votes")
+    yield Done({"path": str(out), "n": n, "sha256": digest, "manifest": str(manifest_path(out))})

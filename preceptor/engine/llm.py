@@ -1,0 +1,494 @@
+"""The one litellm client: async calls under a concurrency limit, retries, a cache, accounting.
+
+Used by generation (teacher and any API system) and by the LLM judge::
+
+    client = LLMClient(store, model="openrouter/openai/gpt-4o-mini", params={"temperature": 0})
+    for index, completion in client.complete_many([messages, ...], cancel=cancel):
+        ...
+
+Design notes (these keep the engine as fast as raw ``litellm.acompletion``):
+
+* one event loop in one background thread per client, reused across calls, so litellm's
+  HTTP sessions are reused; the requests run as ``concurrency`` worker coroutines;
+* nothing slow on the event loop: no per-call logging (only retries are noted), no SQLite
+  (cache rows are written in batches from the caller's thread), no cost-map lookups (the
+  per-token prices are resolved once per client);
+* retries with exponential backoff and full jitter on 429, 5xx, timeouts, connection
+  errors and malformed responses, at most ``max_retries`` per request; anything else fails
+  the request at once;
+* the cache key is model + messages + the semantic params (temperature, max_tokens, ...;
+  not the API key, timeout or prices), so a rerun costs zero calls;
+* a budget cap stops cleanly: once ``cost_total`` reaches it no new request starts and the
+  remaining ones get the error ``"budget exceeded"``.
+
+API keys come from the environment (or ``api_key``); they are never part of the cache key,
+never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import hashlib
+import json
+import os
+import queue
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from preceptor.errors import Cancelled, PreceptorError
+
+BUDGET_EXCEEDED = "budget exceeded"
+
+# Request kwargs that do not change the answer: left out of the cache key and of records.
+NON_SEMANTIC = frozenset({
+    "api_key", "api_key_env", "timeout", "request_timeout", "num_retries", "max_retries",
+    "input_cost_per_token", "output_cost_per_token", "drop_params", "concurrency", "budget_usd",
+    "metadata", "stream",
+})
+# Keys that are ours, never sent to litellm.
+LOCAL_ONLY = frozenset({"api_key_env", "concurrency", "budget_usd", "input_cost_per_token", "output_cost_per_token"})
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
+_litellm_mod: Any = None
+_litellm_lock = threading.Lock()
+
+
+def import_litellm() -> Any:
+    """Import litellm configured for offline, quiet use (local cost map, no banners, no chatter)."""
+    global _litellm_mod
+    if _litellm_mod is not None:
+        return _litellm_mod
+    with _litellm_lock:
+        if _litellm_mod is None:
+            os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+            os.environ.setdefault("LITELLM_LOG", "ERROR")
+            import logging
+
+            import litellm
+
+            litellm.suppress_debug_info = True
+            litellm.telemetry = False
+            litellm.set_verbose = False
+            for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+            _litellm_mod = litellm
+    return _litellm_mod
+
+
+@dataclass
+class Completion:
+    text: str | None
+    error: str | None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency_ms: float = 0.0
+    cached: bool = False
+    raw: dict[str, Any] | None = None
+    attempts: int = 0
+
+
+@dataclass
+class _Job:
+    key: str
+    messages: list[dict[str, Any]]
+    kwargs: dict[str, Any]
+    indexes: list[int] = field(default_factory=list)
+
+
+def semantic_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in sorted(params.items()) if k not in NON_SEMANTIC and v is not None}
+
+
+def cache_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    """sha256 of model + messages + semantic params (stable across runs and machines)."""
+    blob = json.dumps({"model": model, "messages": messages, "params": semantic_params(params)},
+                      sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _status_of(exc: BaseException) -> int | None:
+    code = getattr(exc, "status_code", None)
+    try:
+        return int(code) if code is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """429 / 5xx / timeouts / connection errors (and malformed replies, which litellm reports as 500)."""
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectionError)):
+        return True
+    name = type(exc).__name__
+    if name in ("Timeout", "APITimeoutError", "APIConnectionError", "RateLimitError", "InternalServerError",
+                "ServiceUnavailableError", "BadGatewayError"):
+        return True
+    status = _status_of(exc)
+    return status in RETRYABLE_STATUS or (status is not None and status >= 500)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    resp = getattr(exc, "response", None)
+    headers = getattr(resp, "headers", None)
+    if not headers:
+        return None
+    try:
+        value = headers.get("retry-after") or headers.get("Retry-After")
+        return float(value) if value is not None else None
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def describe_error(exc: BaseException) -> str:
+    status = _status_of(exc)
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    # litellm repeats the class name: "litellm.RateLimitError: RateLimitError: OpenAIException - ..."
+    for prefix in ("litellm.", f"{name}:", f"{name}:", "OpenAIException -"):
+        text = text.strip()
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    text = text.strip()
+    head = name + (f" (HTTP {status})" if status else "")
+    return (f"{head}: {text}" if text else head)[:500]
+
+
+class LLMClient:
+    """litellm behind a concurrency limit, with retries, a SQLite cache and accounting."""
+
+    def __init__(self, store: Any, *, model: str, api_base: str | None = None, params: dict[str, Any] | None = None,
+                 concurrency: int = 16, max_retries: int = 5, timeout: float = 60.0, budget_usd: float | None = None,
+                 use_cache: bool = True, api_key: str | None = None, backoff_base: float = 0.5,
+                 backoff_max: float = 30.0, on_log: Callable[[str], None] | None = None) -> None:
+        if not model:
+            raise PreceptorError("No model named", "an LLM system needs a model string",
+                                 "Use a litellm provider string, e.g. openrouter/openai/gpt-4o-mini or openai/NAME with --api-base.")
+        if concurrency < 1:
+            raise PreceptorError("Invalid setting", f"concurrency must be at least 1, got {concurrency}", "")
+        if max_retries < 0:
+            raise PreceptorError("Invalid setting", f"max_retries must be 0 or more, got {max_retries}", "")
+        self.store = store
+        self.model = model
+        self.api_base = api_base or None
+        params = dict(params or {})
+        key_env = params.get("api_key_env")
+        self.api_key = api_key or params.pop("api_key", None) or (os.environ.get(key_env) if key_env else None)
+        params.pop("api_key", None)
+        self.params = params
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.budget_usd = budget_usd
+        self.use_cache = use_cache and store is not None
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.on_log = on_log
+        # accounting (updated on the loop thread, read anywhere)
+        self.calls_made = 0
+        self.retries = 0
+        self.cost_total = 0.0
+        self.cache_hits = 0
+        self.budget_hit = False
+        self.cache_flush_every = 64
+        self._prices: tuple[float, float] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._rng = random.Random()
+
+    # -- request shaping ----------------------------------------------------------------
+    def request_params(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The semantic params of one request (what is recorded with an output)."""
+        merged = {**self.params, **(extra or {})}
+        return semantic_params(merged)
+
+    def key_for(self, messages: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> str:
+        return cache_key(self.model, messages, {**self.params, **(extra or {})})
+
+    def _call_kwargs(self, extra: dict[str, Any] | None) -> dict[str, Any]:
+        merged = {**self.params, **(extra or {})}
+        kwargs = {k: v for k, v in merged.items() if k not in LOCAL_ONLY and v is not None}
+        kwargs.pop("api_key", None)
+        kwargs.pop("stream", None)
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
+        kwargs["timeout"] = self.timeout
+        kwargs["max_retries"] = 0  # ours, not the SDK's: bounded, logged, with jitter
+        return kwargs
+
+    def prices(self) -> tuple[float, float]:
+        """USD per prompt token and per completion token (params override litellm's local map)."""
+        if self._prices is None:
+            pin, pout = self.params.get("input_cost_per_token"), self.params.get("output_cost_per_token")
+            if pin is None or pout is None:
+                lit_in = lit_out = 0.0
+                try:
+                    litellm = import_litellm()
+                    a, _ = litellm.cost_per_token(model=self.model, prompt_tokens=1_000_000, completion_tokens=0)
+                    _, b = litellm.cost_per_token(model=self.model, prompt_tokens=0, completion_tokens=1_000_000)
+                    lit_in, lit_out = a / 1e6, b / 1e6
+                except Exception:  # noqa: BLE001 - unknown model: no price, cost 0
+                    pass
+                pin = lit_in if pin is None else pin
+                pout = lit_out if pout is None else pout
+            self._prices = (float(pin), float(pout))
+        return self._prices
+
+    # -- the event loop ------------------------------------------------------------------
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None or self._loop.is_closed():
+            loop = asyncio.new_event_loop()
+            t = threading.Thread(target=loop.run_forever, name=f"llm-{self.model}", daemon=True)
+            t.start()
+            self._loop, self._thread = loop, t
+            ref = weakref.ref(self)
+            atexit.register(lambda: (c := ref()) is not None and c.close())
+        return self._loop
+
+    def close(self) -> None:
+        """Stop the client's event loop (cancelling litellm's background tasks on it)."""
+        loop, t = self._loop, self._thread
+        if loop is not None and not loop.is_closed():
+            async def cancel_tasks() -> None:
+                tasks = [x for x in asyncio.all_tasks() if x is not asyncio.current_task()]
+                for x in tasks:
+                    x.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+            if loop.is_running():
+                try:
+                    asyncio.run_coroutine_threadsafe(cancel_tasks(), loop).result(timeout=5)
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
+                loop.call_soon_threadsafe(loop.stop)
+            if t is not None:
+                t.join(timeout=5)
+            loop.close()
+        self._loop = self._thread = None
+
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    # -- the async part (runs on the loop thread) ----------------------------------------
+    async def _call(self, litellm: Any, job: _Job, stop: threading.Event, out: queue.Queue) -> tuple[Completion, Any]:
+        attempt = 0
+        t0 = time.perf_counter()
+        pin, pout = self._prices or (0.0, 0.0)
+        while True:
+            if self.budget_usd is not None and self.cost_total >= self.budget_usd:
+                self.budget_hit = True
+                return Completion(None, BUDGET_EXCEEDED, attempts=attempt), None
+            self.calls_made += 1
+            try:
+                resp = await litellm.acompletion(model=self.model, messages=job.messages, **job.kwargs)
+                choice = resp.choices[0]
+                text = choice.message.content
+                usage = getattr(resp, "usage", None)
+                pt = int(getattr(usage, "prompt_tokens", 0) or 0)
+                ct = int(getattr(usage, "completion_tokens", 0) or 0)
+                cost = pt * pin + ct * pout
+                self.cost_total += cost
+                latency = (time.perf_counter() - t0) * 1000
+                if text is None:
+                    reason = getattr(choice, "finish_reason", None)
+                    return Completion(None, f"empty response (finish_reason={reason})", pt, ct, cost, latency,
+                                      attempts=attempt + 1), None
+                return Completion(text, None, pt, ct, cost, latency, attempts=attempt + 1), resp
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a stored error
+                if attempt < self.max_retries and is_retryable(exc) and not stop.is_set():
+                    delay = self._rng.uniform(0, min(self.backoff_max, self.backoff_base * (2 ** attempt)))
+                    after = _retry_after(exc)
+                    if after:
+                        delay = max(delay, min(after, self.backoff_max))
+                    attempt += 1
+                    self.retries += 1
+                    out.put(("log", f"retry {attempt}/{self.max_retries} in {delay:.2f}s after {describe_error(exc)[:160]}"))
+                    await asyncio.sleep(delay)
+                    continue
+                latency = (time.perf_counter() - t0) * 1000
+                note = f" (after {attempt + 1} attempts)" if attempt else ""
+                return Completion(None, describe_error(exc) + note, latency_ms=latency, attempts=attempt + 1), None
+
+    async def _run(self, jobs: list[_Job], out: queue.Queue, stop: threading.Event) -> None:
+        litellm = import_litellm()
+        pending = list(reversed(jobs))
+
+        async def worker() -> None:
+            while pending and not stop.is_set():
+                job = pending.pop()
+                comp, resp = await self._call(litellm, job, stop, out)
+                out.put(("done", job, comp, resp))
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(jobs)))))
+        finally:
+            out.put(("end",))
+
+    # -- the public, synchronous face ----------------------------------------------------
+    def complete_many(self, requests: list[list[dict[str, Any]]], cancel: threading.Event | None = None,
+                      extra_params: list[dict[str, Any]] | None = None) -> Iterator[tuple[int, Completion]]:
+        """Yield ``(index, Completion)`` for every request, as they finish (cache hits first).
+
+        Every index is yielded exactly once unless ``cancel`` is set, which stops new
+        requests, abandons the ones in flight and raises :class:`Cancelled`.
+        """
+        if extra_params is not None and len(extra_params) != len(requests):
+            raise ValueError("extra_params must have one entry per request")
+        jobs: dict[str, _Job] = {}
+        order: list[_Job] = []
+        for i, messages in enumerate(requests):
+            extra = extra_params[i] if extra_params else None
+            key = self.key_for(messages, extra)
+            if not self.use_cache:
+                key = f"{key}:{i}"  # no dedupe without the cache
+            job = jobs.get(key)
+            if job is None:
+                job = jobs[key] = _Job(key, messages, self._call_kwargs(extra))
+                order.append(job)
+            job.indexes.append(i)
+
+        if self.use_cache and order:
+            from preceptor.db import cache as q_cache
+
+            hits = q_cache.get_many(self.store, [j.key for j in order])
+            todo = []
+            for job in order:
+                hit = hits.get(job.key)
+                if hit is None:
+                    todo.append(job)
+                    continue
+                text = _text_of(hit.response)
+                if text is None:
+                    todo.append(job)
+                    continue
+                for i in job.indexes:
+                    self.cache_hits += 1
+                    yield i, Completion(text, None, hit.prompt_tokens or 0, hit.completion_tokens or 0, 0.0, 0.0,
+                                        cached=True, raw=hit.response)
+            order = todo
+        if not order:
+            return
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+
+        self.prices()
+        loop = self._ensure_loop()
+        out: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        future = asyncio.run_coroutine_threadsafe(self._run(order, out, stop), loop)
+        to_cache: list[dict[str, Any]] = []
+        last_flush = time.monotonic()
+        finished = False
+        try:
+            while True:
+                try:
+                    item = out.get(timeout=0.05)
+                except queue.Empty:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled()
+                    continue
+                kind = item[0]
+                if kind == "end":
+                    finished = True
+                    break
+                if kind == "log":
+                    self._log(item[1])
+                    continue
+                _, job, comp, resp = item
+                if resp is not None:
+                    comp.raw = _dump(resp)
+                    if self.use_cache and comp.error is None:
+                        to_cache.append({
+                            "key": job.key, "model": self.model,
+                            "request": json.dumps({"model": self.model, "messages": job.messages,
+                                                   "params": self.request_params(_extra_of(job.kwargs))},
+                                                  ensure_ascii=False, sort_keys=True),
+                            "response": json.dumps(comp.raw, ensure_ascii=False, default=str),
+                            "prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens,
+                            "cost": comp.cost,
+                        })
+                for n, i in enumerate(job.indexes):
+                    # duplicates share one call: count its cost and tokens once
+                    yield i, comp if n == 0 else Completion(comp.text, comp.error, comp.prompt_tokens,
+                                                            comp.completion_tokens, 0.0, comp.latency_ms,
+                                                            cached=True, raw=comp.raw, attempts=0)
+                if to_cache and (len(to_cache) >= self.cache_flush_every or time.monotonic() - last_flush > 2.0):
+                    self._flush(to_cache)
+                    last_flush = time.monotonic()
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+        finally:
+            if not finished:
+                stop.set()
+                future.cancel()
+            self._flush(to_cache)
+            # drain retry notes that arrived late
+            while True:
+                try:
+                    item = out.get_nowait()
+                except queue.Empty:
+                    break
+                if item[0] == "log":
+                    self._log(item[1])
+
+    def complete(self, messages: list[dict[str, Any]], **extra: Any) -> Completion:
+        """One request (a convenience over :meth:`complete_many`)."""
+        for _, comp in self.complete_many([messages], extra_params=[extra] if extra else None):
+            return comp
+        raise RuntimeError("no completion")  # pragma: no cover
+
+    def _flush(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        from preceptor.db import cache as q_cache
+
+        q_cache.put_many(self.store, rows)
+        rows.clear()
+
+    def _log(self, text: str) -> None:
+        if self.on_log is not None:
+            self.on_log(text)
+
+    def summary(self) -> dict[str, Any]:
+        return {"model": self.model, "calls": self.calls_made, "retries": self.retries, "cache_hits": self.cache_hits,
+                "cost": round(self.cost_total, 6), "budget_hit": self.budget_hit}
+
+
+def _extra_of(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k not in ("api_base", "api_key", "timeout", "max_retries")}
+
+
+def _dump(resp: Any) -> dict[str, Any] | None:
+    try:
+        return resp.model_dump()
+    except Exception:  # noqa: BLE001
+        try:
+            return dict(resp)
+        except Exception:  # noqa: BLE001
+            return None
+
+
+def _text_of(response: dict[str, Any]) -> str | None:
+    try:
+        return response["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return None

@@ -1,0 +1,213 @@
+"""LoRA supervised fine-tuning on another system's answers (the teacher's by default).
+
+Data: the project's train-split prompts that have a successful output from
+``from_system`` (a system name, or a role: every system with that role, generating ones
+first, so the imported ``response_teacher`` column counts when nothing else answered).
+Each example is prompt/completion in chat form: the prompt is exactly what students are
+asked (``preceptor.prompts.templates.student_messages``), the completion the target
+answer; the loss covers the completion only. Val-split prompts answered by the same
+system are evaluated each epoch (and at the end of a ``max_steps`` run); perplexity =
+exp(eval_loss) is recorded with every evaluation.
+
+:func:`run` executes inside the worker process (``fn(ctx) -> summary``);
+:func:`prepare_data` is cheap (no heavy imports) and also serves the CLI's pre-flight check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from preceptor.db import outputs as q_outputs
+from preceptor.db import prompts as q_prompts
+from preceptor.db import systems as q_systems
+from preceptor.engine.train.settings import SFTSettings, from_dict
+from preceptor.errors import Cancelled, PreceptorError
+
+
+def student_messages(prompt: str) -> tuple[list[dict[str, str]], str]:
+    """The student's rendered prompt (contract F); a bare user turn until templates exist."""
+    try:
+        from preceptor.prompts.templates import student_messages as render
+    except ImportError:  # pragma: no cover - the templates module ships with generation
+        import hashlib
+
+        return [{"role": "user", "content": prompt}], hashlib.sha256(b"plain-user-turn").hexdigest()
+    messages, template_hash = render(prompt)
+    return [dict(m) for m in messages], template_hash
+
+
+def target_systems(store: Any, name_or_role: str) -> list[q_systems.System]:
+    """The systems whose outputs are targets, in order of preference."""
+    system = q_systems.by_name(store, name_or_role)
+    if system is not None:
+        return [system]
+    if name_or_role in q_systems.ROLES:
+        found = [s for s in q_systems.all_systems(store) if s.role == name_or_role]
+        found.sort(key=lambda s: (s.imported, -s.id))
+        if found:
+            return found
+    q_systems.resolve(store, name_or_role)  # raises "Unknown system" with the known names
+    return []
+
+
+@dataclass
+class SFTData:
+    train: list[dict[str, Any]] = field(default_factory=list)
+    val: list[dict[str, Any]] = field(default_factory=list)
+    sources: dict[str, int] = field(default_factory=dict)
+    template_hashes: list[str] = field(default_factory=list)
+
+
+def prepare_data(project: Any, s: SFTSettings) -> SFTData:
+    """Prompt/completion rows for the train and val splits (errors say what is missing)."""
+    store = project.store
+    systems = target_systems(store, s.from_system)
+    answers: dict[int, tuple[str, str]] = {}  # prompt id -> (answer, system name), first system wins
+    for system in systems:
+        for out in q_outputs.for_system(store, system.id):
+            if out.prompt_id not in answers and out.text and out.text.strip():
+                answers[out.prompt_id] = (out.text, system.name)
+    flt = q_prompts.PromptFilter(split=("train", "val"), collections=[s.collection] if s.collection else None)
+    data = SFTData()
+    hashes: set[str] = set()
+    for p in q_prompts.select(store, flt):
+        if p.id not in answers:
+            continue
+        text, source = answers[p.id]
+        messages, template_hash = student_messages(p.text)
+        hashes.add(template_hash)
+        row = {"prompt": messages, "completion": [{"role": "assistant", "content": text}], "prompt_id": p.id}
+        (data.train if p.split == "train" else data.val).append(row)
+        if p.split == "train":
+            data.sources[source] = data.sources.get(source, 0) + 1
+    data.template_hashes = sorted(hashes)
+    if not data.train:
+        names = ", ".join(x.name for x in systems)
+        n_train = q_prompts.counts_by_split(store)
+        raise PreceptorError(
+            "No training data",
+            f"no train-split prompt{' of collection ' + repr(s.collection) if s.collection else ''} has an answer from "
+            f"{s.from_system!r} ({names}); prompts per split: {n_train}",
+            f"Generate the answers first (`preceptor generate --system {systems[0].name if systems else 'teacher'} --split train`), "
+            "import a file with a response_teacher column, or pick another --from-system.",
+        )
+    return data
+
+
+def _drop_too_long(ctx: Any, tok: Any, rows: list[dict[str, Any]], max_length: int, split: str) -> list[dict[str, Any]]:
+    """Leave out examples whose prompt alone fills max_length (no answer token would be trained on)."""
+    kept = []
+    for row in rows:
+        n = len(tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True))
+        if n < max_length - 1:
+            kept.append(row)
+    if len(kept) < len(rows):
+        ctx.warn(f"{len(rows) - len(kept)} of {len(rows)} {split} examples left out: their prompt alone is "
+                 f"max_length = {max_length} tokens or more (raise max_length to keep them)")
+    return kept
+
+
+def _batching(s: SFTSettings, device: str) -> str:
+    """The batching actually used: packing only where padding-free attention is exact."""
+    flash = False
+    if device == "cuda":
+        import importlib.util
+
+        flash = importlib.util.find_spec("flash_attn") is not None
+    if s.batching == "auto":
+        return "pack" if flash else "group"
+    if s.batching == "pack" and not flash:
+        raise PreceptorError("Packing not available", "batching = 'pack' needs a CUDA GPU with FlashAttention "
+                             "(padding-free packed batches are only exact there)",
+                             "Use batching = 'group' (similar lengths together), or install flash-attn on a GPU machine.")
+    return s.batching
+
+
+def sft_config_kwargs(batching: str, max_length: int) -> dict[str, Any]:
+    """SFTConfig fields that implement a batching mode (shared with the benchmark)."""
+    if batching == "pad_max":
+        return {"pad_to_multiple_of": max_length, "padding_free": False, "packing": False}
+    if batching == "group":
+        return {"train_sampling_strategy": "group_by_length", "padding_free": False, "packing": False}
+    if batching == "pack":
+        return {"packing": True, "packing_strategy": "bfd", "padding_free": True}
+    return {}
+
+
+def run(ctx: Any) -> dict[str, Any]:
+    """Train a LoRA adapter (in the worker process); returns the summary with the new system's name."""
+    from preceptor.engine.models import set_threads
+    from preceptor.engine.train import common
+
+    s: SFTSettings = from_dict(SFTSettings, ctx.config["settings"])
+    threads = set_threads(s.threads or None)
+    device, bf16, fp16 = common.device_and_precision(s)
+    model_name, params = common.base_model_name(ctx.project, s.base_system)
+    name = s.name or f"ft-{ctx.run.id}"
+    taken = q_systems.by_name(ctx.store, name)
+    if taken is not None and taken.run_id != ctx.run.id:
+        raise PreceptorError("System name taken", f"a system named {name!r} already exists", "Choose another --name.")
+
+    data = prepare_data(ctx.project, s)
+    rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in data.train]
+    val_rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in data.val]
+    sha = common.sha256_rows(rows)
+    ctx.record_config(base_model=model_name, device=device, threads=threads, data={
+        "train": len(rows), "val": len(val_rows), "sha256": sha, "val_sha256": common.sha256_rows(val_rows),
+        "sources": data.sources, "template_hashes": data.template_hashes})
+    ctx.log(f"SFT on {len(rows)} train / {len(val_rows)} val examples from {data.sources}; base {model_name}; "
+            f"{device}, {'bf16' if bf16 else 'fp16' if fp16 else 'fp32'}, {threads} thread(s)")
+    if ctx.cancel.is_set():
+        raise Cancelled()
+
+    import datasets
+    from trl import SFTConfig, SFTTrainer
+
+    from preceptor.engine.train.callbacks import run_callback
+
+    model, tok = common.load_base(model_name, threads)
+    targets = common.check_targets(model, s.lora_targets, model_name)
+    rows = _drop_too_long(ctx, tok, rows, s.max_length, "train")
+    val_rows = _drop_too_long(ctx, tok, val_rows, s.max_length, "val")
+    if not rows:
+        raise PreceptorError("No training data", f"every train example is longer than max_length = {s.max_length}",
+                             "Raise max_length.")
+    if not val_rows:
+        ctx.warn(f"the val split has no usable answers from {s.from_system!r}: no eval loss or perplexity this run "
+                 "(generate answers for the val split, or import more data)")
+    batching = _batching(s, device)
+    ctx.record_config(batching=batching, lora_targets_used=targets)
+    args = SFTConfig(
+        **common.training_args(s, ctx, device=device, bf16=bf16, fp16=fp16, has_eval=bool(val_rows)),
+        completion_only_loss=True,
+        **sft_config_kwargs(batching, s.max_length),
+    )
+    callback = run_callback(ctx, "sft")
+    trainer = SFTTrainer(
+        model=model, args=args, processing_class=tok, peft_config=common.lora_config(s, targets),
+        train_dataset=datasets.Dataset.from_list(rows),
+        eval_dataset=datasets.Dataset.from_list(val_rows) if val_rows else None,
+        callbacks=[callback],
+    )
+    sizes = common.trainable_summary(trainer.model)
+    ctx.record_config(**sizes)
+    trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+    if ctx.cancel.is_set():
+        raise Cancelled()
+    common.final_eval(trainer, callback, bool(val_rows))
+    adapter = ctx.run_dir / "adapter"
+    trainer.save_model(str(adapter))
+    meta = {"from_system": s.from_system, "sources": data.sources, "base_system": s.base_system, "preset": s.preset,
+            "data_sha256": sha, "n_train": len(rows)}
+    system = common.register(ctx, role="ft", s=s, model_name=model_name, adapter=adapter, params=params, meta=meta)
+    out: dict[str, Any] = {"system": system, "adapter": str(adapter), "steps": trainer.state.global_step,
+                           "train": len(rows), "val": len(val_rows), "data_sha256": sha, **sizes}
+    if callback.eval_losses:
+        step, loss = callback.eval_losses[-1]
+        out.update(eval_loss=loss, eval_step=step)
+        if loss < 700:
+            import math
+
+            out["perplexity"] = math.exp(loss)
+    return out

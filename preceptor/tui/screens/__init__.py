@@ -1,0 +1,1 @@
+"""The app's screens (one per mode): dashboard, judge, data, train, results, export."""

@@ -1,0 +1,382 @@
+"""Judge: answers A and B side by side, blind, one key per verdict.
+
+All judging logic lives in ``preceptor.engine.judge.ExpertSession``; this screen only
+calls it. One session per screen, with its own project connection; calls into it are
+serialised by a lock because the next pair is preloaded in a thread worker while the
+expert reads the current one, so a keystroke's path (record the vote, show the next
+pair) touches only SQLite.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, VerticalScroll
+from textual.message import Message
+from textual.widgets import Footer, Header, Static
+
+from preceptor.errors import PreceptorError
+from preceptor.tui.availability import engine_module
+from preceptor.tui.screens.base import EngineScreen, guarded
+from preceptor.tui.widgets.answer import AnswerPane
+from preceptor.tui.widgets.dialogs import ChoiceModal, TextModal, TextPrompt
+
+VERDICT_LABELS = {"A": "A better", "B": "B better", "tie": "tie", "both_bad": "both bad"}
+
+HELP = """\
+| key | what it does |
+|---|---|
+| `1` or `←` | answer **A** is better |
+| `2` or `→` | answer **B** is better |
+| `t` | tie: equally good |
+| `x` | both bad |
+| `f` then `1`/`2` | flag answer A / B as unsafe (toggle; recorded with your vote) |
+| `n` | add a note (rationale) to your vote |
+| `u` | undo your last vote (the pair comes back) |
+| `s` | skip this pair |
+| `b` | report the item as bad (with a reason); it leaves the pool |
+| `h` | history of your votes: open one to change it |
+| `g` | judging guidelines |
+| `↑`/`↓`, `shift+↑`/`shift+↓` | scroll answer A / answer B |
+| `F1`…`F6` | other screens; `ctrl+p` command palette; `ctrl+q` quit |
+
+Which side is A and which is B is random per pair; systems are never named.
+"""
+
+
+def rubric_text(project: Any) -> str:
+    """The judging guidelines named by ``[judge] rubric`` (the domain pack's rubric by default)."""
+    judge = engine_module("preceptor.engine.judge")
+    settings = project.section("judge", judge.JudgeSettings)
+    return judge.load_rubric(settings.rubric)
+
+
+class SessionReady(Message):
+    def __init__(self, session: Any, expert: str, pair: Any) -> None:
+        super().__init__()
+        self.session = session
+        self.expert = expert
+        self.pair = pair
+
+
+class LLMVerdict(Message):
+    def __init__(self, verdict: str, llm: dict[str, Any]) -> None:
+        super().__init__()
+        self.verdict = verdict
+        self.llm = llm
+
+
+class JudgeScreen(EngineScreen):
+    """Blind pairwise judging for one expert."""
+
+    BINDINGS = [
+        Binding("1,left", "vote('A')", "A better", key_display="1/←"),
+        Binding("2,right", "vote('B')", "B better", key_display="2/→"),
+        Binding("t", "vote('tie')", "Tie"),
+        Binding("x", "vote('both_bad')", "Both bad"),
+        Binding("u", "undo", "Undo"),
+        Binding("s", "skip", "Skip"),
+        Binding("f", "flag", "Unsafe…"),
+        Binding("n", "note", "Note"),
+        Binding("b", "bad_item", "Bad item"),
+        Binding("h", "history", "History"),
+        Binding("g", "guidelines", "Guidelines"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("escape", "cancel_flag", "Cancel flag", show=False),
+        Binding("up", "scroll('a', -1)", "Scroll A up", show=False),
+        Binding("down", "scroll('a', 1)", "Scroll A down", show=False),
+        Binding("shift+up", "scroll('b', -1)", "Scroll B up", show=False),
+        Binding("shift+down", "scroll('b', 1)", "Scroll B down", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: Any = None
+        self.expert: str | None = None
+        self.current: Any = None
+        self.shown_at = 0.0
+        self.unsafe: set[str] = set()
+        self.note: str | None = None
+        self.flag_mode = False
+        # instrumentation (benchmarks, tests): called with the seconds from a key's action
+        # to the end of the refresh that drew the next pair / once the first pair is drawn
+        self.latency_hook: Callable[[float], None] | None = None
+        self.ready_hook: Callable[[], None] | None = None
+
+    # -- layout ---------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="prompt-box"):
+            yield Static(Text("Loading…"), id="prompt")
+        with Container(id="answers"):
+            yield AnswerPane("A", id="pane-a", classes="answer")
+            yield AnswerPane("B", id="pane-b", classes="answer")
+        yield Static("", id="judge-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#prompt-box").border_title = "Prompt"
+        name = self.papp.expert
+        if name:
+            self.start_session(name)
+        else:
+            self.ask_name()
+
+    def on_unmount(self) -> None:
+        if self.session is not None:
+            try:
+                self.session.release()
+            except Exception:  # the app is closing; reservations lapse on their own
+                pass
+
+    # -- who is judging ---------------------------------------------------------------------
+    @guarded
+    def ask_name(self) -> None:
+        try:
+            judge = engine_module("preceptor.engine.judge")
+            experts = judge.list_experts(self.project.store)
+        except PreceptorError as exc:
+            self._status(f"{exc.title}: {exc.message}")
+            self.papp.show_error(exc)
+            return
+        if not experts:
+            self.app.push_screen(TextPrompt("Who is judging? Type your name.", "your name"), self._named)
+            return
+        options = [(e.name, e.name) for e in experts] + [("", "+ Add yourself…")]
+        self.app.push_screen(ChoiceModal("Who is judging?", options, "Pick your name, or add yourself."), self._picked)
+
+    def _picked(self, name: str | None) -> None:
+        if name is None:
+            self._status("Pick your name to start judging (press F2 or `ctrl+p` → Judge as…).")
+            return
+        if name == "":
+            self.app.push_screen(TextPrompt("Your name:", "your name"), self._named)
+        else:
+            self.start_session(name)
+
+    def _named(self, name: str | None) -> None:
+        if name:
+            self.start_session(name)
+        else:
+            self._status("No name given: judging needs to know who you are.")
+
+    def action_ask_name(self) -> None:
+        self.ask_name()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="judge-session")
+    def start_session(self, name: str) -> None:
+        judge = engine_module("preceptor.engine.judge")
+        project = self.papp.open_project()
+        flt = getattr(self.papp, "pair_filter", None) or judge.PairFilter()
+        session = judge.ExpertSession(project, name, flt, create=True)
+        first = session.next()
+        self.post_message(SessionReady(session, session.name, first))
+        if first is not None:
+            session.preload()
+
+    @guarded
+    def on_session_ready(self, msg: SessionReady) -> None:
+        if self.session is not None and self.session is not msg.session:
+            self.session.release()
+        self.session = msg.session
+        self.expert = msg.expert
+        self.papp.expert = msg.expert
+        self.sub_title = f"judging as {msg.expert}"
+        self._show(msg.pair, None)
+        if self.ready_hook is not None:
+            self.call_after_refresh(self.ready_hook)
+
+    # -- showing pairs ------------------------------------------------------------------------
+    def _show(self, pair: Any, t0: float | None) -> None:
+        self.current = pair
+        self.unsafe = set()
+        self.note = None
+        self.flag_mode = False
+        prompt = self.query_one("#prompt", Static)
+        pane_a = self.query_one("#pane-a", AnswerPane)
+        pane_b = self.query_one("#pane-b", AnswerPane)
+        pane_a.remove_class("unsafe")
+        pane_b.remove_class("unsafe")
+        if pair is None:
+            prompt.update(Text("Nothing left to judge with the current filter. Thank you!", style="bold"))
+            pane_a.show("", markdown=False)
+            pane_b.show("", markdown=False)
+            self._status("All done." if self.session is not None else "")
+        else:
+            prompt.update(Text(pair.prompt))
+            self.query_one("#prompt-box", VerticalScroll).scroll_home(animate=False)
+            pane_a.show(pair.left.text)
+            pane_b.show(pair.right.text)
+            self._progress()
+        self.shown_at = time.perf_counter()
+        if t0 is not None and self.latency_hook is not None:
+            hook = self.latency_hook
+            self.call_after_refresh(lambda: hook(time.perf_counter() - t0))
+
+    def _progress(self, extra: str = "") -> None:
+        pair = self.current
+        if pair is None:
+            return
+        flags = ""
+        if self.unsafe:
+            flags = "  unsafe: " + "+".join(sorted(self.unsafe))
+        if self.note:
+            flags += "  note ✓"
+        self._status(f"{pair.done} of {pair.total} pairs done{flags}{('  ' + extra) if extra else ''}")
+
+    def _status(self, text: str) -> None:
+        self.query_one("#judge-status", Static).update(Text(text))
+
+    def _next(self, t0: float | None, voted: Any = None, verdict: str | None = None) -> None:
+        """Show the next pair (preloaded by the engine, so this is SQLite only), then preload another."""
+        pair = self.session.next()
+        self._show(pair, t0)
+        if pair is not None or voted is not None:
+            self.after_vote(voted, verdict)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="judge-preload")
+    def after_vote(self, voted: Any, verdict: str | None) -> None:
+        session = self.session
+        if voted is not None and verdict is not None:
+            llm = session.llm_verdict(voted)
+            if llm:
+                self.post_message(LLMVerdict(verdict, llm))
+        if self.current is not None:
+            session.preload()
+
+    @guarded
+    def on_llm_verdict(self, msg: LLMVerdict) -> None:
+        llm = msg.llm
+        winner = llm.get("winner")
+        label = VERDICT_LABELS.get(str(winner), str(winner))
+        conf = llm.get("confidence")
+        conf_text = f" ({conf:.0%} sure)" if isinstance(conf, (int, float)) else ""
+        agree = "agrees" if winner == msg.verdict else "differs"
+        rationale = " ".join((llm.get("rationale") or "").split())
+        self.notify(f"You: {VERDICT_LABELS.get(msg.verdict, msg.verdict)}. LLM judge: {label}{conf_text}, {agree}."
+                    + (f"\n{rationale[:300]}" if rationale else ""), title="LLM judge on the last pair", timeout=8)
+
+    # -- actions ---------------------------------------------------------------------------
+    @guarded
+    def action_vote(self, verdict: str) -> None:
+        t0 = time.perf_counter()
+        if self.flag_mode and verdict in ("A", "B"):
+            self.flag_mode = False
+            self.unsafe.symmetric_difference_update({verdict})
+            pane = self.query_one("#pane-a" if verdict == "A" else "#pane-b", AnswerPane)
+            pane.set_class(verdict in self.unsafe, "unsafe")
+            self._progress(f"answer {verdict} {'flagged unsafe' if verdict in self.unsafe else 'unflagged'}")
+            return
+        if self.current is None or self.session is None:
+            return
+        pair = self.current
+        self.session.record(pair, verdict, unsafe=tuple(sorted(self.unsafe)), note=self.note,
+                            latency_ms=(t0 - self.shown_at) * 1000.0)
+        self._next(t0, pair, verdict)
+
+    @guarded
+    def action_undo(self) -> None:
+        if self.session is None:
+            return
+        t0 = time.perf_counter()
+        pair = self.session.undo()
+        if pair is None:
+            self.notify("Nothing to undo.", severity="warning")
+            return
+        self._show(pair, t0)
+        self._progress("vote undone: vote again")
+        self.after_vote(None, None)
+
+    @guarded
+    def action_skip(self) -> None:
+        if self.current is None or self.session is None:
+            return
+        t0 = time.perf_counter()
+        self.session.skip(self.current)
+        self._next(t0)
+
+    def action_flag(self) -> None:
+        if self.current is None:
+            return
+        self.flag_mode = True
+        self._progress("unsafe: press 1 for A or 2 for B (Esc cancels)")
+
+    def action_cancel_flag(self) -> None:
+        if self.flag_mode:
+            self.flag_mode = False
+            self._progress()
+
+    def action_note(self) -> None:
+        if self.current is None:
+            return
+
+        def done(text: str | None) -> None:
+            if text is not None:
+                self.note = text or None
+                self._progress("note saved with your vote")
+
+        self.app.push_screen(TextPrompt("Note (rationale) for this vote:", "why", self.note or "", required=False), done)
+
+    def action_bad_item(self) -> None:
+        if self.current is None or self.session is None:
+            return
+        pair = self.current
+
+        @guarded
+        def done(_self: Any, reason: str | None) -> None:
+            if not reason or self.current is not pair:
+                return
+            self.session.flag_bad_item(pair.prompt_id, reason)
+            self.session.skip(pair)
+            self.notify("Item reported as bad; it leaves the pool.")
+            self._next(time.perf_counter())
+
+        self.app.push_screen(TextPrompt("What is wrong with this item?", "e.g. the question is ambiguous"), lambda r: done(self, r))
+
+    @guarded
+    def action_history(self) -> None:
+        if self.session is None:
+            return
+        rows = [r for r in self.session.history() if r["verdict"] in VERDICT_LABELS]
+        if not rows:
+            self.notify("No votes yet.")
+            return
+        options = []
+        for r in rows:
+            when = str(r.get("time", ""))[5:16].replace("T", " ")
+            unsafe = " unsafe:" + "+".join(r["unsafe"]) if r.get("unsafe") else ""
+            options.append((r["judgment_id"], f"{VERDICT_LABELS[r['verdict']]:<9} {when}{unsafe}  {r['prompt'][:44]}"))
+        self.app.push_screen(ChoiceModal("Your votes (newest first): pick one to change it", options), self._change)
+
+    def _change(self, judgment_id: int | None) -> None:
+        if judgment_id is None:
+            return
+
+        @guarded
+        def chosen(_self: Any, verdict: str | None) -> None:
+            if verdict is None:
+                return
+            self.session.change(judgment_id, verdict)
+            self.notify(f"Vote changed to {VERDICT_LABELS[verdict]}.")
+
+        self.app.push_screen(ChoiceModal("Change this vote to:", list(VERDICT_LABELS.items())), lambda v: chosen(self, v))
+
+    @guarded
+    def action_guidelines(self) -> None:
+        self.app.push_screen(TextModal("Judging guidelines", rubric_text(self.project)))
+
+    def action_help(self) -> None:
+        self.app.push_screen(TextModal("Judging keys", HELP))
+
+    def action_scroll(self, pane: str, direction: int) -> None:
+        target = self.query_one(f"#pane-{pane}", AnswerPane)
+        if direction < 0:
+            target.scroll_up(animate=False)
+        else:
+            target.scroll_down(animate=False)

@@ -1,0 +1,102 @@
+"""Results: win rates with CIs, Bradley–Terry league, agreement, judge bias; report export."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import Footer, Header, Static
+
+from preceptor.tui.availability import engine_module
+from preceptor.tui.screens.base import EngineScreen, guarded
+from preceptor.tui.screens.tables import render_any
+
+SECTIONS = [
+    ("win_rates", "Win rates (with 95% CI)"),
+    ("bradley_terry", "Bradley–Terry league"),
+    ("agreement", "Agreement between judges"),
+    ("bias", "Judge bias (position, length)"),
+    ("metric_vs_expert", "Metrics vs expert verdicts"),
+]
+
+
+class StatsReady(Message):
+    def __init__(self, stats: dict[str, Any]) -> None:
+        super().__init__()
+        self.stats = stats
+
+
+class ReportWritten(Message):
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+
+class ResultsScreen(EngineScreen):
+    BINDINGS = [
+        Binding("r", "refresh_stats", "Recompute"),
+        Binding("m", "report('md')", "Report (md)"),
+        Binding("w", "report('html')", "Report (html)"),
+        Binding("v", "report('csv')", "Report (csv)"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="results-body"):
+            yield Static(Text("Computing statistics…"), id="results")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.action_refresh_stats()
+
+    def action_refresh_stats(self) -> None:
+        self.query_one("#results", Static).update(Text("Computing statistics…"))
+        self.compute()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="results")
+    def compute(self) -> None:
+        stats_mod = engine_module("preceptor.engine.stats")
+        project = self.papp.open_project()
+        try:
+            self.post_message(StatsReady(stats_mod.compute(project, stats_mod.StatsOptions())))
+        finally:
+            project.close()
+
+    @guarded
+    def on_stats_ready(self, msg: StatsReady) -> None:
+        parts: list[Any] = []
+        for key, title in SECTIONS:
+            if key in msg.stats:
+                parts.append(render_any(title, msg.stats[key]))
+                parts.append(Text(""))
+        for key, value in msg.stats.items():
+            if key not in dict(SECTIONS) and key not in ("options",):
+                parts.append(render_any(key.replace("_", " ").capitalize(), value))
+        self.query_one("#results", Static).update(Group(*parts) if parts else Text("No figures yet."))
+
+    def worker_failed(self, worker: Any) -> None:
+        if worker.group == "results":
+            self.query_one("#results", Static).update(Text(f"Statistics unavailable: {worker.error}", style="italic"))
+
+    def action_report(self, fmt: str) -> None:
+        self.notify(f"Writing the {fmt} report…")
+        self.write_report(fmt)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="report")
+    def write_report(self, fmt: str) -> None:
+        report = engine_module("preceptor.engine.report")
+        project = self.papp.open_project()
+        try:
+            path = report.build_report(project, fmt=fmt)
+        finally:
+            project.close()
+        self.post_message(ReportWritten(str(path)))
+
+    def on_report_written(self, msg: ReportWritten) -> None:
+        self.notify(f"Report written: {msg.path}", timeout=10)

@@ -1,0 +1,93 @@
+"""A settings form built from a settings dataclass (``config.describe``).
+
+The form only collects text; validation is the dataclass's own (``config.section``),
+so a bad value gets the same titled error as a bad ``preceptor.toml`` entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Input, Label, Select, Static
+
+from preceptor import config as cfg
+
+
+def _choices(typ: Any) -> list[Any] | None:
+    origin = typing.get_origin(typ)
+    if origin is typing.Literal:
+        return list(typing.get_args(typ))
+    if typ is bool:
+        return [True, False]
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if len(args) == 1:
+            return _choices(args[0])
+    return None
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return cfg.dumps({"x": value}).split("=", 1)[1].strip() if value else ""
+    return str(value)
+
+
+class SettingsForm(Vertical):
+    """One row per field: name, an input pre-filled with the current value, its help."""
+
+    def __init__(self, cls: type, current: Any = None, *, skip: tuple[str, ...] = (), id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.cls = cls
+        self.current = current
+        self.skip = skip
+        self.hints = typing.get_type_hints(cls)
+        self.fields = [(n, d, h) for n, d, h in cfg.describe(cls) if n not in skip]
+        self.defaults: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        for name, default, helptext in self.fields:
+            value = getattr(self.current, name, default) if self.current is not None else default
+            choices = _choices(self.hints.get(name))
+            with Horizontal(classes="form-row"):
+                yield Label(name)
+                if choices is not None and all(isinstance(c, (str, bool, int, float)) for c in choices):
+                    options = [(_text(c).lower() if isinstance(c, bool) else _text(c), _text(c)) for c in choices]
+                    initial = _text(value) if value is not None else Select.BLANK
+                    yield Select(options, value=initial if initial in {o[1] for o in options} else Select.BLANK,
+                                 allow_blank=value is None, id=f"f-{name}")
+                else:
+                    yield Input(_text(value), id=f"f-{name}", placeholder="(default)" if value is None else "")
+            self.defaults[name] = _text(value)
+            if helptext:
+                yield Static(helptext, classes="form-help")
+
+    def raw_values(self) -> dict[str, Any]:
+        """Values the user changed (text), keyed by field name."""
+        out: dict[str, Any] = {}
+        for name, _, _ in self.fields:
+            widget = self.query_one(f"#f-{name}")
+            if isinstance(widget, Select):
+                value = "" if widget.value is Select.BLANK else str(widget.value)
+            else:
+                value = widget.value.strip()  # type: ignore[attr-defined]
+            if value != self.defaults.get(name, ""):
+                out[name] = None if value == "" else value
+        return out
+
+    def settings(self, where: str) -> Any:
+        """Validated settings: the current values with the form's changes applied."""
+        base = {}
+        if self.current is not None:
+            base = {f.name: getattr(self.current, f.name) for f in dataclasses.fields(self.cls) if f.init}
+        changes = self.raw_values()
+        merged = {**base, **{k: v for k, v in changes.items()}}
+        merged = {k: v for k, v in merged.items() if v is not None or k in changes}
+        return cfg.section(self.cls, {k: v for k, v in merged.items() if v is not None}, where)

@@ -1,0 +1,99 @@
+"""The Judge screen driven by keys: the exact judgments it leaves in the database."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tui_helpers import judged_project
+
+pytestmark = pytest.mark.anyio
+
+
+def judgments(project):
+    return [dict(r) for r in project.store.all(
+        """SELECT id, pair_id, judge_kind, judge_id, left_output_id, winner_output_id, verdict, unsafe_a, unsafe_b,
+                  rationale, supersedes, repeat FROM judgments ORDER BY id""")]
+
+
+async def wait_for(pilot, cond, timeout=5.0):
+    import time
+
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached")
+        await pilot.pause(0.02)
+
+
+async def test_judge_ten_pairs_by_keys(project, anyio_backend):
+    from preceptor.db import judging as q
+    from preceptor.tui.app import PreceptorApp
+
+    info = judged_project(project, 12)
+    assert info["pairs"] == 12
+    app = PreceptorApp(project, start="judge", expert="Dr Ada")
+    expected = []  # (pair_id, verdict, winner side, unsafe labels, note, supersedes previous?)
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: getattr(screen, "current", None) is not None)
+
+        def cur():
+            return screen.current
+
+        async def vote(keys, verdict, unsafe=(), note=None):
+            pair = cur()
+            await pilot.press(*keys)
+            side = {"A": pair.left.output_id, "B": pair.right.output_id}.get(verdict)
+            expected.append(("vote", pair, verdict, side, unsafe, note))
+            assert cur() is None or cur().pair_id != pair.pair_id
+
+        await vote(["1"], "A")                          # 1
+        await vote(["2"], "B")                          # 2
+        await vote(["t"], "tie")                        # 3
+        await vote(["x"], "both_bad")                   # 4
+        await vote(["f", "1", "right"], "B", ("A",))    # 5: unsafe A, B better
+        skipped = cur()                                 # 6: skip
+        await pilot.press("s")
+        expected.append(("skip", skipped, None, None, (), None))
+        assert cur().pair_id != skipped.pair_id
+        undone = cur()                                  # 7: vote A, undo, vote B
+        await pilot.press("1")
+        expected.append(("vote", undone, "A", undone.left.output_id, (), None))
+        assert cur().pair_id != undone.pair_id
+        await pilot.press("u")
+        assert cur().pair_id == undone.pair_id and cur().left.output_id == undone.left.output_id
+        expected.append(("undo", undone, None, None, (), None))
+        await vote(["2"], "B")
+        await vote(["left"], "A")                       # 8
+        # 9: a note, then tie
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen is not screen)
+        await pilot.press(*"clear win", "enter")
+        await wait_for(pilot, lambda: app.screen is screen)
+        await vote(["t"], "tie", (), "clear win")
+        await vote(["f", "2", "f", "1", "x"], "both_bad", ("A", "B"))   # 10: both unsafe, both bad
+        done, total = screen.session.progress()
+        assert (done, total) == (9, 12)  # ten pairs served: nine voted, one skipped
+        assert "9 of 12" in str(screen.query_one("#judge-status").render())
+
+    rows = judgments(project)
+    want = []
+    prev_for_pair: dict[int, int] = {}
+    for i, (kind, pair, verdict, side, unsafe, note) in enumerate(expected):
+        pid = pair.pair_id
+        row = q.get_pair(project.store, pid)
+        by_label = {"A": pair.left.output_id, "B": pair.right.output_id}
+        unsafe_ids = {by_label[u] for u in unsafe}
+        if kind == "vote":
+            v = "win" if verdict in ("A", "B") else verdict
+        else:
+            v = "skip"
+        want.append({
+            "pair_id": pid, "judge_kind": "expert", "judge_id": "Dr Ada", "left_output_id": pair.left.output_id,
+            "winner_output_id": side, "verdict": v, "unsafe_a": int(row["output_a"] in unsafe_ids),
+            "unsafe_b": int(row["output_b"] in unsafe_ids), "rationale": note,
+            "supersedes": prev_for_pair.get(pid), "repeat": 0,
+        })
+        prev_for_pair[pid] = rows[i]["id"] if i < len(rows) else -1
+    assert [{k: r[k] for k in want[0]} for r in rows] == want

@@ -1,0 +1,41 @@
+"""Helpers for the TUI tests (no tests here): a project with two systems' answers and pairs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from preceptor.db import outputs as q_outputs
+from preceptor.db import prompts as q_prompts
+from preceptor.db import systems as q_systems
+from preceptor.db.store import now
+
+
+def judged_project(project: Any, n: int = 12, *, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``n`` prompts answered by systems ``alpha`` and ``beta``, paired; no repeats or overlap."""
+    import hashlib
+
+    from preceptor.engine.events import run
+    from preceptor.engine.pairs import PairMakeOptions, make_pairs
+
+    project.update_settings({"judge": {"repeat_share": 0.0, "overlap_share": 0.0, **(settings or {})}})
+    store = project.store
+    sx = q_systems.upsert(store, "alpha", role="custom", backend="imported", imported=True)
+    sy = q_systems.upsert(store, "beta", role="custom", backend="imported", imported=True)
+    ts = now()
+    rows = []
+    for i in range(n):
+        text = f"Question {i}: how does drug D{i} interact with drug E{i}?"
+        rows.append((text, hashlib.sha256(text.encode()).hexdigest(), f"D{i} inhibits CYP3A; E{i} rises.",
+                     ("train", "val", "test")[i % 3] if n > 3 else "train", "ddi", f"g{i}", "items", None, "test", ts))
+    with store.tx():
+        q_prompts.ensure_collection(store, "items")
+        q_prompts.insert_many(store, rows)
+    ids = [r["id"] for r in store.all("SELECT id FROM prompts ORDER BY id")]
+    outs = []
+    for k, pid in enumerate(ids):
+        outs.append(dict(prompt_id=pid, system_id=sx.id, text=f"**Alpha {k}**: D{k} raises E{k} via CYP3A inhibition."))
+        outs.append(dict(prompt_id=pid, system_id=sy.id, text=f"*Beta {k}*: no interaction expected between D{k} and E{k}."))
+    q_outputs.record_many(store, outs)
+    summary = run(make_pairs(project, PairMakeOptions(systems=("alpha", "beta"))))
+    project.reload()
+    return {"prompt_ids": ids, "systems": (sx, sy), "pairs": summary["created"]}
