@@ -113,7 +113,7 @@ TARGET_ALIASES: dict[str, list[str]] = {
     "DPP4": ["dipeptidyl peptidase-4", "DPP-4"],
     "SLC5A2": ["SGLT2", "sodium-glucose cotransporter 2"],
     "MTOR": ["mTOR"],
-    "TUBB": ["tubulin", "beta-tubulin"],
+    "TUBB": ["beta-tubulin"],
 }
 
 # Everyday names of drugs that DrugCentral lists under another name.
@@ -195,6 +195,12 @@ def build(data: Path, out: Path) -> dict[str, int]:
     fda_rows = read_fda(data / "fda-roles" / "fda_roles.csv")
 
     pathway_terms = {t.lower() for _, syns in PATHWAYS.values() for t in syns}
+    pathway_id = {t.lower(): ident for ident, (_, syns) in PATHWAYS.items() for t in syns}
+
+    # pathways: FDA CYP / transporter pathways (+ physiologic effects, DrugCentral "PE", below)
+    pathways: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for ident, (group, syns) in PATHWAYS.items():
+        pathways[(ident, group, "")].update(syns)
 
     # drugs
     drugs: dict[tuple[str, str, str], set[str]] = defaultdict(set)
@@ -214,30 +220,37 @@ def build(data: Path, out: Path) -> dict[str, int]:
             drugs[key].update(a.lower() if len(a) > 3 else "=" + a for a in aliases)
 
     # targets: canonical id = first gene symbol (else the target name)
+    # (a target name shared by several genes, e.g. across species, belongs to the smallest id)
     targets: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     target_of: dict[str, tuple[str, str]] = {}
     for r in targets_rows:
         genes = [g.strip() for g in r["GENE"].split("|") if g.strip()]
         name = r["TARGET_NAME"].strip()
         ident = genes[0] if genes else name
-        target_of[name] = (ident, name)
-        terms = {name, *(gene_term(g) for g in genes)}
+        if name not in target_of or ident < target_of[name][0]:
+            target_of[name] = (ident, name)
+    for r in targets_rows:
+        genes = [g.strip() for g in r["GENE"].split("|") if g.strip()]
+        name = r["TARGET_NAME"].strip()
+        ident = genes[0] if genes else name
+        terms = {*(gene_term(g) for g in genes)}
+        if target_of[name][0] == ident:
+            terms.add(name)
         for g in genes:
             m = re.fullmatch(r"HTR(\d[A-Z]?)", g)
             if m:
                 terms.update({f"5-HT{m.group(1)}", f"5-HT{m.group(1)} receptor"})
         terms = {t for t in terms if t.lstrip("=").lower() not in pathway_terms}
+        if ident.lower() in pathway_terms:  # an FDA enzyme / transporter: its names join that pathway
+            pathways[(pathway_id[ident.lower()], PATHWAYS[pathway_id[ident.lower()]][0], "")].update(terms)
+            continue
         if terms:
             targets[(ident, gene_group(ident) if genes else "", "")].update(terms)
     for gene, aliases in TARGET_ALIASES.items():
         key = next((k for k in targets if k[0] == gene), (gene, gene_group(gene), ""))
         targets[key].update(a if len(a) > 3 else "=" + a for a in aliases)
 
-    # pathways: FDA CYP / transporter pathways + physiologic effects (DrugCentral "PE")
-    pathways: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    for ident, (group, syns) in PATHWAYS.items():
-        pathways[(ident, group, "")].update(syns)
-    for r in class_rows:
+    for r in class_rows:  # physiologic effects
         if r["TYPE"] == "PE":
             effect = re.sub(r"^(Increased|Decreased)\s+", "", r["CLASS"].strip())
             if len(effect) > 3:
@@ -268,7 +281,7 @@ def build(data: Path, out: Path) -> dict[str, int]:
         if action in ACTIONS and name in target_of:
             ident, _ = target_of[name]
             if ident.lower() in pathway_terms:
-                ident = next(p for p, (_, syns) in PATHWAYS.items() if ident.lower() in {s.lower() for s in syns})
+                ident = pathway_id[ident.lower()]
             gold.append((norm_drug(r["DRUG_NAME"]), action, ident, name, r["TARGET_FAMILY"].strip(), "drugcentral"))
     for r in fda_rows:
         gold.append((norm_drug(r["drug_id"]), FDA_ROLE_ACTION[r["role"]], r["pathway"], r["pathway"],

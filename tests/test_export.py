@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from preceptor.engine.events import run
-from preceptor.engine.export import DPOExportOptions, dpo_records, export_dpo, export_votes, manifest_path
+from preceptor.engine.export import (
+    DPOExportOptions,
+    dpo_records,
+    export_dpo,
+    export_votes,
+    manifest_path,
+)
 from preceptor.errors import PreceptorError
 from tests.test_stats_support import Judged
 
@@ -48,26 +54,48 @@ def _rows_by_pair(rows):
 def test_rules_each_counted(project, student_prompt) -> None:
     j = Judged(project)
     made = {}
-    _, p, o = _pair(j, 1); j.vote(p, o, "teacher"); made["win"] = p
-    _, p, o = _pair(j, 2); j.vote(p, o, None, verdict="tie"); made["tie"] = p
-    _, p, o = _pair(j, 3); j.vote(p, o, None, verdict="both_bad"); made["both_bad"] = p
-    _, p, o = _pair(j, 4); j.vote(p, o, "teacher", unsafe=("teacher",)); made["unsafe"] = p
-    _, p, o = _pair(j, 5); j.vote(p, o, "base", unsafe=("teacher",)); made["unsafe_rejected_ok"] = p
-    _, p, o = _pair(j, 6); j.vote(p, o, "teacher", judge="ann"); j.vote(p, o, "base", judge="bob"); made["conflict"] = p
+    _, p, o = _pair(j, 1)
+    j.vote(p, o, "teacher")
+    made["win"] = p
+    _, p, o = _pair(j, 2)
+    j.vote(p, o, None, verdict="tie")
+    made["tie"] = p
+    _, p, o = _pair(j, 3)
+    j.vote(p, o, None, verdict="both_bad")
+    made["both_bad"] = p
+    _, p, o = _pair(j, 4)
+    j.vote(p, o, "teacher", unsafe=("teacher",))
+    made["unsafe"] = p
+    _, p, o = _pair(j, 5)
+    j.vote(p, o, "base", unsafe=("teacher",))
+    made["unsafe_rejected_ok"] = p
+    _, p, o = _pair(j, 6)
+    j.vote(p, o, "teacher", judge="ann")
+    j.vote(p, o, "base", judge="bob")
+    made["conflict"] = p
     _, p, o = _pair(j, 7)  # no votes
-    _, p, o = _pair(j, 8, split="val"); j.vote(p, o, "teacher"); made["val"] = p
-    _, p, o = _pair(j, 9, bad="wrong reference"); j.vote(p, o, "teacher")
-    _, p, o = _pair(j, 10); j.vote(p, o, None, kind="llm", judge="gpt", verdict="unparsed")
+    _, p, o = _pair(j, 8, split="val")
+    j.vote(p, o, "teacher")
+    made["val"] = p
+    _, p, o = _pair(j, 9, bad="wrong reference")
+    j.vote(p, o, "teacher")
+    _, p, o = _pair(j, 10)
+    j.vote(p, o, None, kind="llm", judge="gpt", verdict="unparsed")
     # precedence: the expert overrules two LLM votes; majority inside the human tier
-    _, p, o = _pair(j, 11); j.vote(p, o, "base"); j.vote(p, o, "teacher", kind="llm", judge="gpt"); made["expert_over_llm"] = p
+    _, p, o = _pair(j, 11)
+    j.vote(p, o, "base")
+    j.vote(p, o, "teacher", kind="llm", judge="gpt")
+    made["expert_over_llm"] = p
     _, p, o = _pair(j, 12)
     for judge in ("ann", "bob"):
         j.vote(p, o, "base", judge=judge)
     j.vote(p, o, "teacher", judge="cat")
     made["majority"] = p
     # an unparsed LLM verdict falls through to the metric judge
-    _, p, o = _pair(j, 13); j.vote(p, o, None, kind="llm", judge="gpt", verdict="unparsed")
-    j.vote(p, o, "teacher", kind="metric", judge="rougeL"); made["fallthrough"] = p
+    _, p, o = _pair(j, 13)
+    j.vote(p, o, None, kind="llm", judge="gpt", verdict="unparsed")
+    j.vote(p, o, "teacher", kind="metric", judge="rougeL")
+    made["fallthrough"] = p
     # a superseded vote counts once (the newest), a repeat never
     _, p, o = _pair(j, 14)
     old = j.vote(p, o, "teacher")
@@ -113,10 +141,16 @@ def test_no_val_or_test_prompt_leaks_into_train(project, student_prompt) -> None
 
 def test_sources_agreed_and_min_confidence(project, student_prompt) -> None:
     j = Judged(project)
-    _, p1, o = _pair(j, 1); j.vote(p1, o, "teacher"); j.vote(p1, o, "teacher", kind="llm", judge="gpt", confidence=0.9)
-    _, p2, o = _pair(j, 2); j.vote(p2, o, "teacher"); j.vote(p2, o, "base", kind="llm", judge="gpt", confidence=0.95)
-    _, p3, o = _pair(j, 3); j.vote(p3, o, "base", kind="llm", judge="gpt", confidence=0.4)
-    _, p4, o = _pair(j, 4); j.vote(p4, o, "teacher")
+    _, p1, o = _pair(j, 1)
+    j.vote(p1, o, "teacher")
+    j.vote(p1, o, "teacher", kind="llm", judge="gpt", confidence=0.9)
+    _, p2, o = _pair(j, 2)
+    j.vote(p2, o, "teacher")
+    j.vote(p2, o, "base", kind="llm", judge="gpt", confidence=0.95)
+    _, p3, o = _pair(j, 3)
+    j.vote(p3, o, "base", kind="llm", judge="gpt", confidence=0.4)
+    _, p4, o = _pair(j, 4)
+    j.vote(p4, o, "teacher")
     rows, info = dpo_records(project, DPOExportOptions(source="agreed"))
     assert [r["pair_id"] for r in rows] == [p1] and rows[0]["source"] == "agreed"
     assert (info["excluded"]["disagreement"], info["excluded"]["no_human_vote"], info["excluded"]["no_llm_vote"]) == (1, 1, 1)
@@ -175,16 +209,19 @@ def test_prompt_is_the_students_never_the_teachers(project, student_prompt) -> N
 
 def test_empty_export_lists_rule_counts(project, student_prompt, tmp_path: Path) -> None:
     j = Judged(project)
-    _, p, o = _pair(j, 1); j.vote(p, o, None, verdict="tie")
-    _, p, o = _pair(j, 2); j.vote(p, o, None, verdict="both_bad")
-    _, p, o = _pair(j, 3, split="val"); j.vote(p, o, "teacher")
+    _, p, o = _pair(j, 1)
+    j.vote(p, o, None, verdict="tie")
+    _, p, o = _pair(j, 2)
+    j.vote(p, o, None, verdict="both_bad")
+    _, p, o = _pair(j, 3, split="val")
+    j.vote(p, o, "teacher")
     with pytest.raises(PreceptorError) as err:
-        run(export_dpo(project, tmp_path / "out.jsonl", DPOExportOptions()))
+        run(export_dpo(project, tmp_path / "exports" / "out.jsonl", DPOExportOptions()))
     assert err.value.title == "Empty export"
     assert err.value.message == ("no pair qualifies (split train, source all): 2 pairs considered; excluded: tie 1, "
                                  "both_bad 1; 1 judged pairs are in other splits")
     assert "pick another --split" in err.value.hint
-    assert not (tmp_path / "out.jsonl").exists() and not list(tmp_path.iterdir())
+    assert not list((tmp_path / "exports").iterdir())  # no data file, no temp file, no manifest
     assert project.store.scalar("SELECT COUNT(*) FROM exports") == 0
 
 
@@ -193,7 +230,8 @@ def _judged_train_set(project, n: int = 6) -> Judged:
     for i in range(n):
         _, p, o = _pair(j, i)
         j.vote(p, o, "teacher" if i % 3 else "base", confidence=None)
-    _, p, o = _pair(j, 99); j.vote(p, o, None, verdict="tie")
+    _, p, o = _pair(j, 99)
+    j.vote(p, o, None, verdict="tie")
     return j
 
 
@@ -262,3 +300,24 @@ def test_dpo_trainer_runs_one_step_on_the_export(project, student_prompt, tmp_pa
     result = trainer.train()
     assert trainer.state.global_step == 1
     assert result.training_loss == pytest.approx(0.6931, abs=0.05)  # log 2 at step one: the reference is the base
+
+
+def test_student_prompt_shortcut_equals_student_messages(project, student_prompt) -> None:
+    from preceptor.db import prompts as q_prompts
+
+    j = Judged(project)
+    texts = ["  leading and trailing spaces  ", "braces {{ prompt }} and {x} inside", "line one\n\nline two",
+             "\\x00 and $1 \\1 replacement-looking text", "plain"]
+    pairs = {}
+    for i, text in enumerate(texts):
+        pid = j.prompt(text, split="train")
+        p, o = j.pair(pid, {"base": f"b{i}", "teacher": f"t{i}"})
+        j.vote(p, o, "teacher")
+        pairs[p] = pid
+    for style in ("conversational", "standard"):
+        rows, _ = dpo_records(project, DPOExportOptions(style=style))
+        assert len(rows) == len(texts)
+        for r in rows:
+            msgs, _ = student_prompt(q_prompts.get(project.store, pairs[r["pair_id"]]))
+            turns = [m for m in msgs if m["role"] in ("system", "user")]
+            assert r["prompt"] == (turns if style == "conversational" else "\n\n".join(m["content"] for m in turns))

@@ -7,6 +7,7 @@ with the same columns the judging engine writes (preceptor/db/migrations.py m002
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 from preceptor.db import outputs as q_outputs
@@ -60,20 +61,25 @@ class Judged:
 
     def vote(self, pair_id: int, outs: dict[str, int], winner: str | None, *, kind: str = "expert",
              judge: str = "ann", verdict: str | None = None, left: str | None = None, confidence: float | None = None,
-             unsafe: tuple[str, ...] = (), repeat: bool = False, supersedes: int | None = None) -> int:
-        """``winner`` a system name (verdict win) or None with ``verdict`` tie/both_bad/unparsed/...."""
+             unsafe: tuple[str, ...] = (), repeat: bool = False, supersedes: int | None = None,
+             orders: tuple[tuple[str, str], ...] = ()) -> int:
+        """``winner`` a system name (verdict win) or None with ``verdict`` tie/both_bad/unparsed/....
+
+        ``orders`` = ((left system, "A"|"B"|"tie"|"both_bad"), ...) as the LLM judge keeps them in meta.
+        """
         a, b = self.store.one("SELECT output_a, output_b FROM pairs WHERE id = ?", (pair_id,))
         left_id = outs[left] if left else a
         win_id = outs[winner] if winner else None
         v = "win" if winner else (verdict or "tie")
         ua = int(any(outs[s] == a for s in unsafe))
         ub = int(any(outs[s] == b for s in unsafe))
+        meta = json.dumps({"orders": [{"left": outs[lft], "winner": w} for lft, w in orders]}) if orders else None
         stamp = f"2026-01-01T00:00:00.{next(_clock):06d}Z"
         with self.store.tx():
             jid = self.store.execute(
                 """INSERT INTO judgments (pair_id, judge_kind, judge_id, left_output_id, winner_output_id, verdict,
-                   confidence, unsafe_a, unsafe_b, repeat, supersedes, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (pair_id, kind, judge, left_id, win_id, v, confidence, ua, ub, int(repeat), supersedes, stamp),
+                   confidence, unsafe_a, unsafe_b, repeat, supersedes, meta, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (pair_id, kind, judge, left_id, win_id, v, confidence, ua, ub, int(repeat), supersedes, meta, stamp),
             ).lastrowid
         return int(jid)
 

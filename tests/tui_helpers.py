@@ -39,3 +39,13 @@ def judged_project(project: Any, n: int = 12, *, settings: dict[str, Any] | None
     summary = run(make_pairs(project, PairMakeOptions(systems=("alpha", "beta"))))
     project.reload()
     return {"prompt_ids": ids, "systems": (sx, sy), "pairs": summary["created"]}
+
+
+def plain(widget: Any, width: int = 100) -> str:
+    """The text a Static shows (Rich renderables rendered without styles)."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=open("/dev/null", "w"), color_system=None)  # noqa: SIM115
+    content = widget.content
+    console.print(content)
+    return console.export_text()

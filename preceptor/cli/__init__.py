@@ -19,11 +19,22 @@ COMMANDS: dict[str, str] = {
     "import": "preceptor.cli.core:import_cmd",
     "status": "preceptor.cli.core:status_cmd",
     "backup": "preceptor.cli.core:backup_cmd",
+    "train": "preceptor.cli.train:train_group",
+    "runs": "preceptor.cli.train:list_cmd",
     "tui": "preceptor.cli.tui:tui_cmd",
     "serve": "preceptor.cli.tui:serve_cmd",
     "models": "preceptor.cli.models:models_group",
     "systems": "preceptor.cli.systems:systems_group",
     "generate": "preceptor.cli.generate:generate_cmd",
+    "judge": "preceptor.cli.judge:judge_group",
+    "pairs": "preceptor.cli.pairs:pairs_group",
+    "experts": "preceptor.cli.experts:experts_group",
+    "import-judgments": "preceptor.cli.judge:import_judgments_cmd",
+    "eval": "preceptor.cli.eval:eval_cmd",
+    "report": "preceptor.cli.eval:report_cmd",
+    "stats": "preceptor.cli.stats:stats_cmd",
+    "export": "preceptor.cli.export:export_group",
+    "import-pairs": "preceptor.cli.embed:import_pairs_cmd",
 }
 
 

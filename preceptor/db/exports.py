@@ -20,7 +20,7 @@ def superseded_ids(store: Store) -> set[int]:
 
 VOTE_COLUMNS = (
     "j.id AS judgment_id, j.pair_id, j.judge_kind, j.judge_id, j.left_output_id, j.winner_output_id,"
-    " j.verdict, j.confidence, j.unsafe_a, j.unsafe_b, j.repeat, j.created_at, j.rationale,"
+    " j.verdict, j.confidence, j.unsafe_a, j.unsafe_b, j.repeat, j.created_at, j.rationale, j.meta,"
     " pr.output_a, pr.output_b, p.id AS prompt_id, p.split, p.task, p.collection, p.bad_item,"
     " sa.name AS system_a, sb.name AS system_b, length(oa.text) AS len_a, length(ob.text) AS len_b"
 )
@@ -57,7 +57,7 @@ def vote_audit_rows(store: Store, flt: PromptFilter, *, include_superseded: bool
     """Every judgment (audit view), with prompt text, both answers' systems and whether it still counts."""
     dropped = superseded_ids(store)
     where, params = flt.where("p")
-    sql = (f"SELECT {VOTE_COLUMNS}, j.supersedes, j.latency_ms, j.raw, p.text AS prompt_text, j.meta"
+    sql = (f"SELECT {VOTE_COLUMNS}, j.supersedes, j.latency_ms, j.raw, p.text AS prompt_text"
            f" {_VOTE_JOINS} WHERE {where} ORDER BY j.id")
     for r in store.execute(sql, params):
         d = dict(r)
@@ -67,26 +67,62 @@ def vote_audit_rows(store: Store, flt: PromptFilter, *, include_superseded: bool
         yield d
 
 
-def pairs_with_texts(store: Store, flt: PromptFilter) -> Iterator[dict[str, Any]]:
-    """Pairs whose prompt matches ``flt`` (bad items included when the filter says so), with
-    the prompt, both answers and their systems, ordered by pair id."""
+PAIR_FIELDS = ("pair_id", "output_a", "output_b", "prompt_id", "prompt_text", "split", "task", "collection",
+               "bad_item", "text_a", "text_b", "system_a", "system_b")
+VOTE_FIELDS = ("judgment_id", "judge_kind", "judge_id", "winner_output_id", "verdict", "confidence", "unsafe_a",
+               "unsafe_b", "repeat", "created_at")
+
+
+def pairs_with_votes(store: Store, flt: PromptFilter, *, kinds: Sequence[str] | None = None
+                     ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each pair whose prompt matches ``flt`` (bad items included when the filter says so),
+    with its prompt text, both answers and systems, and its effective votes (oldest first;
+    not superseded, no skips; ``kinds`` limits the judge kinds), ordered by pair id.
+
+    One query in pair-id order (no sort of the texts); system names come from a dict.
+    """
+    dropped = superseded_ids(store)
+    names = {r[0]: r[1] for r in store.execute("SELECT id, name FROM systems")}
     where, params = flt.where("p")
+    kind_sql = ""
+    if kinds:
+        kind_sql = f" AND j.judge_kind IN ({','.join('?' * len(kinds))})"
     sql = f"""
-        SELECT pr.id AS pair_id, pr.output_a, pr.output_b, p.id AS prompt_id, p.text AS prompt_text,
-               p.reference, p.split, p.task, p.group_key, p.collection, p.meta AS prompt_meta, p.source,
-               p.bad_item, oa.text AS text_a, ob.text AS text_b, oa.messages AS messages_a,
-               ob.messages AS messages_b, sa.name AS system_a, sb.name AS system_b,
-               sa.role AS role_a, sb.role AS role_b, sa.backend AS backend_a, sb.backend AS backend_b
+        SELECT pr.id, pr.output_a, pr.output_b, p.id, p.text, p.split, p.task, p.collection, p.bad_item,
+               oa.text, ob.text, oa.system_id, ob.system_id,
+               j.id, j.judge_kind, j.judge_id, j.winner_output_id, j.verdict, j.confidence, j.unsafe_a, j.unsafe_b,
+               j.repeat, j.created_at
         FROM pairs pr
         JOIN prompts p ON p.id = pr.prompt_id
         JOIN outputs oa ON oa.id = pr.output_a
         JOIN outputs ob ON ob.id = pr.output_b
-        JOIN systems sa ON sa.id = oa.system_id
-        JOIN systems sb ON sb.id = ob.system_id
+        LEFT JOIN judgments j ON j.pair_id = pr.id AND j.verdict != 'skip'{kind_sql}
         WHERE {where}
         ORDER BY pr.id"""
-    for r in store.execute(sql, params):
-        yield dict(r)
+    cur = store.conn.cursor()
+    cur.row_factory = None  # plain tuples: this is the export's hot loop
+    cur.execute(sql, [*(kinds or ()), *params])
+    np_ = len(PAIR_FIELDS)
+    pair: dict[str, Any] | None = None
+    votes: list[dict[str, Any]] = []
+
+    def done() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        if len(votes) > 1:
+            votes.sort(key=lambda v: (v["created_at"], v["judgment_id"]))
+        return pair, votes  # type: ignore[return-value]
+
+    for row in cur:
+        if pair is None or row[0] != pair["pair_id"]:
+            if pair is not None:
+                yield done()
+            pair = dict(zip(PAIR_FIELDS, row[:np_], strict=True))
+            pair["system_a"] = names.get(pair["system_a"])
+            pair["system_b"] = names.get(pair["system_b"])
+            votes = []
+        if row[np_] is not None and row[np_] not in dropped:
+            votes.append(dict(zip(VOTE_FIELDS, row[np_:], strict=True)))
+    if pair is not None:
+        yield done()
 
 
 def count_pairs_outside(store: Store, flt: PromptFilter) -> int:
@@ -171,3 +207,9 @@ def pair_outputs(store: Store, pair_ids: Sequence[int]) -> dict[int, tuple[int, 
         for r in store.execute(f"SELECT id, output_a, output_b FROM pairs WHERE id IN ({','.join('?' * len(chunk))})", chunk):
             out[r[0]] = (r[1], r[2])
     return out
+
+
+def judgments_fingerprint(store: Store) -> tuple[int, int]:
+    """(count, max id) of judgments: changes whenever a vote is added."""
+    r = store.one("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM judgments")
+    return int(r[0]), int(r[1])

@@ -52,6 +52,7 @@ from preceptor.errors import Cancelled, PreceptorError
 RETRIEVAL_METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
 COLLAPSE_METRICS = ("true_mean", "true_std", "unrelated_mean", "unrelated_std", "unrelated_p95", "gap")
 MODEL_DIR = "model"
+TRAIN_DATA = "train_data.jsonl"
 
 
 @dataclass
@@ -176,6 +177,18 @@ def _stage_pairs(store: Any, stage: str) -> tuple[list[Any], list[Any]]:
     return pairs, train
 
 
+def also_positives(pair: Any) -> list[str]:
+    """Other equally correct documents a pair's source lists (``source.also``): never negatives."""
+    src = pair.source
+    if not src or not src.lstrip().startswith("{"):
+        return []
+    try:
+        also = json.loads(src).get("also")
+    except (ValueError, AttributeError):
+        return []
+    return [str(a) for a in also if isinstance(a, (str, int, float)) and str(a).strip()] if isinstance(also, list) else []
+
+
 def _collapse_metrics(ctx: Any, step: int, prefix: str, rep: Any) -> None:
     ctx.metrics(step, {f"{prefix}/{k}": getattr(rep, k) for k in COLLAPSE_METRICS})
 
@@ -239,11 +252,15 @@ def run_stage(ctx: Any) -> dict[str, Any]:
     corpus = [t for _, t in q_embed.corpus_docs(store, stage)]
     if not corpus:
         corpus = list(dict.fromkeys(p.positive for p in pairs))
-    es = build_eval_set([(p.anchor, p.positive) for p in held], [(p.anchor, p.positive) for p in pairs], corpus,
+    known: dict[str, set[str]] = {}
+    for p in pairs:
+        known.setdefault(p.anchor, set()).update([p.positive, *also_positives(p)])
+    relevant_pairs = [(a, d) for a, ds in known.items() for d in ds]
+    es = build_eval_set([(p.anchor, p.positive) for p in held], relevant_pairs, corpus,
                         settings.eval_max_queries, settings.seed)
     triples = [(p.anchor, p.positive, p.group_key) for p in pairs]
     collapse_kw = dict(sample=settings.collapse_sample, max_unrelated=settings.collapse_max_unrelated,
-                       min_gap=settings.collapse_min_gap, seed=settings.seed)
+                       min_gap=settings.collapse_min_gap, seed=settings.seed, known_positives=known)
     if not es.queries:
         ctx.log(f"stage {stage} has no held-out queries: retrieval metrics are skipped "
                 "(re-import with --val-ratio > 0 to measure it)", "warning")
@@ -287,9 +304,6 @@ def run_stage(ctx: Any) -> dict[str, Any]:
             negatives = [[n] for n in given]  # type: ignore[list-item]
         elif settings.mine_negatives:
             ctx.progress(0, None, "mining hard negatives")
-            known: dict[str, set[str]] = {}
-            for p in pairs:
-                known.setdefault(p.anchor, set()).add(p.positive)
             mined = mine_hard_negatives(enc, [(p.anchor, p.positive) for p in train], corpus, known_positives=known,
                                         num_negatives=settings.negatives_per_pair, max_ratio=settings.mine_max_ratio,
                                         seed=settings.seed)
@@ -303,6 +317,7 @@ def run_stage(ctx: Any) -> dict[str, Any]:
         elif any(given):
             ctx.log(f"{sum(1 for g in given if not g)} pairs have no negative and mining is off: negatives are not used", "warning")
     dataset = _build_dataset(train, negatives, loss_name, settings.seed)
+    dataset.to_json(str(Path(ctx.run_dir) / TRAIN_DATA), lines=True, force_ascii=False)  # exactly what was trained on
 
     # 3. train
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainer, SentenceTransformerTrainingArguments

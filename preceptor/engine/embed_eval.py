@@ -197,11 +197,12 @@ class CollapseReport:
                 f"{self.unrelated_p95:.3f}, n={self.n_unrelated}), gap {self.gap:.3f}")
 
 
-def sample_pairs(pairs: Sequence[tuple[str, str, str]], n: int, seed: int = 0) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def sample_pairs(pairs: Sequence[tuple[str, str, str]], n: int, seed: int = 0,
+                 known_positives: dict[str, set[str]] | None = None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(true pairs, unrelated pairs) from (anchor, positive, group) rows.
 
     An unrelated pair joins an anchor with the positive of a row from another group that is
-    not a positive of that anchor anywhere in the data.
+    not a positive of that anchor anywhere in the data (nor in ``known_positives``).
     """
     rng = random.Random(seed)
     rows = list(pairs)
@@ -209,6 +210,8 @@ def sample_pairs(pairs: Sequence[tuple[str, str, str]], n: int, seed: int = 0) -
     pos_of: dict[str, set[str]] = {}
     for a, p, _ in rows:
         pos_of.setdefault(norm_text(a), set()).add(norm_text(p))
+    for a, ps in (known_positives or {}).items():
+        pos_of.setdefault(norm_text(a), set()).update(norm_text(p) for p in ps)
     unrelated: list[tuple[str, str]] = []
     if len(rows) > 1:
         tries = 0
@@ -234,7 +237,7 @@ def _cos_rows(encoder: TextEncoder, pairs: Sequence[tuple[str, str]]) -> Any:
 
 def collapse_diagnostics(encoder: TextEncoder, pairs: Sequence[tuple[str, str, str]], *, sample: int = 500,
                          max_unrelated: float = 0.85, min_gap: float = 0.05, base_gap: float | None = None,
-                         seed: int = 0) -> CollapseReport:
+                         seed: int = 0, known_positives: dict[str, set[str]] | None = None) -> CollapseReport:
     """Cosine similarity over true vs random unrelated pairs, and an alarm when they look alike.
 
     The alarm fires when (1) unrelated pairs average at least ``max_unrelated`` — seed 002's
@@ -244,7 +247,7 @@ def collapse_diagnostics(encoder: TextEncoder, pairs: Sequence[tuple[str, str, s
     """
     import numpy as np
 
-    true, unrelated = sample_pairs(pairs, sample, seed)
+    true, unrelated = sample_pairs(pairs, sample, seed, known_positives)
     t = _cos_rows(encoder, true)
     u = _cos_rows(encoder, unrelated)
     tm = float(t.mean()) if len(t) else float("nan")

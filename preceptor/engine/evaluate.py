@@ -265,8 +265,9 @@ def _stored_names(names: Sequence[str]) -> list[str]:
 
 # --- statistics over stored values ---------------------------------------------------------
 
-def mean_ci(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
-    """Mean with a Student-t confidence interval; ``lo``/``hi`` are None below n = 2."""
+def mean_ci(values: Sequence[float], level: float = 0.95, lower: float | None = None,
+            upper: float | None = None) -> dict[str, Any]:
+    """Mean with a Student-t confidence interval clipped to [lower, upper]; ``lo``/``hi`` are None below n = 2."""
     n = len(values)
     if n == 0:
         return {"mean": None, "lo": None, "hi": None, "n": 0, "sd": None}
@@ -277,7 +278,12 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
     from scipy.stats import t
 
     half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n, "sd": sd}
+    lo, hi = mean - half, mean + half
+    if lower is not None:
+        lo = max(lo, lower)
+    if upper is not None:
+        hi = min(hi, upper)
+    return {"mean": mean, "lo": lo, "hi": hi, "n": n, "sd": sd}
 
 
 def wilson(successes: float, n: int, z: float = 1.959963984540054) -> tuple[float | None, float | None]:
@@ -319,7 +325,8 @@ def system_table(project: Any, *, reference: str, split: str | None = "val,test"
         entry: dict[str, Any] = {"system": system, "n_outputs": len(rs), "metrics": {}}
         for m in names:
             vals = [values[r["output_id"]][m] for r in rs if values[r["output_id"]].get(m) is not None]
-            entry["metrics"][m] = mean_ci(vals)  # type: ignore[arg-type]
+            mi = M.info(m)
+            entry["metrics"][m] = mean_ci(vals, lower=mi.lower, upper=mi.upper)  # type: ignore[arg-type]
         out.append(entry)
     return out
 

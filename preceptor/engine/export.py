@@ -49,8 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from preceptor.db import exports as q
+from preceptor.db import prompts as q_prompts
 from preceptor.db.prompts import Prompt, PromptFilter
-from preceptor.db.store import loads, now
+from preceptor.db.store import now
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.errors import PreceptorError
 
@@ -167,9 +168,19 @@ def decide(votes: Iterable[_V], source: str) -> tuple[str, list[_V], str | None]
 # ----------------------------------------------------------------------------------------------
 
 class _StudentPrompts:
-    """The student's rendered prompt per prompt id (cached), with the template hash."""
+    """The student's rendered prompt per prompt (``student_messages``), with its template hash.
 
-    def __init__(self) -> None:
+    ``student_messages`` renders one fixed template around the prompt text; calling it
+    100,000 times is most of an export's time, so the template is rendered once around a
+    placeholder and filled per prompt. The shortcut is checked against the real call on
+    the first prompt and every 500th after; any difference turns it off for good.
+    """
+
+    MARK = "\x00preceptor-prompt\x00"
+    CHECK_EVERY = 500
+
+    def __init__(self, store: Any = None) -> None:
+        self.store = store
         self.cache: dict[int, tuple[list[dict[str, str]], str | None]] = {}
         try:
             from preceptor.prompts.templates import student_messages
@@ -177,6 +188,27 @@ class _StudentPrompts:
             student_messages = None  # type: ignore[assignment]
         self.fn = student_messages
         self.hashes: set[str] = set()
+        self.shape: tuple[list[dict[str, str]], str] | None = None
+        self.fast = student_messages is not None
+        self.calls = 0
+
+    def _real(self, row: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
+        prompt = q_prompts.get(self.store, row["prompt_id"]) if self.store is not None and row["prompt_id"] else None
+        if prompt is None:
+            prompt = Prompt(row["prompt_id"], row["prompt_text"], None, row.get("split", "train"), row.get("task"), "",
+                            row.get("collection", ""), {}, None, None)
+        msgs, h = self.fn(prompt)  # type: ignore[misc]
+        return [{"role": m["role"], "content": m["content"]} for m in msgs if m["role"] in ("system", "user")], h
+
+    def _filled(self, text: str) -> tuple[list[dict[str, str]], str] | None:
+        if self.shape is None:
+            try:
+                self.shape = self._real({"prompt_id": 0, "prompt_text": self.MARK})  # type: ignore[assignment]
+            except Exception:  # noqa: BLE001 - the template rejects the placeholder: no shortcut
+                self.fast = False
+                return None
+        msgs, h = self.shape
+        return [{"role": m["role"], "content": m["content"].replace(self.MARK, text).strip()} for m in msgs], h
 
     def __call__(self, row: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
         pid = row["prompt_id"]
@@ -184,16 +216,23 @@ class _StudentPrompts:
         if hit is not None:
             return hit
         if self.fn is None:
-            msgs, h = [{"role": "user", "content": row["prompt_text"]}], None
+            out: tuple[list[dict[str, str]], str | None] = ([{"role": "user", "content": row["prompt_text"]}], None)
+        elif self.fast:
+            filled = self._filled(row["prompt_text"])
+            if filled is not None and self.calls % self.CHECK_EVERY == 0:
+                real = self._real(row)
+                if real != filled:
+                    self.fast, filled = False, None
+                out = real
+            else:
+                out = filled if filled is not None else self._real(row)
+            self.calls += 1
         else:
-            prompt = Prompt(pid, row["prompt_text"], row["reference"], row["split"], row["task"], row["group_key"],
-                            row["collection"], loads(row["prompt_meta"]) or {}, row["source"], row["bad_item"])
-            msgs, h = self.fn(prompt)
-            msgs = [{"role": m["role"], "content": m["content"]} for m in msgs if m["role"] in ("system", "user")]
-        if h:
-            self.hashes.add(h)
-        self.cache[pid] = (msgs, h)
-        return msgs, h
+            out = self._real(row)
+        if out[1]:
+            self.hashes.add(out[1])
+        self.cache[pid] = out
+        return out
 
 
 def _prompt_text(messages: list[dict[str, str]]) -> str:
@@ -212,40 +251,41 @@ def _filter(project: Any, opts: DPOExportOptions) -> PromptFilter:
                         collections=[opts.collection] if opts.collection else None, include_bad=True)
 
 
-def _votes_by_pair(project: Any, flt: PromptFilter, source: str) -> dict[int, list[_V]]:
-    kinds = {"expert": ("expert", "imported"), "llm": ("llm",), "metric": ("metric",),
-             "agreed": ("expert", "imported", "llm"), "all": None}[source]
-    latest: dict[tuple[int, str, str], _V] = {}
-    for r in q.votes(project.store, flt, kinds=kinds):
+_SOURCE_KINDS: dict[str, tuple[str, ...] | None] = {
+    "expert": ("expert", "imported"), "llm": ("llm",), "metric": ("metric",), "agreed": ("expert", "imported", "llm"),
+    "all": None}
+
+
+def _effective(pair: dict[str, Any], rows: list[dict[str, Any]]) -> list[_V]:
+    """One vote per judge (its newest; rows come oldest first), repeats left out."""
+    latest: dict[tuple[str, str], _V] = {}
+    a, b = pair["output_a"], pair["output_b"]
+    for r in rows:
         if r["repeat"]:
             continue
         verdict = r["verdict"]
         if verdict == "win":
             w = r["winner_output_id"]
-            label = "a" if w == r["output_a"] else "b" if w == r["output_b"] else "unparsed"
+            label = "a" if w == a else "b" if w == b else "unparsed"
         else:
             label = verdict
-        latest[(r["pair_id"], r["judge_kind"], str(r["judge_id"]))] = _V(
+        latest[(r["judge_kind"], str(r["judge_id"]))] = _V(
             r["judge_kind"], str(r["judge_id"]), label, r["confidence"], bool(r["unsafe_a"]), bool(r["unsafe_b"]))
-    out: dict[int, list[_V]] = defaultdict(list)
-    for (pair, _, _), v in latest.items():
-        out[pair].append(v)
-    return out
+    return list(latest.values())
 
 
 def iter_dpo_records(project: Any, opts: DPOExportOptions, stats: dict[str, Any],
                      cancel: threading.Event | None = None) -> Iterator[dict[str, Any]]:
     """Yield export rows one by one, filling ``stats`` ({"excluded", "considered", ...}) as it goes."""
     flt = _filter(project, opts)
-    votes = _votes_by_pair(project, flt, opts.source)
-    student = _StudentPrompts()
+    student = _StudentPrompts(project.store)
     excluded = {r: 0 for r in RULES}
     stats.update(excluded=excluded, considered=0, exported=0, sources={}, prompt_template_hashes=[],
                  student_prompt="student_messages" if student.fn else "plain user turn (templates module missing)")
-    seen: set[str] = set()
+    seen: set[bytes] = set()
     want = set(opts.systems) if opts.systems else None
     conversational = opts.style == "conversational"
-    for i, row in enumerate(q.pairs_with_texts(project.store, flt)):
+    for i, (row, vote_rows) in enumerate(q.pairs_with_votes(project.store, flt, kinds=_SOURCE_KINDS[opts.source])):
         if i % 1000 == 0:
             check_cancel(cancel)
         if want is not None and {row["system_a"], row["system_b"]} != want:
@@ -258,7 +298,7 @@ def iter_dpo_records(project: Any, opts: DPOExportOptions, stats: dict[str, Any]
         if ta is None or tb is None or not ta.strip() or not tb.strip():
             excluded["missing_output"] += 1
             continue
-        pv = votes.get(row["pair_id"])
+        pv = _effective(row, vote_rows)
         if not pv:
             excluded["no_votes"] += 1
             continue
@@ -280,7 +320,8 @@ def iter_dpo_records(project: Any, opts: DPOExportOptions, stats: dict[str, Any]
             excluded["identical"] += 1
             continue
         messages, thash = student(row)
-        key = hashlib.sha256(json.dumps([messages, chosen, rejected], ensure_ascii=False).encode()).hexdigest()
+        key = hashlib.blake2b("\x1f".join([*(f"{m['role']}\x1e{m['content']}" for m in messages), chosen, rejected])
+                              .encode("utf-8"), digest_size=20).digest()
         if key in seen:
             excluded["duplicate"] += 1
             continue

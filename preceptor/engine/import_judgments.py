@@ -224,7 +224,7 @@ def import_judgments(project: Any, file: Path | str, opts: ImportJudgmentsOption
         raise PreceptorError("Collection holds prompts", f"collection {collection!r} holds the project's own prompts",
                              "Import judgments into their own collection: pass --collection NAME with a new name.")
     summary: dict[str, Any] = {"file": str(path), "format": opts.format, "collection": collection, "items": len(items),
-                               "prompts": 0, "outputs": 0, "pairs": 0, "votes": 0, "existing_votes": 0,
+                               "prompts": 0, "outputs": 0, "pairs": 0, "votes": 0, "existing_votes": 0, "duplicate_votes": 0,
                                "identical": 0, "missing_labels": 0, "verdicts": {"win": 0, "tie": 0, "both_bad": 0}}
     total = len(items)
     yield Progress(0, total, "importing")
@@ -282,6 +282,7 @@ def import_judgments(project: Any, file: Path | str, opts: ImportJudgmentsOption
                 return oid
 
         judgments = []
+        seen: set[tuple[int, str]] = set()
         for k, it in enumerate(items):
             if k % 200 == 0:
                 check_cancel(cancel)
@@ -307,7 +308,11 @@ def import_judgments(project: Any, file: Path | str, opts: ImportJudgmentsOption
             for annotator, lab in it.votes:
                 judge_id = f"{collection}/{annotator}"
                 meta = {"source": it.where, **{k2: v for k2, v in it.meta.items() if k2 != "missing_labels"}}
-                if q.has_judgment(store, pair_id, "imported", judge_id) and not _same_item_voted(judgments, pair_id, judge_id):
+                if (pair_id, judge_id) in seen:
+                    summary["duplicate_votes"] += 1
+                    continue
+                seen.add((pair_id, judge_id))
+                if q.has_judgment(store, pair_id, "imported", judge_id):
                     summary["existing_votes"] += 1
                     continue
                 if lab in ("1", "2"):
@@ -336,7 +341,3 @@ def system_id_of(store: Any, output_id: int) -> int:
     assert o is not None
     return o.system_id
 
-
-def _same_item_voted(pending: list[dict[str, Any]], pair_id: int, judge_id: str) -> bool:
-    """True when the stored vote came from this same import (a pair labelled twice in one file)."""
-    return any(j["pair_id"] == pair_id and j["judge_id"] == judge_id for j in pending)

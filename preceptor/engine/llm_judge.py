@@ -525,12 +525,16 @@ class LocalScorer:
         self.choice_ids = [tokenizer.encode(c, add_special_tokens=False) for c in choices]
         self.single = all(len(ids) == 1 for ids in self.choice_ids)
         self.max_len = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        self.truncated = 0
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         text = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = self.tok.encode(text, add_special_tokens=False)
         room = self.max_len - max(len(c) for c in self.choice_ids)
-        return ids[-room:] if len(ids) > room else ids
+        if len(ids) > room:  # keep the end (the answers and the question asked); counted in the summary
+            self.truncated += 1
+            return ids[-room:]
+        return ids
 
     def score(self, prompts: list[list[int]]) -> list[list[float]]:
         """For each prompt, the log-probability of each choice (summed over its tokens)."""
@@ -550,8 +554,10 @@ class LocalScorer:
         for i, r in enumerate(rows):
             input_ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
             mask[i, width - len(r):] = 1
+        # left padding: positions count from each row's first real token (as generate() does)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=mask).logits.float()
+            logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).logits.float()
         logp = torch.log_softmax(logits, dim=-1)
         out: list[list[float]] = []
         if self.single:
@@ -631,4 +637,5 @@ def _run_local(project: Any, spec: JudgeSpec, settings: JudgeSettings, pairs: li
     finally:
         writer.finish()
     return _summary(spec, settings, writer.calls, writer.counts, 0, 0, time.monotonic() - t0,
-                    {"template": writer.template_meta["template"], "single_token_choices": scorer.single})
+                    {"template": writer.template_meta["template"], "single_token_choices": scorer.single,
+                     "truncated_prompts": scorer.truncated})

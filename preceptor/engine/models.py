@@ -128,6 +128,32 @@ def _pip_install(names: list[str]) -> tuple[bool, str]:
     return proc.returncode == 0, (proc.stderr or proc.stdout).strip()[-400:]
 
 
+@contextlib.contextmanager
+def atomic_folder(out: Path) -> Iterator[Path]:
+    """A temporary sibling folder that replaces ``out`` only if the block finishes.
+
+    An error or an interruption inside the block leaves ``out`` as it was (absent or the
+    previous version) and removes the temporary folder: readers never see half a model.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        _share_files(tmp)
+        if out.exists():  # an older version: move it aside, then swap
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def convert_gguf(gguf: Path, out: Path, *, cancel: Any = None) -> dict[str, Any]:
     """Dequantise ``gguf`` into a transformers folder ``out`` (atomically: temp folder, then rename).
 
@@ -170,29 +196,16 @@ def convert_gguf(gguf: Path, out: Path, *, cancel: Any = None) -> dict[str, Any]
                              "Use a GGUF file of an instruct model.")
     check_cancel(cancel)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    info = {
+        "name": out.name, "source": str(gguf), "source_bytes": gguf.stat().st_size,
+        "conversion_version": CONVERSION_VERSION, "dtype": "float32",
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+    with atomic_folder(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        info = {
-            "name": out.name, "source": str(gguf), "source_bytes": gguf.stat().st_size,
-            "conversion_version": CONVERSION_VERSION, "dtype": "float32",
-            "params": sum(p.numel() for p in model.parameters()),
-            "seconds": round(time.monotonic() - t0, 1),
-        }
+        info["seconds"] = round(time.monotonic() - t0, 1)
         (tmp / MARKER).write_text(json.dumps(info, indent=2))
-        _share_files(tmp)
-        if out.exists():  # an older conversion: move it aside, then swap
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return info
 
 

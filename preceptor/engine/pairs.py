@@ -50,7 +50,7 @@ def parse_systems(text: str | tuple[str, str] | list[str] | None, where: str = "
     parts = [s.strip() for s in text.split(",")] if isinstance(text, str) else [str(s).strip() for s in text]
     parts = [p for p in parts if p]
     if len(parts) != 2 or parts[0] == parts[1]:
-        raise PreceptorError("Invalid systems", f"{where} {','.join(parts) or text!r}: give two different systems",
+        raise PreceptorError("Invalid systems", f"{where} {','.join(parts) or str(text)}: give two different systems",
                              "Write e.g. --systems base,teacher (names from `preceptor systems list`, or roles).")
     return parts[0], parts[1]
 

@@ -155,3 +155,28 @@ class RetrieverBackend:
             items = [(float(s), self.docs[d]) for d, s in zip(idx[row].tolist(), scores[row].tolist(), strict=True)]
             results[i] = {"text": render_ranked(items), "error": None, "latency_ms": per}
         return results
+
+
+class ReciprocalRank:
+    """Metric scorer: 1 / rank of the reference document in a retriever's ranked list.
+
+    0.0 when the reference is not listed; None for an answer that is not a ranked list
+    (an LLM's prose is not scored). Meant for the metric judge (``retrieval_rr``): of two
+    retrievers, the one that ranks the known relevant document higher wins.
+    """
+
+    name = "retrieval_rr"
+    signature = "retrieval_rr:v1"
+
+    def __init__(self, **_: Any) -> None:
+        pass
+
+    def score(self, predictions: list[str], references: list[str]) -> list[float | None]:
+        out: list[float | None] = []
+        for pred, ref in zip(predictions, references, strict=True):
+            if not pred or not parse_ranked(pred) or not ref:
+                out.append(None)
+                continue
+            rank = rank_of(pred, ref)
+            out.append(0.0 if rank is None else 1.0 / rank)
+        return out

@@ -32,6 +32,7 @@ Bradley–Terry
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -311,6 +312,7 @@ class Vote:
     len_b: int
     repeat: bool
     confidence: float | None
+    orders: tuple[tuple[str, str], ...] = ()  # LLM judge: (left "a"|"b", label) per order asked
 
     @property
     def rater(self) -> str:
@@ -335,7 +337,29 @@ def vote_from_row(r: dict[str, Any]) -> Vote:
     left = "a" if lo == r["output_a"] else "b" if lo == r["output_b"] else None
     return Vote(r["pair_id"], r["prompt_id"], r["task"], r["judge_kind"], str(r["judge_id"]), verdict, label, left,
                 r["system_a"], r["system_b"], int(r["len_a"] or 0), int(r["len_b"] or 0), bool(r["repeat"]),
-                r["confidence"])
+                r["confidence"], _orders(r))
+
+
+def _orders(r: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The orders an LLM judge was asked in (``meta.orders``: left output id, winner A/B/tie/both_bad)."""
+    meta = r.get("meta")
+    if not meta:
+        return ()
+    try:
+        orders = json.loads(meta).get("orders") or []
+    except (ValueError, AttributeError):
+        return ()
+    out = []
+    for o in orders:
+        if not isinstance(o, dict):
+            continue
+        left = "a" if o.get("left") == r["output_a"] else "b" if o.get("left") == r["output_b"] else None
+        w = o.get("winner")
+        if left is None or w is None:
+            continue
+        label = left if w == "A" else ("b" if left == "a" else "a") if w == "B" else str(w)
+        out.append((left, label))
+    return tuple(out)
 
 
 def _kinds(judge: str) -> tuple[str, ...] | None:
@@ -498,9 +522,15 @@ def self_consistency(votes: Sequence[Vote], *, n_boot: int = 1000, seed: int = 0
 
 
 def position_bias(votes: Sequence[Vote], *, n_boot: int = 1000, seed: int = 0, min_n: int = 5) -> list[dict[str, Any]]:
-    """Per judge: first-position preference (share of decisive votes won by the left answer)
-    and, for pairs judged in both orders, position consistency (share whose verdict survives
-    the swap; a stored ``inconsistent`` verdict counts as not surviving)."""
+    """Per judge: first-position preference and position consistency.
+
+    First-position preference is the share of decisive verdicts won by the answer shown on
+    the left (for the LLM judge, each order it was asked counts, from ``meta.orders``).
+    Position consistency is the share of pairs judged in both orders whose verdict survives
+    the swap: the LLM judge's two orders of one judgment (a stored ``inconsistent`` verdict
+    counts as not surviving), or a judge's votes on one pair shown both ways (the repeat
+    sample shows the pair swapped).
+    """
     rows = []
     by_rater: dict[str, list[Vote]] = defaultdict(list)
     for v in votes:
@@ -509,24 +539,27 @@ def position_bias(votes: Sequence[Vote], *, n_boot: int = 1000, seed: int = 0, m
         kind = vs[0].kind
         per_prompt: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
         for v in vs:
-            if v.decisive and v.left is not None:
-                per_prompt[v.prompt_id][0] += v.label == v.left
-                per_prompt[v.prompt_id][1] += 1
+            orders = v.orders if v.orders else (((v.left, v.label),) if v.left is not None else ())
+            for left, label in orders:
+                if label in ("a", "b"):
+                    per_prompt[v.prompt_id][0] += label == left
+                    per_prompt[v.prompt_id][1] += 1
         first = share([c[0] for c in per_prompt.values()], [c[1] for c in per_prompt.values()],
                       n_boot=n_boot, seed=seed, min_n=min_n)
+        cons: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
         by_pair: dict[int, list[Vote]] = defaultdict(list)
         for v in vs:
-            by_pair[v.pair_id].append(v)
-        cons: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
-        for pair, pv in by_pair.items():
-            if any(v.label == "inconsistent" for v in pv):
-                cons[pv[0].prompt_id][1] += 1
-                continue
-            lefts = {v.left for v in pv if v.left is not None and v.label in LABELS_WITH_TIES}
-            if lefts == {"a", "b"}:
-                la = {v.label for v in pv if v.left == "a" and v.label in LABELS_WITH_TIES}
-                lb = {v.label for v in pv if v.left == "b" and v.label in LABELS_WITH_TIES}
-                cons[pv[0].prompt_id][0] += bool(la & lb) and len(la) == 1 and len(lb) == 1
+            if len(v.orders) >= 2 or v.label == "inconsistent":
+                ok = v.label != "inconsistent" and len({lab for _, lab in v.orders}) == 1
+                cons[v.prompt_id][0] += ok
+                cons[v.prompt_id][1] += 1
+            elif v.left is not None and v.label in LABELS_WITH_TIES:
+                by_pair[v.pair_id].append(v)
+        for pv in by_pair.values():
+            la = {v.label for v in pv if v.left == "a"}
+            lb = {v.label for v in pv if v.left == "b"}
+            if la and lb:
+                cons[pv[0].prompt_id][0] += la == lb and len(la) == 1
                 cons[pv[0].prompt_id][1] += 1
         consistency = share([c[0] for c in cons.values()], [c[1] for c in cons.values()], n_boot=n_boot, seed=seed,
                             min_n=min_n)

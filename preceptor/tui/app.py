@@ -84,7 +84,7 @@ class PreceptorApp(App[None]):
         "export": _export,
     }
     BINDINGS = [
-        *[Binding(key, f"app.switch_mode('{mode}')", title, show=True, priority=False) for mode, title, key, _ in SCREENS],
+        *[Binding(key, f"app.switch_mode('{mode}')", title, show=True, priority=True) for mode, title, key, _ in SCREENS],
         Binding("ctrl+t", "app.toggle_theme", "Light/dark", show=False),
         Binding("ctrl+q", "app.quit", "Quit", show=True, priority=True),
     ]

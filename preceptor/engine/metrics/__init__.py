@@ -54,6 +54,8 @@ class MetricInfo:
     needs_reference: bool = True
     family: str = "text"  # "text" | "domain" | "model"
     opts: dict[str, Any] = field(default_factory=dict)
+    lower: float | None = 0.0  # the metric's range: confidence intervals are clipped to it
+    upper: float | None = 1.0
 
 
 _T = "preceptor.engine.metrics.textual"
@@ -70,7 +72,8 @@ METRICS: dict[str, MetricInfo] = {
     "key_terms": MetricInfo("key_terms", "Key-term coverage", f"{_D}:KeyTerms", family="domain"),
     "triple_exact": MetricInfo("triple_exact", "Triple match (exact)", f"{_D}:TripleMatch", family="domain", opts={"soft": False}),
     "triple_soft": MetricInfo("triple_soft", "Triple match (soft)", f"{_D}:TripleMatch", family="domain", opts={"soft": True}),
-    "ppl": MetricInfo("ppl", "Perplexity", f"{_P}:Perplexity", higher_is_better=False, needs_reference=False, family="model"),
+    "ppl": MetricInfo("ppl", "Perplexity", f"{_P}:Perplexity", higher_is_better=False, needs_reference=False, family="model",
+                      lower=1.0, upper=None),
 }
 
 # metrics computed together by one scorer (BERTScore gives P, R and F1 in one pass)

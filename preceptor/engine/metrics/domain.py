@@ -135,7 +135,7 @@ def extract_triples(pack: DomainPack, text: str) -> list[Triple]:
 
         def subject_before() -> Entry | None:
             for j in reversed([j for j in same if j < k]):
-                if subj[j] is not None and obj[j] is None:
+                if subj[j] is not None:
                     return subj[j]
             if opens_with_pronoun(m.sentence):
                 return last_topic
@@ -143,7 +143,7 @@ def extract_triples(pack: DomainPack, text: str) -> list[Triple]:
 
         def subject_after(max_gap: int | None) -> Entry | None:
             for j in same:
-                if j > k and subj[j] is not None and obj[j] is None:
+                if j > k and subj[j] is not None:
                     if max_gap is None or ms[j].start - m.end <= max_gap:
                         return subj[j]
                     return None

@@ -23,9 +23,10 @@ SKIP = {"epoch", "total_flos", "step"}
 class RunCallbackMixin:
     """Streams metrics and progress into the run, and stops gracefully on cancel."""
 
-    def __init__(self, ctx: RunContext, label: str = "train") -> None:
+    def __init__(self, ctx: RunContext, label: str = "train", perplexity: bool = True) -> None:
         self.ctx = ctx
         self.label = label
+        self.perplexity = perplexity
         self.delay = float(os.environ.get(STEP_DELAY_ENV) or 0)
         self.last_eval_step: int | None = None
         self.eval_losses: list[tuple[int, float]] = []
@@ -59,18 +60,18 @@ class RunCallbackMixin:
             loss = float(values["eval_loss"])
             if math.isfinite(loss):
                 self.eval_losses.append((step, loss))
-                if loss < 700:  # exp() would overflow: a diverged run, recorded as eval_loss only
+                if self.perplexity and loss < 700:  # exp() would overflow: a diverged run, recorded as eval_loss only
                     values["perplexity"] = math.exp(loss)
             else:
-                self.ctx.warn(f"eval loss is {loss} at step {step}: no usable answer tokens in the val examples "
-                              "(all truncated by max_length?), or the training diverged; not recorded")
+                self.ctx.warn(f"eval loss is {loss} at step {step}: not recorded (no usable answer tokens in the "
+                              "val examples, all truncated by max_length?, or the training diverged)")
                 values.pop("eval_loss")
         self.ctx.metrics(step, values)
 
 
-def run_callback(ctx: RunContext, label: str = "train") -> Any:
+def run_callback(ctx: RunContext, label: str = "train", perplexity: bool = True) -> Any:
     """A ``TrainerCallback`` for ``ctx`` (transformers is imported here, not at module import)."""
     from transformers import TrainerCallback
 
     cls = type("RunCallback", (RunCallbackMixin, TrainerCallback), {})
-    return cls(ctx, label)
+    return cls(ctx, label, perplexity)

@@ -110,7 +110,6 @@ def training_args(s: CommonSettings, ctx: RunContext, *, device: str, bf16: bool
         use_cpu=device == "cpu",
         bf16=bf16,
         fp16=fp16,
-        gradient_checkpointing=s.gradient_checkpointing,
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -118,7 +117,18 @@ def training_args(s: CommonSettings, ctx: RunContext, *, device: str, bf16: bool
     )
     if s.save_steps > 0:
         args["save_steps"] = s.save_steps
+    args[checkpointing_field()] = s.gradient_checkpointing
     return args
+
+
+def checkpointing_field() -> str:
+    """transformers 5 renamed gradient_checkpointing to activation_checkpointing."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
 def final_eval(trainer: Any, callback: Any, has_eval: bool) -> None:

@@ -13,9 +13,11 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,17 @@ SUMMARY_NAME = "summary.json"
 CHECKPOINTS = "checkpoints"
 
 log = logging.getLogger("preceptor.train")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries a training result depends on (read from metadata, no import)."""
+    out: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for name in ("preceptor", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "sentence-transformers"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def is_main_process() -> bool:

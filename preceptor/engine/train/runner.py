@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +36,6 @@ LAUNCHERS = ("python", "accelerate")
 WORKER_MODULE = "preceptor.engine.train.worker"
 WORKER_OUT = "worker.out"
 _CHILDREN: dict[int, subprocess.Popen] = {}  # launched here; polled so they never linger as zombies
-
-
-def library_versions() -> dict[str, str | None]:
-    """Versions of the libraries a training result depends on (read from metadata, no import)."""
-    out: dict[str, str | None] = {"python": sys.version.split()[0]}
-    for name in ("preceptor", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "sentence-transformers"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def build_command(project_root: Path | str, run_id: int, launcher: str = "python",
@@ -135,7 +123,6 @@ def start(project: Any, kind: str, config: dict[str, Any], *, parent_id: int | N
     if kind not in KINDS:
         raise PreceptorError("Unknown run kind", f"no training job of kind {kind!r}", f"Known kinds: {', '.join(KINDS)}.")
     config = dict(config)
-    config.setdefault("versions", library_versions())
     config["launch"] = {"launcher": launcher, "accelerate": dict(accelerate or {})}
     build_command(project.root, 0, launcher, accelerate)  # validate before creating the run
     run = q_runs.create(project.store, kind, config, parent_id=parent_id)
@@ -196,6 +183,10 @@ def watch(project: Any, run_id: int, cancel: threading.Event | None = None, poll
         q_runs.mark_dead_runs(project.store)
         run = _get(project, run_id)
         finished = run.status in q_runs.TERMINAL
+        for rowid, step, name, value in q_runs.metrics_after(project.store, run_id, last_rowid):
+            last_rowid = rowid
+            if value is not None:
+                yield Metric(step, name, value)
         if events_path is not None and events_path.exists():
             with open(events_path, "rb") as fh:
                 fh.seek(offset)
@@ -212,10 +203,6 @@ def watch(project: Any, run_id: int, cancel: threading.Event | None = None, poll
                     yield Progress(rec["done"], rec.get("total"), rec.get("note", ""))
                 elif rec.get("type") == "log":
                     yield Log(rec.get("level", "info"), rec.get("text", ""))
-        for rowid, step, name, value in q_runs.metrics_after(project.store, run_id, last_rowid):
-            last_rowid = rowid
-            if value is not None:
-                yield Metric(step, name, value)
         if finished:
             if run.status == "interrupted":
                 yield Log("error", f"run {run.id} was interrupted: {run.error}. Continue it with `preceptor train resume {run.id}`.")

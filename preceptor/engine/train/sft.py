@@ -25,16 +25,12 @@ from preceptor.engine.train.settings import SFTSettings, from_dict
 from preceptor.errors import Cancelled, PreceptorError
 
 
-def student_messages(prompt: str) -> tuple[list[dict[str, str]], str]:
-    """The student's rendered prompt (contract F); a bare user turn until templates exist."""
-    try:
-        from preceptor.prompts.templates import student_messages as render
-    except ImportError:  # pragma: no cover - the templates module ships with generation
-        import hashlib
+def student_messages(prompt: Any, system_prompt: str | None = None) -> tuple[list[dict[str, str]], str]:
+    """Exactly what the trained student will be asked at generation time (contract F)."""
+    from preceptor.prompts.templates import student_messages as render
 
-        return [{"role": "user", "content": prompt}], hashlib.sha256(b"plain-user-turn").hexdigest()
-    messages, template_hash = render(prompt)
-    return [dict(m) for m in messages], template_hash
+    messages, template_hash = render(prompt, system_prompt)
+    return [{"role": m["role"], "content": m["content"]} for m in messages], template_hash
 
 
 def target_systems(store: Any, name_or_role: str) -> list[q_systems.System]:
@@ -61,7 +57,11 @@ class SFTData:
 
 def prepare_data(project: Any, s: SFTSettings) -> SFTData:
     """Prompt/completion rows for the train and val splits (errors say what is missing)."""
+    from preceptor.engine.train.common import base_model_name
+
     store = project.store
+    _, base_params = base_model_name(project, s.base_system)
+    system_prompt = base_params.get("system_prompt")  # the ft system inherits the base's params
     systems = target_systems(store, s.from_system)
     answers: dict[int, tuple[str, str]] = {}  # prompt id -> (answer, system name), first system wins
     for system in systems:
@@ -75,7 +75,7 @@ def prepare_data(project: Any, s: SFTSettings) -> SFTData:
         if p.id not in answers:
             continue
         text, source = answers[p.id]
-        messages, template_hash = student_messages(p.text)
+        messages, template_hash = student_messages(p, system_prompt)
         hashes.add(template_hash)
         row = {"prompt": messages, "completion": [{"role": "assistant", "content": text}], "prompt_id": p.id}
         (data.train if p.split == "train" else data.val).append(row)

@@ -28,7 +28,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from preceptor.engine.train.context import LOG_NAME, SUMMARY_NAME, RunContext, is_main_process, latest_checkpoint
+from preceptor.engine.train.context import (LOG_NAME, SUMMARY_NAME, RunContext, is_main_process, latest_checkpoint,
+                                              library_versions)
 from preceptor.errors import Cancelled, PreceptorError
 
 HEARTBEAT_S = 5.0
@@ -79,6 +80,16 @@ def _file_logging(run_dir: Path) -> logging.Handler:
     return handler
 
 
+def _quiet_libraries() -> None:
+    """No progress bars from datasets / transformers in a process nobody watches."""
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def execute(project_dir: str | Path, run_id: int, *, cancel: threading.Event | None = None) -> int:
     """Run queued run ``run_id`` of the project in this process; return an exit code."""
     from preceptor.db import runs as q_runs
@@ -102,6 +113,7 @@ def execute(project_dir: str | Path, run_id: int, *, cancel: threading.Event | N
     run_dir = Path(run.dir or project.runs_dir() / f"{run.id}-{run.kind}")
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = _file_logging(run_dir)
+    _quiet_libraries()
     logger = logging.getLogger("preceptor.train")
     heart = _Heartbeat(project.db_path, run.id)
     ctx: RunContext | None = None
@@ -112,6 +124,7 @@ def execute(project_dir: str | Path, run_id: int, *, cancel: threading.Event | N
             heart.start()
         resume_from = latest_checkpoint(run_dir)
         ctx = RunContext(project, run, dict(run.config), run_dir, cancel, resume_from)
+        ctx.record_config(versions=library_versions(), hostname=os.uname().nodename)
         ctx.log(f"run {run.id} ({run.kind}) started in process {os.getpid()}"
                 + (f", resuming from {resume_from.name}" if resume_from else ""))
         fn = registry.resolve(run.kind)
@@ -150,6 +163,7 @@ def execute(project_dir: str | Path, run_id: int, *, cancel: threading.Event | N
         if ctx:
             ctx.close()
         logging.getLogger().removeHandler(handler)
+        logging.captureWarnings(False)
         handler.close()
         project.close()
     return code

@@ -15,46 +15,58 @@ from textual.widgets import Footer, Header, Static
 
 from preceptor.errors import PreceptorError
 from preceptor.tui.screens.base import EngineScreen, guarded
-from preceptor.tui.screens.tables import render_any, rows_table
+from preceptor.tui.screens.tables import bt_tables, rows_table, win_rate_table
 
 
 class DashboardData(Message):
     def __init__(self, status: dict[str, Any], experts: list[dict[str, Any]] | None, stats: dict[str, Any] | None,
-                 stats_note: str) -> None:
+                 stats_note: str, pairs: list[dict[str, Any]] | None = None) -> None:
         super().__init__()
+        self.pairs = pairs or []
         self.status = status
         self.experts = experts
         self.stats = stats
         self.stats_note = stats_note
 
 
-def gather(project: Any, with_stats: bool = True) -> DashboardData:
-    """Engine calls only: project status, per-expert progress, a stats summary."""
+class DashboardStats(Message):
+    def __init__(self, stats: dict[str, Any] | None, note: str) -> None:
+        super().__init__()
+        self.stats = stats
+        self.note = note
+
+
+def gather(project: Any) -> DashboardData:
+    """Counts (fast): project status, judging progress per expert and per system pair."""
     from preceptor.engine.status import project_status
 
     status = project_status(project)
     experts = None
+    pairs: list[dict[str, Any]] = []
     try:
-        from preceptor.engine import judge
+        from preceptor.db import judging as q_judging
+        from preceptor.engine.pairs import pair_summary
 
-        fn = getattr(judge, "expert_progress", None)
-        if fn is not None:
-            experts = fn(project)
+        votes = q_judging.expert_vote_counts(project.store)
+        experts = [{"expert": name, "votes": votes.get(name, 0)} for _, name in q_judging.list_experts(project.store)]
+        pairs = pair_summary(project)
     except ImportError:
         pass
-    stats, note = None, ""
-    if with_stats and status.get("judgments"):
-        try:
-            from preceptor.engine import stats as stats_mod
+    return DashboardData(status, experts, None, "", pairs)
 
-            stats = stats_mod.compute(project, stats_mod.StatsOptions(n_boot=200))
-        except ImportError:
-            note = "Statistics are not available in this installation yet."
-        except PreceptorError as exc:
-            note = f"{exc.title}: {exc.message}"
-    elif with_stats:
-        note = "No judgments yet: figures appear once pairs are judged."
-    return DashboardData(status, experts, stats, note)
+
+def latest_figures(project: Any, status: dict[str, Any]) -> DashboardStats:
+    """Win rates and the Bradley-Terry league (slower: bootstrap CIs)."""
+    if not status.get("judgments"):
+        return DashboardStats(None, "No judgments yet: figures appear once pairs are judged.")
+    try:
+        from preceptor.engine import stats as stats_mod
+    except ImportError:
+        return DashboardStats(None, "Statistics are not available in this installation yet.")
+    try:
+        return DashboardStats(stats_mod.compute(project, stats_mod.StatsOptions(n_boot=200)), "")
+    except PreceptorError as exc:
+        return DashboardStats(None, f"{exc.title}: {exc.message}")
 
 
 class DashboardScreen(EngineScreen):
@@ -63,13 +75,14 @@ class DashboardScreen(EngineScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="dash-body"):
+            yield Static("", id="dash-path", classes="dim")
             with Container(id="dash-grid"):
                 yield Static(Text("Loading…"), id="dash-prompts", classes="panel")
                 yield Static("", id="dash-systems", classes="panel")
                 yield Static("", id="dash-runs", classes="panel")
                 yield Static("", id="dash-judging", classes="panel")
             yield Static("", id="dash-figures", classes="panel")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.action_refresh_data()
@@ -84,7 +97,9 @@ class DashboardScreen(EngineScreen):
     def load(self) -> None:
         project = self.papp.open_project()
         try:
-            self.post_message(gather(project))
+            data = gather(project)
+            self.post_message(data)
+            self.post_message(latest_figures(project, data.status))
         finally:
             project.close()
 
@@ -92,9 +107,8 @@ class DashboardScreen(EngineScreen):
     def on_dashboard_data(self, msg: DashboardData) -> None:
         st = msg.status
         p = st["prompts"]
+        self.query_one("#dash-path", Static).update(Text(f"Project {st['name']}: {st['project']}"))
         self.query_one("#dash-prompts", Static).update(Group(
-            Text(f"Project {st['name']}", style="bold"),
-            Text(str(st["project"]), style="dim"),
             rows_table("Prompts", [{"split": s, "prompts": p[s]} for s in ("train", "val", "test")]
                        + [{"split": "total", "prompts": p["total"]}]),
         ))
@@ -108,14 +122,24 @@ class DashboardScreen(EngineScreen):
             else Text("Runs: none yet", style="italic"))
         judged = st.get("judgments") or {}
         parts: list[Any] = [rows_table("Judging", [{"pairs": st.get("pairs", 0), **{f"{k} votes": v for k, v in judged.items()}}])]
+        if msg.pairs:
+            rows = [{"systems": f"{p.get('system_a')} vs {p.get('system_b')}", "split": p.get("split"),
+                     "done": f"{p.get('complete') or 0} of {p.get('pairs')}"} for p in msg.pairs]
+            if len(rows) > 1:
+                done = sum(p.get("complete") or 0 for p in msg.pairs)
+                rows.append({"systems": "all", "split": "", "done": f"{done} of {sum(p.get('pairs') or 0 for p in msg.pairs)}"})
+            parts.append(rows_table("Pairs judged by experts", rows))
         if msg.experts:
-            parts.append(render_any("Experts", msg.experts))
+            parts.append(rows_table("Experts", msg.experts))
         self.query_one("#dash-judging", Static).update(Group(*parts))
+        self.query_one("#dash-figures", Static).update(Text("Latest figures: computing…", style="italic"))
+
+    @guarded
+    def on_dashboard_stats(self, msg: DashboardStats) -> None:
         figures: list[Any] = []
         if msg.stats:
-            for key, title in (("win_rates", "Win rates"), ("bradley_terry", "Bradley–Terry")):
-                if key in msg.stats:
-                    figures.append(render_any(title, msg.stats[key]))
-        if msg.stats_note:
-            figures.append(Text(msg.stats_note, style="italic"))
+            figures.append(win_rate_table(msg.stats.get("win_rates") or []))
+            figures.extend(bt_tables(msg.stats.get("bradley_terry") or {}))
+        if msg.note:
+            figures.append(Text(msg.note, style="italic"))
         self.query_one("#dash-figures", Static).update(Group(*figures) if figures else Text(""))

@@ -128,7 +128,7 @@ class DataScreen(EngineScreen):
         yield Input(placeholder="search prompts and references (Enter)…", id="data-search")
         yield DataTable(id="data-table", cursor_type="row")
         yield Static("", id="data-status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#data-table", DataTable)

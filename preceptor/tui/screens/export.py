@@ -50,24 +50,24 @@ class ExportScreen(EngineScreen):
         with Vertical(id="export-form"):
             with Horizontal(classes="form-row"):
                 yield Label("split")
-                yield Select([(s, s) for s in SPLITS], value="train", allow_blank=False, id="x-split")
+                yield Select([(s, s) for s in SPLITS], value="train", allow_blank=False, id="x-split", compact=True)
                 yield Label("source")
-                yield Select([(s, s) for s in SOURCES], value="all", allow_blank=False, id="x-source")
+                yield Select([(s, s) for s in SOURCES], value="all", allow_blank=False, id="x-source", compact=True)
             with Horizontal(classes="form-row"):
                 yield Label("min confidence")
-                yield Input("0.0", id="x-min-confidence")
+                yield Input("0.0", id="x-min-confidence", compact=True)
                 yield Label("style")
-                yield Select([(s, s) for s in STYLES], value="standard", allow_blank=False, id="x-style")
+                yield Select([(s, s) for s in STYLES], value="standard", allow_blank=False, id="x-style", compact=True)
             with Horizontal(classes="form-row"):
                 yield Label("collection")
-                yield Input("", placeholder="(all)", id="x-collection")
+                yield Input("", placeholder="(all)", id="x-collection", compact=True)
                 yield Label("format")
-                yield Select([(s, s) for s in FORMATS], value="jsonl", allow_blank=False, id="x-format")
+                yield Select([(s, s) for s in FORMATS], value="jsonl", allow_blank=False, id="x-format", compact=True)
             with Horizontal(classes="form-row"):
                 yield Label("file")
-                yield Input("", placeholder="(default: exports/dpo-<time>.jsonl)", id="x-out")
+                yield Input("", placeholder="(default: exports/dpo-<time>.jsonl)", id="x-out", compact=True)
         yield Static(Text("Preview loading…"), id="export-preview")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#export-preview", Static).border_title = "Preview"
@@ -129,7 +129,7 @@ class ExportScreen(EngineScreen):
             box.update(Text(f"No pairs to export. {msg.error.message}\n{msg.error.hint}", style="yellow"))
             return
         parts: list[Any] = [Text(f"{msg.n} preference pairs would be written.", style="bold")]
-        excluded = msg.info.get("excluded") or {}
+        excluded = {k: v for k, v in (msg.info.get("excluded") or {}).items() if v}
         if excluded:
             parts.append(rows_table("Excluded", [{"reason": k, "pairs": v} for k, v in excluded.items()]))
         other = {k: v for k, v in msg.info.items() if k != "excluded" and not isinstance(v, (list, dict))}

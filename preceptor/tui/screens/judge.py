@@ -118,7 +118,7 @@ class JudgeScreen(EngineScreen):
             yield AnswerPane("A", id="pane-a", classes="answer")
             yield AnswerPane("B", id="pane-b", classes="answer")
         yield Static("", id="judge-status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#prompt-box").border_title = "Prompt"
@@ -189,8 +189,9 @@ class JudgeScreen(EngineScreen):
         self.papp.expert = msg.expert
         self.sub_title = f"judging as {msg.expert}"
         self._show(msg.pair, None)
-        if self.ready_hook is not None:
-            self.call_after_refresh(self.ready_hook)
+        hook = self.ready_hook or getattr(self.papp, "judge_ready_hook", None)
+        if hook is not None:
+            self.call_after_refresh(hook)
 
     # -- showing pairs ------------------------------------------------------------------------
     def _show(self, pair: Any, t0: float | None) -> None:

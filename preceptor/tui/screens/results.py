@@ -15,7 +15,7 @@ from textual.widgets import Footer, Header, Static
 
 from preceptor.tui.availability import engine_module
 from preceptor.tui.screens.base import EngineScreen, guarded
-from preceptor.tui.screens.tables import render_any
+from preceptor.tui.screens.tables import bt_tables, render_any, win_rate_table
 
 SECTIONS = [
     ("win_rates", "Win rates (with 95% CI)"),
@@ -50,7 +50,7 @@ class ResultsScreen(EngineScreen):
         yield Header()
         with VerticalScroll(id="results-body"):
             yield Static(Text("Computing statistics…"), id="results")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.action_refresh_stats()
@@ -71,12 +71,23 @@ class ResultsScreen(EngineScreen):
     @guarded
     def on_stats_ready(self, msg: StatsReady) -> None:
         parts: list[Any] = []
+        stats = msg.stats
+        if stats.get("note"):
+            parts.append(Text(str(stats["note"]), style="italic"))
+        parts.append(Text(f"{stats.get('n_votes', 0)} votes on {stats.get('n_pairs', 0)} pairs "
+                          f"({stats.get('n_prompts', 0)} prompts)", style="dim"))
         for key, title in SECTIONS:
-            if key in msg.stats:
-                parts.append(render_any(title, msg.stats[key]))
-                parts.append(Text(""))
+            if key not in stats:
+                continue
+            if key == "win_rates":
+                parts.append(win_rate_table(stats[key]))
+            elif key == "bradley_terry":
+                parts.extend(bt_tables(stats[key]))
+            else:
+                parts.append(render_any(title, stats[key]))
+            parts.append(Text(""))
         for key, value in msg.stats.items():
-            if key not in dict(SECTIONS) and key not in ("options",):
+            if key not in dict(SECTIONS) and key not in ("options", "note", "n_votes", "n_repeat_votes", "n_pairs", "n_prompts", "judges"):
                 parts.append(render_any(key.replace("_", " ").capitalize(), value))
         self.query_one("#results", Static).update(Group(*parts) if parts else Text("No figures yet."))
 

@@ -173,7 +173,7 @@ class TrainScreen(EngineScreen):
             yield ProgressBar(id="run-progress", show_eta=True)
             yield PlotextPlot(id="run-plot")
             yield RichLog(id="run-log", max_lines=2000, wrap=True, markup=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)

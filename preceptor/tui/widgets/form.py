@@ -62,9 +62,9 @@ class SettingsForm(Vertical):
                     options = [(_text(c).lower() if isinstance(c, bool) else _text(c), _text(c)) for c in choices]
                     initial = _text(value) if value is not None else Select.BLANK
                     yield Select(options, value=initial if initial in {o[1] for o in options} else Select.BLANK,
-                                 allow_blank=value is None, id=f"f-{name}")
+                                 allow_blank=value is None, id=f"f-{name}", compact=True)
                 else:
-                    yield Input(_text(value), id=f"f-{name}", placeholder="(default)" if value is None else "")
+                    yield Input(_text(value), id=f"f-{name}", placeholder="(default)" if value is None else "", compact=True)
             self.defaults[name] = _text(value)
             if helptext:
                 yield Static(helptext, classes="form-help")

@@ -1,0 +1,47 @@
+"""``preceptor experts add NAME`` / ``experts list``."""
+
+from __future__ import annotations
+
+import click
+
+from preceptor.cli.common import echo_json, open_project, project_option, table
+
+
+@click.group("experts")
+def experts_group() -> None:
+    """The domain experts who judge (names are case-insensitive: Alice = alice)."""
+
+
+@experts_group.command("add")
+@click.argument("name")
+@project_option
+def add_cmd(project_dir: str | None, name: str) -> None:
+    """Register an expert."""
+    from preceptor.db import judging as q
+    from preceptor.engine.judge import _check_name
+
+    with open_project(project_dir) as project:
+        _, registered, created = q.add_expert(project.store, _check_name(name))
+    if created:
+        click.echo(f"Added expert {registered!r}.")
+    else:
+        click.echo(f"Expert {registered!r} already exists (names are case-insensitive).")
+
+
+@experts_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@project_option
+def list_cmd(project_dir: str | None, as_json: bool) -> None:
+    """The experts and how many votes each has cast."""
+    from preceptor.db import judging as q
+    from preceptor.engine.judge import list_experts
+
+    with open_project(project_dir) as project:
+        experts = list_experts(project.store)
+        votes = q.expert_vote_counts(project.store)
+    rows = [{"id": e.id, "name": e.name, "votes": votes.get(e.name, 0)} for e in experts]
+    if as_json:
+        echo_json(rows)
+        return
+    click.echo(table([[r["name"], r["votes"]] for r in rows], ["expert", "votes"]) if rows
+               else "No experts yet: `preceptor experts add NAME`.")

@@ -1,0 +1,357 @@
+"""``preceptor train``: LoRA SFT, DPO, (embedder: ``train embed``); follow, cancel, resume runs.
+
+Each training command resolves and checks its settings and data here (so a mistake is
+reported before anything starts), then starts the run in its own process and follows it.
+Ctrl-C while following asks the run to stop with a checkpoint (``train resume`` continues
+it); ``--detach`` returns at once and leaves the run going.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+import click
+
+from preceptor.cli.common import LazySubgroup, ProgressPrinter, drive, echo_json, open_project, project_option, table
+from preceptor.engine.events import Done, Metric
+from preceptor.engine.train.settings import DPOSettings, SFTSettings  # light: dataclasses only
+from preceptor.errors import Cancelled, PreceptorError
+
+SHOWN_METRICS = {"loss", "eval_loss", "perplexity", "rewards/margins", "rewards/accuracies", "eval_rewards/margins",
+                 "eval_rewards/accuracies"}
+
+
+@click.group("train", cls=LazySubgroup, lazy={"embed": "preceptor.cli.embed:train_embed_cmd"})
+def train_group() -> None:
+    """Train students (LoRA SFT, DPO) and embedders; list, follow, cancel and resume runs."""
+
+
+# -- settings as flags -----------------------------------------------------------------
+
+def _option_for(f: dataclasses.Field, typ: Any) -> Any:
+    flag = "--" + f.name.replace("_", "-")
+    help_text = f.metadata.get("help", "")
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        inner = [a for a in args if a is not type(None)]
+        typ = inner[0] if len(inner) == 1 else str
+        origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if typ is bool:
+        return click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=help_text)
+    if origin is typing.Literal:
+        return click.option(flag, f.name, type=click.Choice([str(a) for a in args]), default=None, help=help_text)
+    if origin in (list, tuple):
+        return click.option(flag, f.name, type=str, default=None, help=help_text + " (comma-separated)")
+    click_type = {int: int, float: float}.get(typ, str)
+    return click.option(flag, f.name, type=click_type, default=None, help=help_text)
+
+
+def settings_options(cls: type, skip: tuple[str, ...] = ()) -> Any:
+    """One ``--flag`` per settings field (None = not given, so the preset / file value stays)."""
+    hints = typing.get_type_hints(cls)
+
+    def deco(fn: Any) -> Any:
+        for f in reversed(dataclasses.fields(cls)):
+            if f.name not in skip:
+                fn = _option_for(f, hints[f.name])(fn)
+        return fn
+
+    return deco
+
+
+def launcher_options(fn: Any) -> Any:
+    for opt in reversed([
+        click.option("--launcher", type=click.Choice(["python", "accelerate"]), default=None,
+                     help="python: one process (default); accelerate: `accelerate launch` (multi-GPU, DeepSpeed/FSDP)."),
+        click.option("--num-processes", type=int, default=None, help="With --launcher accelerate: processes (GPUs)."),
+        click.option("--accelerate-config", type=click.Path(dir_okay=False), default=None,
+                     help="With --launcher accelerate: an accelerate config file (e.g. FSDP)."),
+        click.option("--deepspeed-config", type=click.Path(dir_okay=False), default=None,
+                     help="With --launcher accelerate: a DeepSpeed JSON config."),
+        click.option("--detach", is_flag=True, help="Start the run and return; follow it later with `train show RUN --follow`."),
+        click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _launch(project: Any, launcher: str | None, num_processes: int | None, accelerate_config: str | None,
+            deepspeed_config: str | None) -> tuple[str, dict[str, Any]]:
+    table_ = dict(project.table("train.accelerate"))
+    launcher = launcher or table_.pop("launcher", None) or "python"
+    table_.pop("launcher", None)
+    opts = {**table_, **{k: v for k, v in (("num_processes", num_processes), ("config_file", accelerate_config),
+                                            ("deepspeed_config", deepspeed_config)) if v is not None}}
+    for key in ("config_file", "deepspeed_config"):
+        if opts.get(key) and not Path(opts[key]).expanduser().is_absolute():
+            opts[key] = str((Path.cwd() / opts[key]).resolve()) if (Path.cwd() / opts[key]).exists() else str(project.root / opts[key])
+    return launcher, opts
+
+
+def follow(project: Any, run_id: int, label: str, as_json: bool = False) -> dict[str, Any]:
+    """Follow a run; the first Ctrl-C cancels it gracefully (checkpoint), then keeps following."""
+    from preceptor.cli.common import cancel_on_sigint
+    from preceptor.engine.train import runner
+
+    printer = ProgressPrinter(label, quiet=as_json)
+    summary: dict[str, Any] = {}
+
+    def consume(events: Any) -> None:
+        nonlocal summary
+        for ev in events:
+            if isinstance(ev, Done):
+                summary = ev.summary
+            elif isinstance(ev, Metric) and ev.name not in SHOWN_METRICS:
+                continue
+            printer(ev)
+
+    try:
+        consume(runner.watch(project, run_id, cancel_on_sigint()))
+    except Cancelled:
+        printer._break()
+        click.echo(f"Cancelling run {run_id}: it saves a checkpoint and stops (`preceptor train resume {run_id}` continues it)...", err=True)
+        try:
+            runner.cancel(project, run_id)
+        except PreceptorError:
+            pass
+        consume(runner.watch(project, run_id))
+    finally:
+        printer._break()
+    return summary
+
+
+def report(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        echo_json(summary)
+    else:
+        status = summary.get("status")
+        click.echo(f"Run {summary.get('run_id')} {status}.")
+        metrics = summary.get("metrics") or {}
+        shown = {k: metrics[k] for k in ("loss", "eval_loss", "perplexity", "rewards/margins", "rewards/accuracies") if k in metrics}
+        if shown:
+            click.echo("  " + "  ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+        if summary.get("warning"):
+            click.secho(f"  warning: {summary['warning']}", fg="yellow")
+        if summary.get("system"):
+            click.echo(f"Registered system {summary['system']!r}. Try: preceptor generate --system {summary['system']}")
+        if status in ("cancelled", "interrupted"):
+            click.echo(f"Continue with: preceptor train resume {summary.get('run_id')}")
+    if summary.get("status") == "failed":
+        raise PreceptorError("Training failed", f"run {summary.get('run_id')}: {summary.get('error')}",
+                             f"The full log is in {summary.get('dir')}/train.log.")
+    if summary.get("status") in ("cancelled", "interrupted"):
+        raise click.exceptions.Exit(130 if summary.get("status") == "cancelled" else 1)
+
+
+def _start(project: Any, kind: str, config: dict[str, Any], launch: tuple, detach: bool, as_json: bool) -> None:
+    from preceptor.engine.train import runner
+
+    launcher, accelerate = _launch(project, *launch)
+    run = runner.start(project, kind, config, launcher=launcher, accelerate=accelerate)
+    if not as_json:
+        click.echo(f"Started {kind} run {run.id} (process {run.pid}); log: {Path(run.dir) / 'train.log'}")
+    if detach:
+        if as_json:
+            echo_json({"run_id": run.id, "status": run.status, "pid": run.pid, "dir": run.dir})
+        else:
+            click.echo(f"Follow it with `preceptor train show {run.id} --follow`; stop it with `preceptor train cancel {run.id}`.")
+        return
+    report(follow(project, run.id, kind, as_json), as_json)
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+@train_group.command("sft")
+@settings_options(SFTSettings)
+@launcher_options
+@project_option
+def sft_cmd(project_dir: str | None, launcher: str | None, num_processes: int | None, accelerate_config: str | None,
+            deepspeed_config: str | None, detach: bool, as_json: bool, preset: str | None, **flags: Any) -> None:
+    """LoRA fine-tuning of the student on another system's train-split answers (default: the teacher's)."""
+    from preceptor.engine.train import settings
+    from preceptor.engine.train.sft import prepare_data
+
+    with open_project(project_dir) as project:
+        s = settings.resolve(project, SFTSettings, preset, **flags)
+        data = prepare_data(project, s)
+        if not as_json:
+            click.echo(f"SFT data: {len(data.train)} train / {len(data.val)} val examples from "
+                       + ", ".join(f"{k} ({v})" for k, v in data.sources.items()) + f"; preset {s.preset}.")
+        _start(project, "sft", {"settings": settings.to_dict(s)},
+               (launcher, num_processes, accelerate_config, deepspeed_config), detach, as_json)
+
+
+@train_group.command("dpo")
+@click.option("--pairs", type=click.Path(dir_okay=False), default=None, help="A TRL-format preference file (JSONL or JSON).")
+@click.option("--from-db", is_flag=True, help="Use the project's judged train-split pairs (as `preceptor export dpo` would).")
+@settings_options(DPOSettings)
+@launcher_options
+@project_option
+def dpo_cmd(project_dir: str | None, pairs: str | None, from_db: bool, launcher: str | None, num_processes: int | None,
+            accelerate_config: str | None, deepspeed_config: str | None, detach: bool, as_json: bool,
+            preset: str | None, **flags: Any) -> None:
+    """DPO on preference pairs, starting from an SFT adapter (reference = the adapter switched off)."""
+    from preceptor.engine.train import dpo, settings
+
+    if bool(pairs) == bool(from_db):
+        raise PreceptorError("Choose the pairs", "give exactly one of --pairs FILE or --from-db",
+                             "--pairs reads a TRL-format file; --from-db uses the project's judgments.")
+    with open_project(project_dir) as project:
+        s = settings.resolve(project, DPOSettings, preset, **flags)
+        start = dpo.start_system(project, s)
+        config: dict[str, Any] = {"settings": settings.to_dict(s)}
+        if pairs:
+            rows, val = dpo.read_pairs(pairs)
+            config["pairs"] = str(Path(pairs).expanduser().resolve())
+        else:
+            rows, val, _ = dpo.db_pairs(project, s)
+            config["from_db"] = True
+        if not as_json:
+            click.echo(f"DPO data: {len(rows)} train / {len(val)} val pairs; starting from {start.name}; preset {s.preset}.")
+        _start(project, "dpo", config, (launcher, num_processes, accelerate_config, deepspeed_config), detach, as_json)
+
+
+@train_group.command("resume")
+@click.argument("run_id", type=int)
+@click.option("--detach", is_flag=True, help="Return at once; the run goes on.")
+@click.option("--json", "as_json", is_flag=True)
+@project_option
+def resume_cmd(project_dir: str | None, run_id: int, detach: bool, as_json: bool) -> None:
+    """Continue an interrupted or cancelled run from its last checkpoint (same run, same config)."""
+    from preceptor.engine.train import context, runner
+
+    with open_project(project_dir) as project:
+        run = runner.resume(project, run_id)
+        ckpt = context.latest_checkpoint(Path(run.dir))
+        if not as_json:
+            click.echo(f"Resuming run {run.id} ({run.kind}) from {ckpt.name if ckpt else 'the start (no checkpoint yet)'}.")
+        if detach:
+            return
+        report(follow(project, run.id, run.kind, as_json), as_json)
+
+
+@train_group.command("cancel")
+@click.argument("run_id", type=int)
+@project_option
+def cancel_cmd(project_dir: str | None, run_id: int) -> None:
+    """Stop a run gracefully: it saves a checkpoint and ends 'cancelled'."""
+    from preceptor.engine.train import runner
+
+    with open_project(project_dir) as project:
+        runner.cancel(project, run_id)
+    click.echo(f"Asked run {run_id} to stop; it saves a checkpoint first. Continue later with `preceptor train resume {run_id}`.")
+
+
+def _duration(run: Any) -> str:
+    from datetime import datetime
+
+    if not run.started_at:
+        return ""
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    try:
+        end = datetime.strptime(run.ended_at, fmt) if run.ended_at else datetime.utcnow()
+        secs = int((end - datetime.strptime(run.started_at, fmt)).total_seconds())
+    except ValueError:
+        return ""
+    return f"{secs // 3600}h{secs % 3600 // 60:02d}m" if secs >= 3600 else f"{secs // 60}m{secs % 60:02d}s"
+
+
+@click.command("runs")
+@click.option("--kind", help="Only runs of this kind (sft, dpo, embed).")
+@click.option("--limit", type=int, default=30, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@project_option
+def list_cmd(project_dir: str | None, kind: str | None, limit: int, as_json: bool) -> None:
+    """Training runs, newest first, with status, duration, last losses and the system they registered."""
+    from preceptor.db import runs as q_runs
+    from preceptor.db import systems as q_systems
+
+    with open_project(project_dir) as project:
+        runs = q_runs.list_runs(project.store, kind, limit)
+        rows = []
+        for r in runs:
+            last = {k: v for k, (_, v) in q_runs.last_values(project.store, r.id).items()}
+            system = q_systems.get(project.store, r.system_id) if r.system_id else None
+            rows.append({"id": r.id, "kind": r.kind, "status": r.status, "created": r.created_at, "duration": _duration(r),
+                         "loss": last.get("loss"), "eval_loss": last.get("eval_loss"), "perplexity": last.get("perplexity"),
+                         "system": system.name if system else None, "error": (r.error or "").splitlines()[0] if r.error else None})
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No training runs yet. Start one with `preceptor train sft`.")
+        return
+    fmt = lambda v: "" if v is None else f"{v:.4g}"  # noqa: E731
+    click.echo(table([[r["id"], r["kind"], r["status"], r["created"][:16].replace("T", " "), r["duration"], fmt(r["loss"]),
+                       fmt(r["eval_loss"]), fmt(r["perplexity"]), r["system"] or ""] for r in rows],
+                     ["run", "kind", "status", "created", "time", "loss", "eval loss", "ppl", "system"]))
+    for r in rows:
+        if r["error"] and r["status"] in ("failed", "interrupted"):
+            click.echo(f"  run {r['id']}: {r['error'][:150]}")
+
+
+train_group.add_command(list_cmd, "list")
+train_group.add_command(list_cmd, "runs")
+
+
+@train_group.command("show")
+@click.argument("run_id", type=int)
+@click.option("--follow", "follow_", is_flag=True, help="Follow a running run until it ends.")
+@click.option("--json", "as_json", is_flag=True)
+@project_option
+def show_cmd(project_dir: str | None, run_id: int, follow_: bool, as_json: bool) -> None:
+    """One run: status, error, settings, data, library versions, metrics."""
+    from preceptor.db import runs as q_runs
+    from preceptor.engine.train import runner
+
+    with open_project(project_dir) as project:
+        run = runner._get(project, run_id)
+        if follow_ and run.status not in q_runs.TERMINAL:
+            report(follow(project, run.id, run.kind, as_json), as_json)
+            return
+        summary = runner.summary_of(project, run)
+        summary["config"] = run.config
+        summary.update(created_at=run.created_at, started_at=run.started_at, ended_at=run.ended_at, pid=run.pid,
+                       parent_id=run.parent_id)
+    if as_json:
+        echo_json(summary)
+        return
+    click.echo(f"Run {run.id}  {run.kind}  {run.status}  (created {run.created_at}, {_duration(run) or 'not started'})")
+    click.echo(f"Folder: {run.dir}")
+    if run.error:
+        click.secho(f"Error: {run.error}", fg="red")
+    if run.warning:
+        click.secho(f"Warning: {run.warning}", fg="yellow")
+    if summary.get("system"):
+        click.echo(f"System: {summary['system']}")
+    s = run.config.get("settings") or {}
+    if s:
+        click.echo("Settings: " + ", ".join(f"{k}={v}" for k, v in s.items()))
+    if run.config.get("data"):
+        click.echo(f"Data: {run.config['data']}")
+    if run.config.get("versions"):
+        click.echo("Versions: " + ", ".join(f"{k} {v}" for k, v in run.config["versions"].items() if v))
+    if summary.get("metrics"):
+        click.echo("Last values: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(summary["metrics"].items()) if v is not None))
+
+
+@click.command("export")
+@click.argument("system")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--merge", is_flag=True, help="Fold the adapter into the base weights and write a full model.")
+@click.option("--json", "as_json", is_flag=True)
+@project_option
+def models_export_cmd(project_dir: str | None, system: str, out: str, merge: bool, as_json: bool) -> None:
+    """Write a trained system's adapter (or the merged model) to OUT with a model card."""
+    from preceptor.engine.train.ship import export_system
+
+    with open_project(project_dir) as project:
+        summary = drive(export_system(project, system, Path(out), merge=merge), "export", quiet=as_json)
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(f"Wrote {summary['what']} of {summary['system']!r} to {summary['path']} (model card: README.md).")

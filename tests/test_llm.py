@@ -1,0 +1,129 @@
+"""LLMClient against a real loopback OpenAI-compatible server with injected faults."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from preceptor.db import cache as q_cache
+from preceptor.engine.llm import BUDGET_EXCEEDED, LLMClient, cache_key
+from preceptor.errors import Cancelled
+from preceptor.testing.llm_server import StubServer
+
+
+def _requests(n: int, tag: str = "q") -> list[list[dict[str, str]]]:
+    return [[{"role": "user", "content": f"{tag} {i}"}] for i in range(n)]
+
+
+def _client(project, server, **kw):
+    kw.setdefault("backoff_base", 0.01)
+    kw.setdefault("timeout", 5.0)
+    return LLMClient(project.store, model="openai/stub", api_base=server.url, params={"api_key": "test", **kw.pop("params", {})}, **kw)
+
+
+def test_complete_many_yields_each_index_once_and_caches(project):
+    with StubServer() as server, _client(project, server, concurrency=4) as client:
+        results = dict(client.complete_many(_requests(10)))
+        assert sorted(results) == list(range(10))
+        assert results[3].text == "stub answer to: q 3"
+        assert results[3].prompt_tokens == 2 and results[3].completion_tokens == 5
+        assert not results[3].cached and results[3].raw["choices"][0]["message"]["content"] == "stub answer to: q 3"
+        assert client.calls_made == 10 and len(server.requests) == 10
+        assert q_cache.count(project.store, "openai/stub") == 10
+        # the API key never reaches the cache's request record
+        row = project.store.one("SELECT request FROM llm_cache LIMIT 1")
+        assert "api_key" not in row[0] and '"q ' in row[0]
+
+        again = dict(client.complete_many(_requests(10)))
+        assert client.calls_made == 10 and len(server.requests) == 10  # a rerun costs zero calls
+        assert all(c.cached and c.cost == 0.0 for c in again.values())
+        assert again[7].text == results[7].text
+
+
+def test_faults_are_retried_and_every_item_ends_stored(project):
+    with StubServer(hang=1.0) as server, _client(project, server, concurrency=3, timeout=0.3, max_retries=3) as client:
+        logs: list[str] = []
+        client.on_log = logs.append
+        server.fail_next("429", 2)
+        server.fail_next("500", 1)
+        server.fail_next("malformed", 1)
+        server.fail_next("timeout", 1)
+        results = list(client.complete_many(_requests(8)))
+    idx = [i for i, _ in results]
+    assert sorted(idx) == list(range(8))  # each item exactly once
+    assert all(c.error is None and c.text == f"stub answer to: q {i}" for i, c in results)
+    assert server.faults_served == ["429", "429", "500", "malformed", "timeout"]
+    assert client.retries == 5 and client.calls_made == 13 and len(server.requests) == 13
+    assert len(logs) == 5 and any("RateLimitError (HTTP 429)" in line for line in logs)
+    assert any("Timeout" in line for line in logs)
+
+
+def test_retries_are_bounded_and_failures_carry_the_error(project):
+    with StubServer() as server, _client(project, server, concurrency=2, max_retries=2) as client:
+        server.fail_next("500", 100)
+        results = dict(client.complete_many(_requests(3)))
+    assert sorted(results) == [0, 1, 2]
+    for c in results.values():
+        assert c.text is None
+        assert c.error == "InternalServerError (HTTP 500): internal error (stub) (after 3 attempts)"
+        assert c.attempts == 3
+    assert client.calls_made == 9 and len(server.requests) == 9
+    assert q_cache.count(project.store) == 0  # failures are never cached
+
+
+def test_budget_cap_stops_cleanly(project):
+    # every answer: 2 prompt + 5 completion tokens at $0.001 each = $0.007 per call
+    params = {"input_cost_per_token": 0.001, "output_cost_per_token": 0.001}
+    with StubServer() as server, _client(project, server, concurrency=1, budget_usd=0.02, params=params) as client:
+        results = dict(client.complete_many(_requests(10)))
+    assert sorted(results) == list(range(10))
+    ok = [c for c in results.values() if c.error is None]
+    stopped = [c for c in results.values() if c.error == BUDGET_EXCEEDED]
+    assert len(ok) == 3 and len(stopped) == 7  # 3 calls reach $0.021 >= $0.02, then nothing more is sent
+    assert client.budget_hit and client.calls_made == 3 and len(server.requests) == 3
+    assert client.cost_total == pytest.approx(0.021)
+    assert sum(c.cost for c in ok) == pytest.approx(0.021)
+
+
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+def test_cancel_stops_and_raises(project):
+    cancel = threading.Event()
+    with StubServer(latency=0.05) as server, _client(project, server, concurrency=2) as client:
+        got = []
+        with pytest.raises(Cancelled):
+            for i, c in client.complete_many(_requests(40), cancel=cancel):
+                got.append(i)
+                if len(got) == 3:
+                    cancel.set()
+        assert len(got) < 40
+        sent = len(server.requests)
+        assert sent < 40
+    # what finished before the cancel is cached; nothing is duplicated
+    assert q_cache.count(project.store) >= 3
+
+
+def test_identical_requests_share_one_call(project):
+    reqs = [[{"role": "user", "content": "same"}]] * 3 + [[{"role": "user", "content": "other"}]]
+    with StubServer() as server, _client(project, server) as client:
+        results = dict(client.complete_many(reqs))
+    assert sorted(results) == [0, 1, 2, 3]
+    assert len(server.requests) == 2
+    assert results[0].text == results[1].text == results[2].text == "stub answer to: same"
+
+
+def test_cache_key_uses_model_messages_and_semantic_params():
+    msgs = [{"role": "user", "content": "hi"}]
+    base = cache_key("m", msgs, {"temperature": 0.0})
+    assert cache_key("m", msgs, {"temperature": 0.0, "api_key": "secret", "timeout": 3}) == base
+    assert cache_key("m", msgs, {"temperature": 0.7}) != base
+    assert cache_key("m2", msgs, {"temperature": 0.0}) != base
+    assert cache_key("m", [{"role": "user", "content": "hi!"}], {"temperature": 0.0}) != base
+
+
+def test_params_reach_the_server(project):
+    with StubServer() as server, _client(project, server, params={"temperature": 0.3, "max_tokens": 17}) as client:
+        list(client.complete_many(_requests(1)))
+    body = server.requests[0]
+    assert body["temperature"] == 0.3 and body["max_tokens"] == 17 and body["model"] == "stub"
+    assert body["messages"] == [{"role": "user", "content": "q 0"}]

@@ -1,0 +1,162 @@
+"""Dashboard, Data, Results, errors, the palette and the Judge screen's side keys, by Pilot."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.tui_helpers import judged_project, plain
+
+pytestmark = pytest.mark.anyio
+
+
+async def wait_for(pilot, cond, timeout=10.0):
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.05)
+
+
+def vote(project, name, verdicts):
+    from preceptor.engine.judge import ExpertSession, PairFilter
+
+    session = ExpertSession(project, name, PairFilter(), create=True)
+    for v in verdicts:
+        session.record(session.next(), v)
+    session.release()
+
+
+async def test_dashboard_counts(project, anyio_backend):
+    from preceptor.tui.app import PreceptorApp
+
+    judged_project(project, 12)
+    vote(project, "Dr Ada", ["A", "B", "A"])
+    app = PreceptorApp(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: "Dr Ada" in plain(screen.query_one("#dash-judging")))
+        prompts = plain(screen.query_one("#dash-prompts"))
+        assert "train" in prompts and " 4 " in prompts and "12" in prompts
+        systems = plain(screen.query_one("#dash-systems"))
+        assert "alpha" in systems and "beta" in systems
+        judging = plain(screen.query_one("#dash-judging"))
+        assert "3 of 12" in judging and "expert votes" in judging
+        await wait_for(pilot, lambda: "Win rates" in plain(screen.query_one("#dash-figures"), 160), 20)
+    assert app.errors == []
+
+
+async def test_data_search_and_open_item(project, anyio_backend):
+    from preceptor.tui.app import PreceptorApp
+    from preceptor.tui.screens.data import ItemScreen
+
+    judged_project(project, 12)
+    app = PreceptorApp(project, start="data")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        table = screen.query_one("#data-table")
+        await wait_for(pilot, lambda: table.row_count == 12)
+        await pilot.press("slash", *"drug D7 ", "enter")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert "1 prompts" in plain(screen.query_one("#data-status"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ItemScreen))
+        body = plain(app.screen.query_one("#item-body Static"))
+        assert "Question 7" in body and "Alpha 7" in body and "Beta 7" in body and "alpha" in body
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+    assert app.errors == []
+
+
+async def test_results_tables(project, anyio_backend):
+    from preceptor.tui.app import PreceptorApp
+
+    judged_project(project, 12)
+    vote(project, "Dr Ada", ["A"] * 8 + ["B"] * 2)
+    app = PreceptorApp(project, start="results")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: "Win rates" in plain(screen.query_one("#results"), 160), 20)
+        text = plain(screen.query_one("#results"), 160)
+        assert "alpha" in text and "Bradley–Terry" in text and "position" in text
+    assert app.errors == []
+
+
+async def test_engine_error_shows_titled_modal_and_app_survives(project, anyio_backend):
+    from preceptor.tui.app import PreceptorApp
+    from preceptor.tui.widgets.dialogs import ErrorModal
+
+    judged_project(project, 4)
+    project.update_settings({"judge": {"overlap_share": 3.0}})
+    app = PreceptorApp(project, start="judge", expert="Dr Ada")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+        modal = app.screen
+        assert plain(modal.query_one("#error-title")).strip() == "Invalid setting"
+        assert "overlap_share = 3.0 must be between 0 and 1" in plain(modal.query_one("#error-message"))
+        await pilot.press("escape")
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "DashboardScreen")
+        assert app.is_running
+
+
+async def test_palette_switches_screens(project, anyio_backend):
+    from preceptor.tui.app import PreceptorApp
+
+    judged_project(project, 4)
+    app = PreceptorApp(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"Go to Export")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ExportScreen")
+
+
+async def test_judge_side_keys_history_bad_item_narrow(project, anyio_backend):
+    from preceptor.db import prompts as q_prompts
+    from preceptor.tui.app import PreceptorApp
+    from preceptor.tui.widgets.dialogs import ChoiceModal, TextModal, TextPrompt
+
+    judged_project(project, 6)
+    app = PreceptorApp(project, start="judge")
+    async with app.run_test(size=(80, 24)) as pilot:
+        # no experts yet: asked for a name
+        await wait_for(pilot, lambda: isinstance(app.screen, TextPrompt))
+        await pilot.press(*"Dr Cy", "enter")
+        await wait_for(pilot, lambda: getattr(app.screen, "current", None) is not None)
+        screen = app.screen
+        judge = screen
+        assert judge.expert == "Dr Cy"
+        # narrow terminal: answers stacked, one above the other
+        a, b = judge.query_one("#pane-a"), judge.query_one("#pane-b")
+        assert a.region.x == b.region.x and b.region.y > a.region.y
+        first = judge.current
+        await pilot.press("1")
+        # g: guidelines from the domain pack's rubric; ?: help
+        await pilot.press("g")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextModal))
+        assert "Judging guidelines" in plain(app.screen.query_one("Label"))
+        await pilot.press("escape")
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextModal))
+        await pilot.press("escape")
+        # b: report the current item as bad, with a reason
+        bad = judge.current
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextPrompt))
+        await pilot.press(*"ambiguous", "enter")
+        await wait_for(pilot, lambda: app.screen is judge and judge.current.pair_id != bad.pair_id)
+        assert q_prompts.get(project.store, bad.prompt_id).bad_item == "ambiguous (flagged by Dr Cy)"
+        # h: history, open the first vote and change it to B
+        await pilot.press("h")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceModal))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceModal) and "Change" in plain(app.screen.query_one("Label")))
+        await pilot.press("down", "enter")  # A better -> B better
+        await wait_for(pilot, lambda: app.screen is judge)
+        history = judge.session.history()
+        assert history[0]["pair_id"] == first.pair_id and history[0]["verdict"] == "B"
+    assert app.errors == []
