@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "import": "preceptor.cli.core:import_cmd",
     "status": "preceptor.cli.core:status_cmd",
     "backup": "preceptor.cli.core:backup_cmd",
+    "demo": "preceptor.cli.demo:demo_cmd",
     "train": "preceptor.cli.train:train_group",
     "runs": "preceptor.cli.train:list_cmd",
     "tui": "preceptor.cli.tui:tui_cmd",

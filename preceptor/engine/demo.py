@@ -1,0 +1,342 @@
+"""The embedded default: a demo project that runs the whole loop offline.
+
+Two entry points, both event generators:
+
+* :func:`prepare` — what ``make run`` does before opening the app: a demo project under
+  ``PRECEPTOR_HOME/demo`` with every demo item imported, and the **small** subset
+  (24 train + 12 val items, collection ``demo-small``) answered by the base student and the
+  grounded teacher, paired and judged by the metric judge — so judging, SFT and a DPO
+  export all work at once. A second run skips everything already done.
+* :func:`run_demo` — ``preceptor demo``: the loop end to end, headless, printing each
+  stage with its timing and key figures: import → generate base + teacher → SFT → generate
+  ft → eval → pairs (train: base–teacher, base–ft; val: base–ft, ft–teacher) → metric judge
+  and local LLM judge → stats → DPO export → DPO → generate dpo → pairs ft–dpo on val →
+  judge → stats. ``fast`` uses a fixed subset (10 train + 6 val items), a few steps and
+  short answers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from preceptor import paths
+from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
+
+SMALL = "demo-small"
+FAST = "demo-fast"
+REST = "demo"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    fast: bool = False
+    project: Path | None = None
+    sft_steps: int | None = None
+    dpo_steps: int | None = None
+    max_new_tokens: int | None = None
+
+    @property
+    def collection(self) -> str:
+        return FAST if self.fast else SMALL
+
+    def steps(self) -> tuple[int, int]:
+        return (self.sft_steps or (4 if self.fast else 30), self.dpo_steps or (3 if self.fast else 20))
+
+    def tokens(self) -> int:
+        return self.max_new_tokens or (40 if self.fast else 128)
+
+
+def demo_items() -> list[dict[str, Any]]:
+    from preceptor.demo import data_path
+
+    with data_path().open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _write_items(path: Path, items: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for it in items:
+            fh.write(json.dumps({"prompt": it["prompt"], "reference": it["reference"], "task": it["task"],
+                                 "group": it["group"], "split": it["split"], "id": it["id"], "meta": it["meta"]},
+                                ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def open_demo_project(root: Path | None, fast: bool) -> Any:
+    from preceptor.project import Project
+
+    root = Path(root) if root else paths.home() / ("demo-fast" if fast else "demo")
+    project = Project.init(root, name="preceptor demo (drug interactions)" if not fast else "preceptor demo (fast)")
+    return project
+
+
+class Stages:
+    """Runs named stages, timing each and turning its summary into one printed line."""
+
+    def __init__(self, cancel: threading.Event | None) -> None:
+        self.cancel = cancel
+        self.timings: list[dict[str, Any]] = []
+        self.start = time.monotonic()
+
+    def run(self, name: str, events: EventStream, describe: Callable[[dict[str, Any]], str]) -> Iterator[Any]:
+        check_cancel(self.cancel)
+        t0 = time.monotonic()
+        yield Log("info", f"▶ {name}")
+        summary: dict[str, Any] = {}
+        for ev in events:
+            if isinstance(ev, Done):
+                summary = ev.summary
+            elif isinstance(ev, Log) and ev.level == "info":
+                continue  # keep the demo's output to one line per stage
+            else:
+                yield ev
+        seconds = time.monotonic() - t0
+        self.timings.append({"stage": name, "seconds": round(seconds, 1), "summary": summary})
+        yield Log("info", f"  {describe(summary)}  [{seconds:.1f}s]")
+        return summary
+
+
+def _gen(project: Any, system: str, collection: str, split: str = "all", cancel: Any = None) -> EventStream:
+    from preceptor.engine.generate import GenerateOptions, generate
+
+    return generate(project, GenerateOptions(system=system, split=split, collection=collection), cancel)
+
+
+def _gen_line(s: dict[str, Any]) -> str:
+    return (f"{s.get('system', '')}: {s.get('done', 0)} answers, {s.get('failed', 0)} failed, "
+            f"{s.get('skipped', 0)} already done, {s.get('tokens', 0)} tokens")
+
+
+def _pairs(project: Any, a: str, b: str, split: str, collection: str) -> EventStream:
+    from preceptor.engine.pairs import PairMakeOptions, make_pairs
+
+    return make_pairs(project, PairMakeOptions(systems=(a, b), split=split, collection=collection))
+
+
+def _pairs_line(s: dict[str, Any]) -> str:
+    keys = ("created", "existing", "identical", "missing_output")
+    return ", ".join(f"{k.replace('_', ' ')} {s[k]}" for k in keys if k in s)
+
+
+def _train(project: Any, kind: str, config: dict[str, Any], cancel: Any) -> EventStream:
+    from preceptor.engine.train import runner
+
+    run = runner.start(project, kind, config)
+    yield Log("info", f"run {run.id} ({kind}) started in its own process")
+    try:
+        yield from runner.watch(project, run.id, cancel)
+    except BaseException:
+        runner.cancel(project, run.id)
+        raise
+
+
+def _train_line(s: dict[str, Any]) -> str:
+    fig = [f"run {s.get('run_id')} {s.get('status')}", f"system {s.get('system')}"]
+    metrics = s.get("metrics") or {}
+    for key in ("loss", "eval_loss", "perplexity", "rewards/margins", "rewards/accuracies"):
+        if isinstance(metrics.get(key), (int, float)):
+            fig.append(f"{key} {metrics[key]:.3g}")
+    return ", ".join(fig)
+
+
+def _judge_llm(project: Any, collection: str, systems: tuple[str, str] | None, split: str) -> EventStream:
+    from preceptor.engine.llm_judge import LLMJudgeOptions, judge_llm
+    from preceptor.engine.pairs import PairFilter
+
+    return judge_llm(project, LLMJudgeOptions(pairs=PairFilter(systems=systems, split=split, collection=collection)))
+
+
+def _judge_metric(project: Any, collection: str, systems: tuple[str, str] | None, split: str) -> EventStream:
+    from preceptor.engine.metric_judge import MetricJudgeOptions, judge_metric
+    from preceptor.engine.pairs import PairFilter
+
+    return judge_metric(project, MetricJudgeOptions(metric="rougeL", pairs=PairFilter(systems=systems, split=split,
+                                                                                        collection=collection)))
+
+
+def _llm_line(s: dict[str, Any]) -> str:
+    return (f"{s.get('judge')}: {s.get('pairs', 0)} pairs, decisive {s.get('decisive', 0)}, tie {s.get('tie', 0)}, "
+            f"inconsistent {s.get('inconsistent', 0)}, unparsed {s.get('unparsed', 0)}")
+
+
+def _metric_line(s: dict[str, Any]) -> str:
+    return f"metric judge ({s.get('metric')}): {s.get('pairs', 0)} pairs, decisive {s.get('decisive', 0)}, tie {s.get('tie', 0)}"
+
+
+def _stats(project: Any, collection: str) -> EventStream:
+    from preceptor.engine.stats import StatsOptions, compute
+
+    result = compute(project, StatsOptions(split="val", collection=collection, min_n=3, n_boot=200))
+    yield Done(result)
+
+
+def _fmt_fig(f: Any) -> str:
+    if not isinstance(f, dict):
+        return str(f)
+    if f.get("value") is None:
+        return f.get("note") or "n/a"
+    ci = f.get("ci") or (f.get("ci_low"), f.get("ci_high"))
+    if ci and ci[0] is not None:
+        return f"{f['value']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return f"{f['value']:.2f}"
+
+
+def _stats_line(s: dict[str, Any]) -> str:
+    parts = []
+    for w in s.get("win_rates", [])[:6]:
+        if not isinstance(w, dict):
+            continue
+        a, b = w.get("system_a") or w.get("a"), w.get("system_b") or w.get("b")
+        parts.append(f"{w.get('judge', '')} {a}>{b} {_fmt_fig(w.get('win_rate_a') or w.get('win_rate'))} (n={w.get('n')})")
+    bt = s.get("bradley_terry")
+    league = bt.get("league") if isinstance(bt, dict) else bt
+    if isinstance(league, list) and league:
+        parts.append("BT: " + " > ".join(str(r.get("system")) for r in league if isinstance(r, dict)))
+    return "; ".join(parts) or "no judged val pairs yet"
+
+
+def _export(project: Any, out: Path, collection: str) -> EventStream:
+    from preceptor.engine.export import DPOExportOptions, export_dpo
+
+    return export_dpo(project, out, DPOExportOptions(split="train", source="all", collection=collection), fmt="jsonl")
+
+
+def _eval(project: Any, collection: str) -> EventStream:
+    from preceptor.engine.evaluate import EvalOptions, evaluate
+
+    return evaluate(project, EvalOptions(split="val", collection=collection, reference="gold"))
+
+
+def _eval_line(s: dict[str, Any]) -> str:
+    line = f"{s.get('computed', 0)} values computed, {s.get('cached', 0)} cached"
+    table = s.get("systems")
+    if isinstance(table, list):
+        for row in table[:4]:
+            if isinstance(row, dict):
+                rouge = (row.get("metrics") or {}).get("rougeL")
+                value = rouge.get("mean") if isinstance(rouge, dict) else rouge
+                if isinstance(value, (int, float)):
+                    line += f"; {row.get('system')} ROUGE-L {value:.3f}"
+    return line
+
+
+def _import_demo(project: Any, fast: bool, cancel: Any) -> EventStream:
+    """Import the demo items: the subset in its own collection, the rest in ``demo``."""
+    from preceptor.db import prompts as q_prompts
+    from preceptor.engine.data import ImportOptions, import_prompts
+
+    items = demo_items()
+    flag = "fast" if fast else "small"
+    subset = [it for it in items if it["meta"].get(flag)]
+    groups = [(FAST if fast else SMALL, subset)]
+    if not fast:
+        groups.append((REST, [it for it in items if not it["meta"].get(flag)]))
+    existing = {c["name"] for c in q_prompts.collections(project.store)}
+    total = {"imported": 0, "duplicates": 0, "collections": []}
+    for name, rows in groups:
+        if name in existing:
+            continue
+        path = _write_items(project.root / "data" / f"{name}.jsonl", rows)
+        summary: dict[str, Any] = {}
+        for ev in import_prompts(project, path, ImportOptions(collection=name, group_col="group"), cancel):
+            if isinstance(ev, Done):
+                summary = ev.summary
+            elif isinstance(ev, Progress):
+                yield ev
+        total["imported"] += summary.get("imported", 0)
+        total["duplicates"] += summary.get("duplicates", 0)
+        total["collections"].append(name)
+    yield Done(total)
+
+
+def _configure(project: Any, opts: DemoOptions) -> None:
+    from preceptor.engine import systems
+
+    table = project.table("generate")
+    if "max_new_tokens" not in table:
+        project.update_settings({"generate": {"max_new_tokens": opts.tokens(), "batch_size": 8}})
+    systems.ensure_default_systems(project)
+
+
+def prepare(root: Path | None = None, cancel: threading.Event | None = None) -> EventStream:
+    """Make (or top up) the small demo project that ``make run`` opens."""
+    opts = DemoOptions(project=root)
+    project = open_demo_project(root, fast=False)
+    st = Stages(cancel)
+    try:
+        _configure(project, opts)
+        coll = opts.collection
+        yield from st.run("import the demo items", _import_demo(project, False, cancel),
+                          lambda s: f"{s['imported']} items imported into {', '.join(s['collections']) or 'nothing new'}")
+        yield from st.run("answers of the base student", _gen(project, "base", coll, cancel=cancel), _gen_line)
+        yield from st.run("answers of the grounded teacher", _gen(project, "teacher", coll, cancel=cancel), _gen_line)
+        yield from st.run("pairs base–teacher (all splits)", _pairs(project, "base", "teacher", "all", coll), _pairs_line)
+        yield from st.run("metric judge (ROUGE-L vs reference)", _judge_metric(project, coll, None, "all"), _metric_line)
+        yield Done({"project": str(project.root), "stages": st.timings, "seconds": round(time.monotonic() - st.start, 1)})
+    finally:
+        project.close()
+
+
+def run_demo(opts: DemoOptions = DemoOptions(), cancel: threading.Event | None = None) -> EventStream:
+    """The whole loop, headless; yields one Log line per stage and Done with every stage's summary."""
+    project = open_demo_project(opts.project, opts.fast)
+    st = Stages(cancel)
+    coll = opts.collection
+    sft_steps, dpo_steps = opts.steps()
+    try:
+        yield Log("info", f"demo project: {project.root}" + ("  (fast: 10 train + 6 val items)" if opts.fast else
+                                                            "  (24 train + 12 val items; expect 10–15 minutes on 2 cores)"))
+        _configure(project, opts)
+        yield from st.run("import", _import_demo(project, opts.fast, cancel),
+                          lambda s: f"{s['imported']} items imported ({', '.join(s['collections']) or 'already there'})")
+        yield from st.run("generate base", _gen(project, "base", coll, cancel=cancel), _gen_line)
+        yield from st.run("generate teacher", _gen(project, "teacher", coll, cancel=cancel), _gen_line)
+        from preceptor.engine.train import settings as tset
+        from preceptor.engine.train.settings import DPOSettings, SFTSettings
+
+        sft = tset.resolve(project, SFTSettings, None, max_steps=sft_steps, batch_size=4, grad_accum=1,
+                           collection=coll, name="ft-demo" if not opts.fast else "ft-demo-fast", save_steps=sft_steps)
+        sft_summary = yield from st.run("train SFT (LoRA, own process)", _train(project, "sft", {"settings": tset.to_dict(sft)}, cancel), _train_line)
+        if sft_summary.get("status") != "succeeded":
+            raise_stage("SFT", sft_summary)
+        yield from st.run("generate ft", _gen(project, "ft", coll, cancel=cancel), _gen_line)
+        yield from st.run("eval (val, against the gold reference)", _eval(project, coll), _eval_line)
+        for a, b, split in (("base", "teacher", "train"), ("base", "ft", "train"), ("base", "ft", "val"), ("ft", "teacher", "val")):
+            yield from st.run(f"pairs {a}–{b} ({split})", _pairs(project, a, b, split, coll), _pairs_line)
+        yield from st.run("metric judge (ROUGE-L)", _judge_metric(project, coll, None, "all"), _metric_line)
+        yield from st.run("LLM judge (local model, both orders)", _judge_llm(project, coll, None, "all"), _llm_line)
+        yield from st.run("stats (val)", _stats(project, coll), _stats_line)
+        out = project.exports_dir() / f"demo-dpo-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+        exp = yield from st.run("export dpo --split train --source all", _export(project, out, coll),
+                                lambda s: f"{s.get('n', 0)} preference pairs → {s.get('path')}")
+        dpo = tset.resolve(project, DPOSettings, None, max_steps=dpo_steps, batch_size=2, grad_accum=1,
+                           name="dpo-demo" if not opts.fast else "dpo-demo-fast", save_steps=dpo_steps)
+        dpo_summary = yield from st.run("train DPO (from the SFT adapter)", _train(project, "dpo", {"settings": tset.to_dict(dpo), "pairs": exp["path"]}, cancel), _train_line)
+        if dpo_summary.get("status") != "succeeded":
+            raise_stage("DPO", dpo_summary)
+        yield from st.run("generate dpo (val)", _gen(project, "dpo", coll, split="val", cancel=cancel), _gen_line)
+        yield from st.run("pairs ft–dpo (val)", _pairs(project, "ft", "dpo", "val", coll), _pairs_line)
+        yield from st.run("metric judge ft–dpo", _judge_metric(project, coll, ("ft", "dpo"), "val"), _metric_line)
+        yield from st.run("LLM judge ft–dpo", _judge_llm(project, coll, ("ft", "dpo"), "val"), _llm_line)
+        final = yield from st.run("stats again (val)", _stats(project, coll), _stats_line)
+        seconds = round(time.monotonic() - st.start, 1)
+        yield Log("info", f"done in {seconds:.0f}s. Open the app: preceptor --project {project.root}")
+        yield Done({"project": str(project.root), "seconds": seconds, "stages": st.timings, "export": exp, "stats": final})
+    finally:
+        project.close()
+
+
+def raise_stage(name: str, summary: dict[str, Any]) -> None:
+    from preceptor.errors import PreceptorError
+
+    raise PreceptorError(f"Demo {name} run did not succeed", f"status {summary.get('status')}: {summary.get('error') or 'see the run log'}",
+                         f"Inspect it with `preceptor runs` and the log in {summary.get('dir') or 'the run folder'}.")
