@@ -61,7 +61,10 @@ def direct_train(model_path: str, data_file: Path, out: Path, settings, steps: i
     """A bare SentenceTransformerTrainer on the same rows and arguments; returns steps/s."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 

@@ -42,7 +42,15 @@ DRUGS = ["warfarin", "clarithromycin", "rifampin", "fluconazole", "amiodarone", 
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    """This process's peak RSS. VmHWM, not ru_maxrss: Linux keeps ru_maxrss across fork+exec,
+    so a child would report its parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _prompt(i: int, rng: random.Random) -> tuple[str, str, str]:
@@ -171,17 +179,30 @@ def side_export_engine(work: Path, fmt: str) -> dict:
 
 
 DIRECT_SQL = """
-    SELECT pr.id AS pair_id, p.id AS prompt_id, p.text AS prompt, p.split, p.task,
+    SELECT p.text AS prompt,
            CASE WHEN j.winner_output_id = pr.output_a THEN oa.text ELSE ob.text END AS chosen,
-           CASE WHEN j.winner_output_id = pr.output_a THEN ob.text ELSE oa.text END AS rejected
+           CASE WHEN j.winner_output_id = pr.output_a THEN ob.text ELSE oa.text END AS rejected,
+           pr.id AS pair_id, p.id AS prompt_id, p.split, p.task, p.collection,
+           CASE WHEN j.winner_output_id = pr.output_a THEN sa.name ELSE sb.name END AS chosen_system,
+           CASE WHEN j.winner_output_id = pr.output_a THEN sb.name ELSE sa.name END AS rejected_system,
+           j.winner_output_id AS chosen_output_id,
+           CASE WHEN j.winner_output_id = pr.output_a THEN pr.output_b ELSE pr.output_a END AS rejected_output_id,
+           'human' AS source, j.judge_kind || ':' || j.judge_id AS judges, 1 AS n_votes, 1.0 AS agreement,
+           COALESCE(j.confidence, 1.0) AS confidence
     FROM judgments j JOIN pairs pr ON pr.id = j.pair_id JOIN prompts p ON p.id = pr.prompt_id
     JOIN outputs oa ON oa.id = pr.output_a JOIN outputs ob ON ob.id = pr.output_b
+    JOIN systems sa ON sa.id = oa.system_id JOIN systems sb ON sb.id = ob.system_id
     WHERE j.verdict = 'win' AND p.split = 'train' ORDER BY pr.id"""
 
 
 def side_export_direct(work: Path, fmt: str) -> dict:
+    """The floor: the same rows and columns straight from one SQL query (the prompt text is the
+    student's prompt as the passthrough template renders it; the template hash a constant)."""
     import sqlite3
 
+    from preceptor.prompts.templates import student_messages
+
+    template_hash = student_messages("x")[1]
     out = work / f"direct.{fmt}"
     out.unlink(missing_ok=True)
     conn = sqlite3.connect(work / "judged" / "preceptor.db")
@@ -192,13 +213,17 @@ def side_export_direct(work: Path, fmt: str) -> dict:
     if fmt == "jsonl":
         with open(out, "w", encoding="utf-8") as fh:
             for r in cur:
-                fh.write(json.dumps(dict(r), ensure_ascii=False) + "\n")
+                rec = dict(r)
+                rec["template_hash"] = template_hash
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 n += 1
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         rows = [dict(r) for r in cur]
+        for rec in rows:
+            rec["template_hash"] = template_hash
         pq.write_table(pa.Table.from_pylist(rows), out)
         n = len(rows)
     secs = time.perf_counter() - t

@@ -105,11 +105,14 @@ def run_inline(project, config: dict, parent_id: int | None = None) -> tuple[dic
     run = q_runs.create(project.store, "embed", config, parent_id=parent_id)
     run_dir = project.runs_dir() / f"{run.id}-embed"
     q_runs.update(project.store, run.id, dir=str(run_dir))
+    q_runs.set_status(project.store, run.id, "running")
     ctx = RunContext(project, q_runs.get(project.store, run.id), dict(config), run_dir)
     try:
         summary = run_stage(ctx)
     finally:
         ctx.close()
+    (run_dir / "summary.json").write_text(json.dumps(summary, default=str), encoding="utf-8")
+    q_runs.set_status(project.store, run.id, "succeeded")
     return summary, q_runs.get(project.store, run.id)
 
 
@@ -262,7 +265,7 @@ def test_mining_with_a_real_model_excludes_positives_and_prefers_close_documents
     rows = toy_rows(3)
     pairs = [(r["anchor"], r["positive"]) for r in rows]
     negs = mine_hard_negatives(enc, pairs, DOCS, num_negatives=2)
-    for (a, p), ns in zip(pairs, negs, strict=True):
+    for (_, p), ns in zip(pairs, negs, strict=True):
         assert len(ns) == 2 and p not in ns and len(set(ns)) == 2 and set(ns) <= set(DOCS)
 
 
@@ -457,3 +460,48 @@ def test_demo_import_sets_the_stage_order_and_publishes_stage3_queries(project):
 
     qs = q_prompts.select(project.store, q_prompts.PromptFilter(collections=["retrieval-consumer_query"]))
     assert qs and all(p.split in ("val", "test") and p.reference.lower() not in p.text.lower() for p in qs)
+
+
+def test_report_section_lists_stage_metrics_and_alarms(trained_toy):
+    from preceptor.engine.embed_report import embedding_section
+    from preceptor.engine.report import ReportOptions
+
+    project, summary, run = trained_toy
+    sec = embedding_section(project, ReportOptions())
+    assert sec is not None and sec.key == "embedding"
+    row = next(line for line in sec.markdown.splitlines() if line.startswith(f"| toy | {run.id} | succeeded |"))
+    assert f"{summary['base']['recall@1']:.3f} → {summary['eval']['recall@1']:.3f}" in row
+    assert sec.csv_rows[0]["recall@1"] == pytest.approx(summary["eval"]["recall@1"])
+    assert sec.csv_rows[0]["alarm"] == ""
+
+
+def test_a_cancelled_stage_keeps_a_checkpoint_and_resumes_to_the_end(project, tmp_path, encoder):
+    from preceptor.engine.embed import run_stage
+    from preceptor.engine.train.context import RunContext, latest_checkpoint
+    from preceptor.errors import Cancelled
+
+    import_file(project, write_jsonl(tmp_path / "toy.jsonl", toy_rows(6)), "toy", val_ratio=0.25)
+    config = stage_config("toy", encoder, encoder, max_steps=12)
+    run = q_runs.create(project.store, "embed", config)
+    run_dir = project.runs_dir() / f"{run.id}-embed"
+    ctx = RunContext(project, run, dict(config), run_dir)
+    progress = ctx.progress
+
+    def stop_at_5(done, total, note=""):  # what SIGTERM does in the worker: set the cancel event
+        progress(done, total, note)
+        if done >= 5:
+            ctx.cancel.set()
+
+    ctx.progress = stop_at_5
+    with pytest.raises(Cancelled):
+        run_stage(ctx)
+    ctx.close()
+    ckpt = latest_checkpoint(run_dir)
+    assert ckpt is not None and ckpt.name == "checkpoint-5"
+    assert not (run_dir / "model").exists()
+    resumed = RunContext(project, run, dict(config), run_dir, resume_from=ckpt)
+    summary = run_stage(resumed)
+    resumed.close()
+    assert summary["steps"] == 12 and Path(summary["model_path"]).is_dir()
+    steps = [s for s, n, _ in q_runs.metrics(project.store, run.id) if n == "eval/recall@1"]
+    assert steps == [12]

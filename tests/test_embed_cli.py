@@ -64,7 +64,7 @@ def test_train_embed_through_the_runner_prints_metrics_and_diagnostics(tmp_path,
         assert {"eval/recall@1", "base/ndcg@10", "collapse/gap", "train/loss"} <= names
 
 
-def test_retrieval_outputs_are_paired_judged_and_exported_as_negatives(trained_toy, tmp_path):
+def test_retrieval_outputs_are_paired_judged_and_exported_as_negatives(trained_toy, tmp_path):  # noqa: F811
     """Two retrievers answer the held-out queries; their ranked lists are ordinary outputs,
     paired and judged by the existing code, then exported as (query, positive, hard negative)."""
     from preceptor.engine.embed_data import NegativesOptions, export_negatives

@@ -158,7 +158,7 @@ def _set_values(project, name: str, pairs: list[tuple[float, float]]) -> tuple[s
     oa = {o.prompt_id: o.id for o in q_outputs.for_system(project.store, a.id)}
     ob = {o.prompt_id: o.id for o in q_outputs.for_system(project.store, b.id)}
     rows = []
-    for pid, (va, vb) in zip(sorted(oa), pairs):
+    for pid, (va, vb) in zip(sorted(oa), pairs, strict=False):
         rows += [(oa[pid], name, "gold", va, None), (ob[pid], name, "gold", vb, None)]
     q.upsert_many(project.store, rows)
     return a.name, b.name

@@ -129,7 +129,7 @@ def test_litellm_generation_with_faults_never_drops_or_duplicates(project, tmp_p
         evs = list(generate(project, GenerateOptions(system="api")))
         summary = evs[-1].summary
         assert summary["done"] == 5 and summary["failed"] == 1 and summary["retries"] == 4
-        assert len(server.requests) == 9
+        assert len(server.requests) == 10  # 6 items + 4 retries
         warnings = [e.text for e in evs if isinstance(e, events.Log) and e.level == "warning"]
         assert any("retry 1/2" in w for w in warnings)
         rows = q_outputs.for_system(project.store, system.id, ok_only=False)

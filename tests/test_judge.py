@@ -116,7 +116,7 @@ def test_overlap_pairs_get_k_experts_and_others_one(project):
         "AND j.judge_kind = 'expert' AND j.repeat = 0 GROUP BY p.id")
     for r in rows:
         assert r["expert_votes"] == r["needed"] == r["n"], dict(r)
-    assert sessions[0].progress() == (300, 300)
+    assert sessions[0].progress(refresh=True) == (300, 300)
 
 
 def test_repeats_come_later_with_sides_swapped_and_never_count(project):
@@ -300,7 +300,7 @@ def test_filter_by_systems_and_split(project):
         splits.add(project.store.scalar("SELECT split FROM prompts WHERE id = ?", (p.prompt_id,)))
         s.record(p, "tie")
     assert splits == {"val"}
-    assert s.progress() == (10, 10)
+    assert s.progress(refresh=True) == (10, 10)
     with pytest.raises(PreceptorError) as err:
         ExpertSession(project, "Alice", PairFilter(split="dev"))
     assert err.value.message == "--split 'dev': 'dev' is not train, val or test"

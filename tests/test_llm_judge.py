@@ -11,7 +11,13 @@ import pytest
 from preceptor.db import judging as q
 from preceptor.engine.events import run
 from preceptor.engine.judge import load_rubric
-from preceptor.engine.llm_judge import LLMJudgeOptions, judge_llm, judge_variables, load_template, parse_verdict
+from preceptor.engine.llm_judge import (
+    LLMJudgeOptions,
+    judge_llm,
+    judge_variables,
+    load_template,
+    parse_verdict,
+)
 from preceptor.engine.pairs import PairFilter
 from preceptor.testing.llm_server import StubServer
 from tests.test_judge_support import make_all_pairs, seed_outputs
@@ -223,3 +229,39 @@ def test_local_judge_swap_always_combines_both_orders(project, tiny_lm):
     for r in _judgments(project):
         orders = json.loads(r["meta"])["orders"]
         assert len(orders) == 2 and orders[0]["left"] != orders[1]["left"]
+
+
+def test_cli_judge_llm_and_metric(project, api_env, capsys):
+    from preceptor.cli import main
+
+    _setup(project, 3)
+    root = str(project.root)
+    with StubServer(responder=_prefers_x) as srv:
+        assert main(["--project", root, "judge", "llm", "--model", "openai/cli", "--api-base", srv.url,
+                     "--swap", "contested", "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[:2] == [
+        "LLM judge openai/cli (litellm, swap=contested): 3 pairs judged",
+        "  decisive 3, tie 0, both_bad 0, inconsistent 0, unparsed 0, failed 0",
+    ]
+    assert main(["--project", root, "judge", "metric", "--metric", "rougeL", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["metric"], s["pairs"]) == ("rougeL", 3)
+    assert main(["--project", root, "judge", "--help"]) == 0
+    helptext = capsys.readouterr().out
+    for sub in ("expert", "next", "record", "llm", "metric", "undo", "history", "change", "flag"):
+        assert f"  {sub} " in helptext
+    assert main(["--project", root, "judge", "llm", "--swap", "sometimes"]) == 2
+
+
+def test_reference_guided_judge_sees_the_reference(project, api_env):
+    _setup(project, 2)
+    project.update_settings({"judge": {"reference_guided": True}})
+    with StubServer(responder=_prefers_x) as srv:
+        run(judge_llm(project, LLMJudgeOptions(model="openai/ref", api_base=srv.url, swap="never")))
+        refs = [_block(_user(b), "REFERENCE") for b in srv.requests]
+    assert sorted(refs) == sorted(r["reference"] for r in q.pairs_with_texts(project.store, q.PairQuery()))
+    with StubServer(responder=_prefers_x) as srv:
+        run(judge_llm(project, LLMJudgeOptions(model="openai/noref", api_base=srv.url, swap="never", reference_guided=False)))
+        assert all(_block(_user(b), "REFERENCE") is None for b in srv.requests)
+        assert all("(no reference answer is given for this question)" in _user(b) for b in srv.requests)

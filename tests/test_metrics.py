@@ -34,7 +34,7 @@ def test_rougeL_hand_computed_and_equal_to_library() -> None:
     direct = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     preds = ["Clarithromycin raises midazolam levels.", "", "x " * 3000]
     refs = ["Clarithromycin is a strong CYP3A inhibitor and raises midazolam exposure.", "anything", "x y"]
-    assert sc.score(preds, refs) == [direct.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs)]
+    assert sc.score(preds, refs) == [direct.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs, strict=False)]
     assert sc.score([""], ["ref"]) == [0.0]
 
 
@@ -45,7 +45,7 @@ def test_bleu_equals_sacrebleu_sentence_bleu() -> None:
     preds = ["Rifampin induces CYP3A and lowers midazolam exposure.", "Warfarin is a blood thinner.", "", "a " * 2000]
     refs = ["Rifampin is a strong CYP3A inducer and lowers midazolam exposure.", "Warfarin inhibits VKORC1.", "x", "a b"]
     got = sc.score(preds, refs)
-    want = [sacrebleu.sentence_bleu(p, [r]).score / 100 for p, r in zip(preds, refs)]
+    want = [sacrebleu.sentence_bleu(p, [r]).score / 100 for p, r in zip(preds, refs, strict=False)]
     assert got == pytest.approx(want, abs=1e-12)
     assert sc.score(["the same sentence here ok"], ["the same sentence here ok"])[0] == pytest.approx(1.0)
     assert got[2] == 0.0
@@ -181,10 +181,10 @@ def test_perplexity_hand_computed_batched_and_empty(tiny_lm: Path) -> None:
     prompts = ["State the mechanism of action of warfarin.", "Explain metformin.", "Omeprazole?", "Empty"]
     got = sc.score(outs, None, prompts=prompts)
     assert got[3] is None  # nothing to score
-    for o, p, v in zip(outs[:3], prompts[:3], got[:3]):
+    for o, p, v in zip(outs[:3], prompts[:3], got[:3], strict=False):
         assert v == pytest.approx(_direct_ppl(tiny_lm, p, o), rel=1e-4)
     # padding in a batch changes nothing
-    single = [sc.score([o], None, prompts=[p])[0] for o, p in zip(outs[:3], prompts[:3])]
+    single = [sc.score([o], None, prompts=[p])[0] for o, p in zip(outs[:3], prompts[:3], strict=False)]
     assert got[:3] == pytest.approx(single, rel=1e-5)
     unconditional = M.scorer("ppl", model=str(tiny_lm), conditional=False).score(outs[:1], None)
     assert unconditional[0] == pytest.approx(_direct_ppl(tiny_lm, None, outs[0]), rel=1e-4)

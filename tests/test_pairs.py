@@ -106,3 +106,23 @@ def test_cli_scripted_expert_round_trip(project, capsys):
     assert [(h["pair_id"], h["verdict"], h["unsafe"], h["note"]) for h in hist] == [(served["pair_id"], "B", ["A"], "A misses CYP3A")]
     assert main(["--project", root, "judge", "record", "--as", "Zed", "--pair", "1", "--verdict", "A"]) == 2
     assert "no expert named 'Zed'" in capsys.readouterr().err
+
+
+def test_cli_reservations_outlive_the_judge_next_process(project, capsys):
+    seed_outputs(project, 3, splits=("val",))
+    make_all_pairs(project)
+    root = str(project.root)
+    for name in ("Ada", "Bo"):
+        main(["--project", root, "experts", "add", name])
+    capsys.readouterr()
+
+    def serve(name):
+        assert main(["--project", root, "judge", "next", "--as", name, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)["pair_id"]
+
+    first = serve("Ada")
+    assert serve("Ada") == first  # still hers until she records it
+    assert serve("Bo") != first  # the reservation holds although the serving process has ended
+    assert main(["--project", root, "judge", "record", "--as", "Ada", "--pair", str(first), "--verdict", "tie"]) == 0
+    capsys.readouterr()
+    assert serve("Ada") not in (first,)

@@ -36,7 +36,7 @@ def test_markdown_report_numbers_equal_the_stored_metrics(evaluated) -> None:
     assert path.parent == evaluated.reports_dir() and re.fullmatch(r"report-\d{8}T\d{6}Z(-\d+)?\.md", path.name)
     table = [ln for ln in text.splitlines() if ln.startswith("| ROUGE-L |")][0]
     cells = [c.strip() for c in table.strip("|").split("|")]
-    for system, cell in zip(["imported-base", "imported-teacher"], cells[1:]):
+    for system, cell in zip(["imported-base", "imported-teacher"], cells[1:], strict=False):
         vals = _stored(evaluated, system, "rougeL")
         assert cell.startswith(f"{sum(vals) / len(vals):.3f} [") and cell.endswith(f"n={len(vals)}")
     assert "## Win rates by metric" in text and "imported-base vs imported-teacher" in text

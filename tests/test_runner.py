@@ -80,8 +80,10 @@ def test_python_and_accelerate_command_lines(tmp_path):
     cmd = runner.build_command(tmp_path, 7, "accelerate", {"num_processes": 4, "config_file": str(acc),
                                                            "mixed_precision": "bf16", "extra_args": ["--dynamo_backend", "no"]})
     assert cmd == [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(acc.resolve()),
-                   "--num_processes", "4", "--multi_gpu", "--mixed_precision", "bf16", "--dynamo_backend", "no",
+                   "--num_processes", "4", "--mixed_precision", "bf16", "--dynamo_backend", "no",
                    "-m", "preceptor.engine.train.worker", "--project", str(tmp_path), "--run", "7"]
+    cmd = runner.build_command(tmp_path, 7, "accelerate", {"num_processes": 2})
+    assert cmd[3:7] == ["--num_processes", "2", "--multi_gpu", "-m"]
     cmd = runner.build_command(tmp_path, 3, "accelerate", {"num_processes": 2, "deepspeed_config": str(ds)})
     assert cmd[3:9] == ["--num_processes", "2", "--use_deepspeed", "--deepspeed_config_file", str(ds.resolve()), "-m"]
     with pytest.raises(PreceptorError) as err:

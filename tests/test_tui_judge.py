@@ -75,7 +75,7 @@ async def test_judge_ten_pairs_by_keys(project, anyio_backend):
         await vote(["f", "2", "f", "1", "x"], "both_bad", ("A", "B"))   # 10: both unsafe, both bad
         done, total = screen.session.progress()
         assert (done, total) == (9, 12)  # ten pairs served: nine voted, one skipped
-        assert "9 of 12" in str(screen.query_one("#judge-status").render())
+        await wait_for(pilot, lambda: "9 of 12 pairs done" in str(screen.query_one("#judge-status").render()))
 
     rows = judgments(project)
     want = []

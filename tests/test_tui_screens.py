@@ -113,6 +113,9 @@ async def test_palette_switches_screens(project, anyio_backend):
         await pilot.pause(0.5)
         await pilot.press("enter")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ExportScreen")
+        dark = app.current_theme.dark
+        await pilot.press("ctrl+t")
+        assert app.current_theme.dark is not dark  # light and dark themes
 
 
 async def test_judge_side_keys_history_bad_item_narrow(project, anyio_backend):

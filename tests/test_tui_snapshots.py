@@ -13,9 +13,13 @@ from rich.text import Text
 from tests.tui_helpers import judged_project
 
 
+def idle(app) -> bool:
+    return not any(w.is_running for w in app.workers)
+
+
 async def settle(pilot, cond, timeout=10.0):
     end = time.monotonic() + timeout
-    while not cond() and time.monotonic() < end:
+    while not (cond() and idle(pilot.app)) and time.monotonic() < end:
         await pilot.pause(0.05)
     await pilot.pause(0.2)
 
@@ -45,7 +49,7 @@ def test_judge_snapshot_narrow_after_flag(project, snap_compare):
     async def ready(pilot):
         await settle(pilot, lambda: getattr(app.screen, "current", None) is not None)
         await pilot.press("1", "f", "2")
-        await pilot.pause(0.2)
+        await settle(pilot, lambda: "1 of 6" in str(app.screen.query_one("#judge-status").render()))
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
 
@@ -63,7 +67,6 @@ def test_dashboard_snapshot(project, snap_compare):
     async def ready(pilot):
         await settle(pilot, lambda: "Dr Snap" in str(getattr(app.screen.query_one("#dash-judging"), "content", "")) or
                      app.screen.query_one("#dash-figures").content != "", 20)
-        await settle(pilot, lambda: app.screen.workers is None or not any(w.is_running for w in app.screen.workers), 20)
         app.screen.query_one("#dash-path").update(Text("Project proj: <tmp>"))  # the temp path differs per run
         await pilot.pause(0.2)
 

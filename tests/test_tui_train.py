@@ -100,3 +100,34 @@ async def test_launch_tiny_sft_and_watch_the_curve(project, tiny_lm, anyio_backe
     assert run.status == "succeeded", run.error
     assert run.config["settings"]["max_steps"] == 4 and run.config["settings"]["lr"] == 0.001
     assert app.errors == []
+
+
+@pytest.mark.timeout(120)
+async def test_generate_from_the_form(project, tiny_lm, anyio_backend):
+    from textual.widgets import Input, Select
+
+    from preceptor.db import outputs as q_outputs
+    from preceptor.tui.app import PreceptorApp
+    from preceptor.tui.screens.train import RunForm
+
+    base = sft_project(project, tiny_lm)
+    app = PreceptorApp(project, start="train")
+    async with app.run_test(size=(100, 32)) as pilot:
+        screen = app.screen
+        await pilot.press("g")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunForm), 5)
+        form = app.screen
+        assert form.query_one("#f-system", Select).value == "base"
+        form.query_one("#f-split", Select).value = "val"
+        form.query_one("#f-limit", Input).value = "0"
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        assert app.errors[-1].message == "--limit must be at least 1, got 0"
+        await pilot.press("escape")
+        form.query_one("#f-limit", Input).value = "2"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen is screen, 5)
+        await wait_for(pilot, lambda: "finished" in "\n".join(str(line.text) for line in screen.query_one("#run-log").lines), 90)
+    done = [o for o in q_outputs.for_system(project.store, base.id)]
+    assert len(done) == 2 and all(o.text is not None for o in done)
+    assert len(app.errors) == 1

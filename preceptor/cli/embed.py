@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from preceptor.cli.common import cancel_on_sigint, drive, echo_json, open_project, project_option, table
+from preceptor.cli.common import (
+    cancel_on_sigint,
+    drive,
+    echo_json,
+    open_project,
+    project_option,
+    table,
+)
 
 
 @click.command("import-pairs")

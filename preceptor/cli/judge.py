@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-from preceptor.cli.common import LazySubgroup, cancel_on_sigint, drive, echo_json, open_project, project_option, table
+from preceptor.cli.common import (
+    LazySubgroup,
+    cancel_on_sigint,
+    drive,
+    echo_json,
+    open_project,
+    project_option,
+    table,
+)
 
 
 def pair_filter_options(fn: Any) -> Any:
@@ -44,7 +52,7 @@ def next_cmd(project_dir: str | None, expert: str, systems: str | None, split: s
     from preceptor.engine.judge import ExpertSession
 
     with open_project(project_dir) as project:
-        session = ExpertSession(project, expert, _filter(systems, split, task, collection))
+        session = ExpertSession(project, expert, _filter(systems, split, task, collection), detached=True)
         pair = session.next()
     if pair is None:
         if as_json:
@@ -77,7 +85,7 @@ def record_cmd(project_dir: str | None, expert: str, pair_id: int, verdict: str,
     from preceptor.engine.judge import ExpertSession
 
     with open_project(project_dir) as project:
-        session = ExpertSession(project, expert)
+        session = ExpertSession(project, expert, detached=True)
         pair = session.pair(pair_id)
         jid = session.record(pair, verdict, unsafe=(unsafe,) if unsafe else (), note=note)
     if as_json:
@@ -95,7 +103,7 @@ def undo_cmd(project_dir: str | None, expert: str, as_json: bool) -> None:
     from preceptor.engine.judge import ExpertSession
 
     with open_project(project_dir) as project:
-        pair = ExpertSession(project, expert).undo()
+        pair = ExpertSession(project, expert, detached=True).undo()
     if as_json:
         echo_json(pair.to_dict() if pair else None)
     else:

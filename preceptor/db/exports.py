@@ -68,21 +68,29 @@ def vote_audit_rows(store: Store, flt: PromptFilter, *, include_superseded: bool
 
 
 PAIR_FIELDS = ("pair_id", "output_a", "output_b", "prompt_id", "prompt_text", "split", "task", "collection",
-               "bad_item", "text_a", "text_b", "system_a", "system_b")
+               "bad_item", "text_a", "text_b", "system_a_id", "system_b_id")
 VOTE_FIELDS = ("judgment_id", "judge_kind", "judge_id", "winner_output_id", "verdict", "confidence", "unsafe_a",
                "unsafe_b", "repeat", "created_at")
+# tuple positions, for the export's hot loop
+(P_PAIR_ID, P_OUTPUT_A, P_OUTPUT_B, P_PROMPT_ID, P_PROMPT_TEXT, P_SPLIT, P_TASK, P_COLLECTION, P_BAD_ITEM,
+ P_TEXT_A, P_TEXT_B, P_SYSTEM_A, P_SYSTEM_B) = range(len(PAIR_FIELDS))
+(V_ID, V_KIND, V_JUDGE, V_WINNER, V_VERDICT, V_CONFIDENCE, V_UNSAFE_A, V_UNSAFE_B, V_REPEAT,
+ V_CREATED) = range(len(VOTE_FIELDS))
+
+
+def system_names(store: Store) -> dict[int, str]:
+    return {r[0]: r[1] for r in store.execute("SELECT id, name FROM systems")}
 
 
 def pairs_with_votes(store: Store, flt: PromptFilter, *, kinds: Sequence[str] | None = None
-                     ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """Each pair whose prompt matches ``flt`` (bad items included when the filter says so),
-    with its prompt text, both answers and systems, and its effective votes (oldest first;
-    not superseded, no skips; ``kinds`` limits the judge kinds), ordered by pair id.
+                     ) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]:
+    """Each pair whose prompt matches ``flt`` (bad items included when the filter says so) as a
+    tuple of :data:`PAIR_FIELDS`, with its effective votes as tuples of :data:`VOTE_FIELDS`
+    (oldest first; not superseded, no skips; ``kinds`` limits the judge kinds), by pair id.
 
-    One query in pair-id order (no sort of the texts); system names come from a dict.
+    One query in pair-id order (no sort of the texts); plain tuples for speed.
     """
     dropped = superseded_ids(store)
-    names = {r[0]: r[1] for r in store.execute("SELECT id, name FROM systems")}
     where, params = flt.where("p")
     kind_sql = ""
     if kinds:
@@ -100,29 +108,25 @@ def pairs_with_votes(store: Store, flt: PromptFilter, *, kinds: Sequence[str] | 
         WHERE {where}
         ORDER BY pr.id"""
     cur = store.conn.cursor()
-    cur.row_factory = None  # plain tuples: this is the export's hot loop
+    cur.row_factory = None
     cur.execute(sql, [*(kinds or ()), *params])
     np_ = len(PAIR_FIELDS)
-    pair: dict[str, Any] | None = None
-    votes: list[dict[str, Any]] = []
-
-    def done() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        if len(votes) > 1:
-            votes.sort(key=lambda v: (v["created_at"], v["judgment_id"]))
-        return pair, votes  # type: ignore[return-value]
-
+    pair: tuple[Any, ...] | None = None
+    votes: list[tuple[Any, ...]] = []
     for row in cur:
-        if pair is None or row[0] != pair["pair_id"]:
+        if pair is None or row[0] != pair[0]:
             if pair is not None:
-                yield done()
-            pair = dict(zip(PAIR_FIELDS, row[:np_], strict=True))
-            pair["system_a"] = names.get(pair["system_a"])
-            pair["system_b"] = names.get(pair["system_b"])
+                if len(votes) > 1:
+                    votes.sort(key=lambda v: (v[V_CREATED], v[V_ID]))
+                yield pair, votes
+            pair = row[:np_]
             votes = []
         if row[np_] is not None and row[np_] not in dropped:
-            votes.append(dict(zip(VOTE_FIELDS, row[np_:], strict=True)))
+            votes.append(row[np_:])
     if pair is not None:
-        yield done()
+        if len(votes) > 1:
+            votes.sort(key=lambda v: (v[V_CREATED], v[V_ID]))
+        yield pair, votes
 
 
 def count_pairs_outside(store: Store, flt: PromptFilter) -> int:
@@ -194,7 +198,9 @@ def collection_kind(store: Store, name: str) -> str | None:
     return store.scalar("SELECT kind FROM collections WHERE name = ?", (name,))
 
 
-def collection_names(store: Store) -> list[str]:
+def collection_names(store: Store, kind: str | None = None) -> list[str]:
+    if kind:
+        return [r[0] for r in store.all("SELECT name FROM collections WHERE kind = ? ORDER BY name", (kind,))]
     return [r[0] for r in store.all("SELECT name FROM collections ORDER BY name")]
 
 

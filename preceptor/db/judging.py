@@ -163,6 +163,10 @@ def get_pair(store: Store, pair_id: int) -> dict[str, Any] | None:
     return dict(r) if r else None
 
 
+def pair_complete(store: Store, pair_id: int) -> bool:
+    return bool(store.scalar("SELECT expert_votes >= needed FROM pairs WHERE id = ?", (pair_id,)))
+
+
 def count_pairs(store: Store, q: PairQuery, *, complete_only: bool = False) -> int:
     where, params = q.where()
     extra = " AND p.expert_votes >= p.needed" if complete_only else ""
@@ -225,7 +229,7 @@ def drop_reservations_of(store: Store, expert_id: int, *, host: str | None = Non
 
 
 def reserve(store: Store, pair_id: int, expert_id: int, until: float, *, repeat: bool, left_output_id: int,
-            host: str, pid: int) -> None:
+            host: str, pid: int | None) -> None:
     store.execute(
         """INSERT INTO reservations (pair_id, expert_id, until, repeat, left_output_id, host, pid, served_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -302,6 +306,10 @@ def due_repeat(store: Store, expert_id: int, q: PairQuery, count: int | None, t:
               AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.pair_id = p.id AND r.expert_id != ? AND r.until >= ?)
             ORDER BY rp.due_after LIMIT 1""",
         [expert_id, *([count] if count is not None else []), *exclude, *params, expert_id, t])
+
+
+def repeat_of(store: Store, expert_id: int, pair_id: int) -> sqlite3.Row | None:
+    return store.one("SELECT * FROM repeats WHERE expert_id = ? AND pair_id = ?", (expert_id, pair_id))
 
 
 def pending_repeats(store: Store, expert_id: int) -> int:

@@ -222,8 +222,15 @@ def run_stage(ctx: Any) -> dict[str, Any]:
     ``parent_encoder`` (id of the encoder it starts from, or None), ``position``/``of``.
     """
     from preceptor.engine import models
-    from preceptor.engine.embed_eval import TextEncoder, build_eval_set, collapse_diagnostics, detect_prefixes, evaluate, load_model
-    from preceptor.engine.embed_eval import mine_hard_negatives
+    from preceptor.engine.embed_eval import (
+        TextEncoder,
+        build_eval_set,
+        collapse_diagnostics,
+        detect_prefixes,
+        evaluate,
+        load_model,
+        mine_hard_negatives,
+    )
 
     t_start = time.monotonic()
     cfg = ctx.config
@@ -320,8 +327,14 @@ def run_stage(ctx: Any) -> dict[str, Any]:
     dataset.to_json(str(Path(ctx.run_dir) / TRAIN_DATA), lines=True, force_ascii=False)  # exactly what was trained on
 
     # 3. train
-    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss, MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.sentence_transformer.losses import (
+        CosineSimilarityLoss,
+        MultipleNegativesRankingLoss,
+    )
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
     loss = CosineSimilarityLoss(model) if loss_name == "cosine" else MultipleNegativesRankingLoss(model)
@@ -457,10 +470,8 @@ def plan(project: Any, opts: TrainEmbedOptions) -> tuple[EmbedSettings, list[str
 def _inline_start(project: Any, config: dict[str, Any], parent_id: int | None, cancel: threading.Event) -> tuple[Any, threading.Thread]:
     """Create a run and execute it in a thread of this process (same worker code, no subprocess)."""
     from preceptor.engine.train import worker
-    from preceptor.engine.train.runner import library_versions
 
     config = dict(config)
-    config.setdefault("versions", library_versions())
     config["launch"] = {"launcher": "inline"}
     run = q_runs.create(project.store, "embed", config, parent_id=parent_id)
     run_dir = project.runs_dir() / f"{run.id}-embed"
@@ -509,11 +520,8 @@ def train_embed(project: Any, opts: TrainEmbedOptions = TrainEmbedOptions(), can
             run, thread = runner.start(project, "embed", config, parent_id=parent_run), None
         yield Log("info", f"run {run.id} started" + ("" if opts.inline else f" (process {run.pid})"))
         try:
-            summary: dict[str, Any] = {}
             for ev in runner.watch(project, run.id, cancel, poll=0.3):
-                if isinstance(ev, Done):
-                    summary = ev.summary
-                else:
+                if not isinstance(ev, Done):  # the stage's own summary is read back below
                     yield ev
         except Cancelled:
             if opts.inline:

@@ -213,9 +213,15 @@ def evaluate(project: Any, opts: EvalOptions = EvalOptions(), cancel: threading.
         computed[name if len(stored) == 1 else "bertscore"] = len(todo)
         done += len(todo_rows) - len(todo)
         yield Progress(done, total, f"{name}: {len(todo_rows) - len(todo)} cached")
-        for i in range(0, len(todo), chunk):
+        if name == "ppl" or name.startswith("bertscore"):
+            from preceptor.engine.models import set_threads
+
+            set_threads(st.threads or None)
+        # perplexity is slow: report often; BERTScore sorts texts by length per call: large calls pad least
+        step = max(1, st.ppl_batch_size * 2) if reffree else (chunk * 16 if len(stored) > 1 else chunk)
+        for i in range(0, len(todo), step):
             check_cancel(cancel)
-            part = todo[i:i + chunk]
+            part = todo[i:i + step]
             preds = [r["text"] or "" for r in part]
             out_rows: list[tuple[int, str, str, float | None, dict[str, Any] | None]] = []
             if len(stored) > 1:  # BERTScore P/R/F1
@@ -258,7 +264,7 @@ def _finite(v: float | None) -> float | None:
 
 def _stored_names(names: Sequence[str]) -> list[str]:
     out: list[str] = []
-    for n, stored in _groups(names):
+    for _n, stored in _groups(names):
         out.extend(stored)
     return out
 

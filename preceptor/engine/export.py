@@ -62,6 +62,8 @@ STYLES = ("standard", "conversational")
 FORMATS = ("jsonl", "parquet", "hf")
 SPLIT_CHOICES = ("train", "val", "test", "all")
 TIERS = (("human", ("expert", "imported")), ("llm", ("llm",)), ("metric", ("metric",)))
+_TIER_OF = {k: name for name, kinds in TIERS for k in kinds}
+_SOURCE_TIER = {"expert": "human", "llm": "llm", "metric": "metric"}
 RULES = ("bad_item", "missing_output", "no_votes", "no_human_vote", "no_llm_vote", "tie", "both_bad", "unparsed",
          "inconsistent", "conflict", "disagreement", "low_confidence", "unsafe_chosen", "identical", "duplicate")
 META_COLUMNS = ("pair_id", "prompt_id", "split", "task", "collection", "chosen_system", "rejected_system",
@@ -130,10 +132,18 @@ def _decide_tier(votes: list[_V]) -> tuple[str, list[_V]]:
     return ("inconsistent" if any(v.label == "inconsistent" for v in votes) else "unparsed"), []
 
 
-def decide(votes: Iterable[_V], source: str) -> tuple[str, list[_V], str | None]:
+def decide(votes: list[_V], source: str) -> tuple[str, list[_V], str | None]:
     """(outcome, votes that carried it, deciding tier): outcome "a"/"b" or an exclusion reason."""
+    if len(votes) == 1 and source != "agreed":  # the common case, decided without building tiers
+        v = votes[0]  # type: ignore[index]
+        tier = _TIER_OF[v.kind]
+        if source != "all" and _SOURCE_TIER[source] != tier:
+            return "no_votes", [], None
+        if v.label == "a" or v.label == "b":
+            return v.label, [v], tier
+        return v.label, [], (tier if v.label in ("tie", "both_bad") else None)
     tiers: dict[str, list[_V]] = defaultdict(list)
-    kind_tier = {k: name for name, kinds in TIERS for k in kinds}
+    kind_tier = _TIER_OF
     for v in votes:
         tiers[kind_tier[v.kind]].append(v)
     if source == "agreed":
@@ -192,43 +202,41 @@ class _StudentPrompts:
         self.fast = student_messages is not None
         self.calls = 0
 
-    def _real(self, row: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
-        prompt = q_prompts.get(self.store, row["prompt_id"]) if self.store is not None and row["prompt_id"] else None
+    def _real(self, prompt_id: int, text: str) -> tuple[list[dict[str, str]], str | None]:
+        prompt = q_prompts.get(self.store, prompt_id) if self.store is not None and prompt_id else None
         if prompt is None:
-            prompt = Prompt(row["prompt_id"], row["prompt_text"], None, row.get("split", "train"), row.get("task"), "",
-                            row.get("collection", ""), {}, None, None)
+            prompt = Prompt(prompt_id, text, None, "train", None, "", "", {}, None, None)
         msgs, h = self.fn(prompt)  # type: ignore[misc]
         return [{"role": m["role"], "content": m["content"]} for m in msgs if m["role"] in ("system", "user")], h
 
     def _filled(self, text: str) -> tuple[list[dict[str, str]], str] | None:
         if self.shape is None:
             try:
-                self.shape = self._real({"prompt_id": 0, "prompt_text": self.MARK})  # type: ignore[assignment]
+                self.shape = self._real(0, self.MARK)  # type: ignore[assignment]
             except Exception:  # noqa: BLE001 - the template rejects the placeholder: no shortcut
                 self.fast = False
                 return None
         msgs, h = self.shape
         return [{"role": m["role"], "content": m["content"].replace(self.MARK, text).strip()} for m in msgs], h
 
-    def __call__(self, row: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
-        pid = row["prompt_id"]
+    def __call__(self, pid: int, text: str) -> tuple[list[dict[str, str]], str | None]:
         hit = self.cache.get(pid)
         if hit is not None:
             return hit
         if self.fn is None:
-            out: tuple[list[dict[str, str]], str | None] = ([{"role": "user", "content": row["prompt_text"]}], None)
+            out: tuple[list[dict[str, str]], str | None] = ([{"role": "user", "content": text}], None)
         elif self.fast:
-            filled = self._filled(row["prompt_text"])
+            filled = self._filled(text)
             if filled is not None and self.calls % self.CHECK_EVERY == 0:
-                real = self._real(row)
+                real = self._real(pid, text)
                 if real != filled:
                     self.fast, filled = False, None
                 out = real
             else:
-                out = filled if filled is not None else self._real(row)
+                out = filled if filled is not None else self._real(pid, text)
             self.calls += 1
         else:
-            out = self._real(row)
+            out = self._real(pid, text)
         if out[1]:
             self.hashes.add(out[1])
         self.cache[pid] = out
@@ -247,8 +255,9 @@ def _filter(project: Any, opts: DPOExportOptions) -> PromptFilter:
     if opts.collection and q.collection_kind(project.store, opts.collection) is None:
         names = ", ".join(q.collection_names(project.store)) or "none"
         raise PreceptorError("Unknown collection", f"no collection named {opts.collection!r}", f"Collections: {names}.")
-    return PromptFilter(split=None if opts.split == "all" else opts.split,
-                        collections=[opts.collection] if opts.collection else None, include_bad=True)
+    # the project's own collections, listed (cheaper per row than the filter's sub-query)
+    own = [opts.collection] if opts.collection else q.collection_names(project.store, kind="prompts") or None
+    return PromptFilter(split=None if opts.split == "all" else opts.split, collections=own, include_bad=True)
 
 
 _SOURCE_KINDS: dict[str, tuple[str, ...] | None] = {
@@ -256,45 +265,59 @@ _SOURCE_KINDS: dict[str, tuple[str, ...] | None] = {
     "all": None}
 
 
-def _effective(pair: dict[str, Any], rows: list[dict[str, Any]]) -> list[_V]:
+def _effective(pair: tuple[Any, ...], rows: list[tuple[Any, ...]]) -> list[_V]:
     """One vote per judge (its newest; rows come oldest first), repeats left out."""
+    a, b = pair[q.P_OUTPUT_A], pair[q.P_OUTPUT_B]
+    if len(rows) == 1:  # the common case
+        r = rows[0]
+        if r[q.V_REPEAT]:
+            return []
+        return [_vote(r, a, b)]
     latest: dict[tuple[str, str], _V] = {}
-    a, b = pair["output_a"], pair["output_b"]
     for r in rows:
-        if r["repeat"]:
-            continue
-        verdict = r["verdict"]
-        if verdict == "win":
-            w = r["winner_output_id"]
-            label = "a" if w == a else "b" if w == b else "unparsed"
-        else:
-            label = verdict
-        latest[(r["judge_kind"], str(r["judge_id"]))] = _V(
-            r["judge_kind"], str(r["judge_id"]), label, r["confidence"], bool(r["unsafe_a"]), bool(r["unsafe_b"]))
+        if not r[q.V_REPEAT]:
+            latest[(r[q.V_KIND], str(r[q.V_JUDGE]))] = _vote(r, a, b)
     return list(latest.values())
+
+
+def _vote(r: tuple[Any, ...], a: int, b: int) -> _V:
+    verdict = r[q.V_VERDICT]
+    if verdict == "win":
+        w = r[q.V_WINNER]
+        label = "a" if w == a else "b" if w == b else "unparsed"
+    else:
+        label = verdict
+    return _V(r[q.V_KIND], str(r[q.V_JUDGE]), label, r[q.V_CONFIDENCE], bool(r[q.V_UNSAFE_A]), bool(r[q.V_UNSAFE_B]))
 
 
 def iter_dpo_records(project: Any, opts: DPOExportOptions, stats: dict[str, Any],
                      cancel: threading.Event | None = None) -> Iterator[dict[str, Any]]:
-    """Yield export rows one by one, filling ``stats`` ({"excluded", "considered", ...}) as it goes."""
+    """Yield export rows one by one; ``stats`` ({"excluded", "considered", ...}) is complete
+    once the generator is exhausted."""
     flt = _filter(project, opts)
     student = _StudentPrompts(project.store)
     excluded = {r: 0 for r in RULES}
-    stats.update(excluded=excluded, considered=0, exported=0, sources={}, prompt_template_hashes=[],
+    sources: dict[str, int] = {}
+    stats.update(excluded=excluded, considered=0, exported=0, sources=sources, prompt_template_hashes=[],
                  student_prompt="student_messages" if student.fn else "plain user turn (templates module missing)")
     seen: set[bytes] = set()
+    prompt_keys: dict[int, tuple[bytes, str]] = {}  # prompt id -> (digest of its messages, standard-style text)
     want = set(opts.systems) if opts.systems else None
     conversational = opts.style == "conversational"
+    min_conf = float(opts.min_confidence)
+    considered = exported = 0
+    names = q.system_names(project.store)
     for i, (row, vote_rows) in enumerate(q.pairs_with_votes(project.store, flt, kinds=_SOURCE_KINDS[opts.source])):
         if i % 1000 == 0:
             check_cancel(cancel)
-        if want is not None and {row["system_a"], row["system_b"]} != want:
+        sys_a, sys_b = names.get(row[q.P_SYSTEM_A]), names.get(row[q.P_SYSTEM_B])
+        if want is not None and {sys_a, sys_b} != want:
             continue
-        stats["considered"] += 1
-        if row["bad_item"] is not None:
+        considered += 1
+        if row[q.P_BAD_ITEM] is not None:
             excluded["bad_item"] += 1
             continue
-        ta, tb = row["text_a"], row["text_b"]
+        ta, tb = row[q.P_TEXT_A], row[q.P_TEXT_B]
         if ta is None or tb is None or not ta.strip() or not tb.strip():
             excluded["missing_output"] += 1
             continue
@@ -303,52 +326,73 @@ def iter_dpo_records(project: Any, opts: DPOExportOptions, stats: dict[str, Any]
             excluded["no_votes"] += 1
             continue
         outcome, carried, tier = decide(pv, opts.source)
-        if outcome not in ("a", "b"):
+        if outcome != "a" and outcome != "b":
             excluded[outcome] += 1
             continue
-        confidence = sum(_conf(v) for v in carried) / len(carried)
-        if opts.min_confidence > 0 and confidence < opts.min_confidence:
+        single = len(pv) == 1  # one vote decided it: the common case, without the generic bookkeeping
+        confidence = _conf(carried[0]) if single else sum(_conf(v) for v in carried) / len(carried)
+        if min_conf > 0 and confidence < min_conf:
             excluded["low_confidence"] += 1
             continue
-        unsafe = any(v.unsafe_a for v in pv) if outcome == "a" else any(v.unsafe_b for v in pv)
-        if unsafe:
-            excluded["unsafe_chosen"] += 1
-            continue
-        w, lo = ("a", "b") if outcome == "a" else ("b", "a")
-        chosen, rejected = row[f"text_{w}"], row[f"text_{lo}"]
+        if outcome == "a":
+            if (pv[0].unsafe_a if single else any(v.unsafe_a for v in pv)):
+                excluded["unsafe_chosen"] += 1
+                continue
+            chosen, rejected = ta, tb
+            chosen_system, rejected_system = sys_a, sys_b
+            chosen_id, rejected_id = row[q.P_OUTPUT_A], row[q.P_OUTPUT_B]
+        else:
+            if (pv[0].unsafe_b if single else any(v.unsafe_b for v in pv)):
+                excluded["unsafe_chosen"] += 1
+                continue
+            chosen, rejected = tb, ta
+            chosen_system, rejected_system = sys_b, sys_a
+            chosen_id, rejected_id = row[q.P_OUTPUT_B], row[q.P_OUTPUT_A]
         if chosen.strip() == rejected.strip():
             excluded["identical"] += 1
             continue
-        messages, thash = student(row)
-        key = hashlib.blake2b("\x1f".join([*(f"{m['role']}\x1e{m['content']}" for m in messages), chosen, rejected])
-                              .encode("utf-8"), digest_size=20).digest()
+        prompt_id = row[q.P_PROMPT_ID]
+        messages, thash = student(prompt_id, row[q.P_PROMPT_TEXT])
+        pk = prompt_keys.get(prompt_id)
+        if pk is None:
+            joined = "\x1f".join(f"{m['role']}\x1e{m['content']}" for m in messages)
+            pk = prompt_keys[prompt_id] = (hashlib.blake2b(joined.encode("utf-8"), digest_size=20).digest(),
+                                                  _prompt_text(messages))
+        key = hashlib.blake2b(pk[0] + f"{chosen}\x1f{rejected}".encode(), digest_size=20).digest()
         if key in seen:
             excluded["duplicate"] += 1
             continue
         seen.add(key)
-        decisive = [v for v in pv if v.label in ("a", "b") and (tier == "agreed" or _tier_of(v.kind) == tier)]
-        rec: dict[str, Any]
+        n_decisive = 1 if single else sum(1 for v in pv if (v.label == "a" or v.label == "b")
+                                          and (tier == "agreed" or _TIER_OF[v.kind] == tier))
         if conversational:
-            rec = {"prompt": messages, "chosen": [{"role": "assistant", "content": chosen}],
-                   "rejected": [{"role": "assistant", "content": rejected}]}
+            rec: dict[str, Any] = {"prompt": messages, "chosen": [{"role": "assistant", "content": chosen}],
+                                   "rejected": [{"role": "assistant", "content": rejected}]}
         else:
-            rec = {"prompt": _prompt_text(messages), "chosen": chosen, "rejected": rejected}
-        rec.update(
-            pair_id=row["pair_id"], prompt_id=row["prompt_id"], split=row["split"], task=row["task"],
-            collection=row["collection"], chosen_system=row[f"system_{w}"], rejected_system=row[f"system_{lo}"],
-            chosen_output_id=row[f"output_{w}"], rejected_output_id=row[f"output_{lo}"], source=tier,
-            judges=",".join(sorted(f"{v.kind}:{v.judge}" for v in carried)), n_votes=len(pv),
-            agreement=len(carried) / len(decisive) if decisive else 1.0, confidence=confidence, template_hash=thash,
-        )
-        stats["exported"] += 1
-        stats["sources"][tier] = stats["sources"].get(tier, 0) + 1
+            rec = {"prompt": pk[1], "chosen": chosen, "rejected": rejected}
+        rec["pair_id"] = row[q.P_PAIR_ID]
+        rec["prompt_id"] = prompt_id
+        rec["split"] = row[q.P_SPLIT]
+        rec["task"] = row[q.P_TASK]
+        rec["collection"] = row[q.P_COLLECTION]
+        rec["chosen_system"] = chosen_system
+        rec["rejected_system"] = rejected_system
+        rec["chosen_output_id"] = chosen_id
+        rec["rejected_output_id"] = rejected_id
+        rec["source"] = tier
+        rec["judges"] = ",".join(sorted(f"{v.kind}:{v.judge}" for v in carried)) if len(carried) > 1 \
+            else f"{carried[0].kind}:{carried[0].judge}"
+        rec["n_votes"] = len(pv)
+        rec["agreement"] = len(carried) / n_decisive if n_decisive else 1.0
+        rec["confidence"] = confidence
+        rec["template_hash"] = thash
+        exported += 1
+        sources[tier] = sources.get(tier, 0) + 1  # type: ignore[index]
+        stats["considered"], stats["exported"] = considered, exported
         yield rec
+    stats["considered"], stats["exported"] = considered, exported
     stats["prompt_template_hashes"] = sorted(student.hashes)
     stats["out_of_split"] = q.count_pairs_outside(project.store, flt) if opts.split != "all" else 0
-
-
-def _tier_of(kind: str) -> str:
-    return {"expert": "human", "imported": "human", "llm": "llm", "metric": "metric"}[kind]
 
 
 def _empty_error(opts: DPOExportOptions, stats: dict[str, Any]) -> PreceptorError:
@@ -529,12 +573,9 @@ def export_dpo(project: Any, out: Path, opts: DPOExportOptions = DPOExportOption
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    import preceptor
 
-        return version("preceptor")
-    except Exception:  # pragma: no cover - running from a source tree without metadata
-        return "unknown"
+    return str(getattr(preceptor, "__version__", "unknown"))
 
 
 # ----------------------------------------------------------------------------------------------

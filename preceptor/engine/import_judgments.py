@@ -2,7 +2,7 @@
 
 ``preceptor import-judgments FILE --format llmbar|pandalm|generic [--collection NAME]``
 
-Each item (a prompt, two answers and one or more human labels) becomes a prompt (split
+Each item (a prompt, two answers — an empty answer is kept: humans judged it — and its labels) becomes a prompt (split
 ``test``) in a collection of kind ``judgments``, two outputs of placeholder systems named
 ``COLLECTION:LABEL`` (backend ``imported``), a pair and one vote per human label
 (``judge_kind = 'imported'``, ``judge_id = COLLECTION/ANNOTATOR``). The collection is
@@ -112,8 +112,8 @@ def read_llmbar(path: Path) -> list[Item]:
         if label is None:
             raise PreceptorError("Missing field", f"{where}: field 'label' is empty or missing", "LLMBar labels are 1 or 2.")
         items.append(Item(where, _text(rec.get("input"), where, "input") or "", None,
-                          (("output_1", _text(rec.get("output_1"), where, "output_1") or ""),
-                           ("output_2", _text(rec.get("output_2"), where, "output_2") or "")),
+                          (("output_1", _text(rec.get("output_1"), where, "output_1", required=False) or ""),
+                           ("output_2", _text(rec.get("output_2"), where, "output_2", required=False) or "")),
                           [("label", label)], {"item": i}))
     return items
 
@@ -124,9 +124,12 @@ def read_pandalm(path: Path) -> list[Item]:
         where = f"{path}: item {i}"
         if not isinstance(rec, dict):
             raise PreceptorError("Unexpected JSON", f"{where} is not an object", "Each item must be a PandaLM test record.")
-        instruction = _text(rec.get("instruction"), where, "instruction") or ""
+        instruction = _text(rec.get("instruction"), where, "instruction", required=False)
         extra = _text(rec.get("input"), where, "input", required=False)
-        prompt = f"{instruction}\n\n{extra}" if extra else instruction
+        prompt = "\n\n".join(t for t in (instruction, extra) if t)
+        if not prompt:
+            raise PreceptorError("Missing field", f"{where}: fields 'instruction' and 'input' are both empty",
+                                 "Fill in the instruction or remove the item.")
         key = rec.get("cmp_key")
         names = str(key).split("_", 1) if isinstance(key, str) and key.count("_") == 1 else ["response1", "response2"]
         if names[0] == names[1]:
@@ -137,8 +140,8 @@ def read_pandalm(path: Path) -> list[Item]:
             if lab is not None:
                 votes.append((f"annotator{n}", lab))
         items.append(Item(where, prompt, None,
-                          ((names[0], _text(rec.get("response1"), where, "response1") or ""),
-                           (names[1], _text(rec.get("response2"), where, "response2") or "")),
+                          ((names[0], _text(rec.get("response1"), where, "response1", required=False) or ""),
+                           (names[1], _text(rec.get("response2"), where, "response2", required=False) or "")),
                           votes, {"item": i, "idx": rec.get("idx"), "cmp_key": key,
                                   "missing_labels": 3 - len(votes)}))
     return items
@@ -172,8 +175,8 @@ def read_generic(path: Path) -> list[Item]:
                                          f"Name it one of: {', '.join(GENERIC_COLUMNS[need])}.")
         assert cols is not None
 
-        def get(name: str) -> Any:
-            c = cols[name]  # type: ignore[index]
+        def get(name: str, rec: dict[str, Any] = rec, cols: dict[str, str | None] = cols) -> Any:
+            c = cols[name]
             return rec.get(c) if c else None
 
         lab = _label(get("winner"), where, cols["winner"] or "winner", allow_tie=True)
@@ -181,9 +184,9 @@ def read_generic(path: Path) -> list[Item]:
         items.append(Item(where, _text(get("prompt"), where, cols["prompt"] or "prompt") or "",
                           _text(get("reference"), where, "reference", required=False),
                           ((_text(get("system_a"), where, "system_a", required=False) or "a",
-                            _text(get("answer_a"), where, cols["answer_a"] or "answer_a") or ""),
+                            _text(get("answer_a"), where, "answer_a", required=False) or ""),
                            (_text(get("system_b"), where, "system_b", required=False) or "b",
-                            _text(get("answer_b"), where, cols["answer_b"] or "answer_b") or "")),
+                            _text(get("answer_b"), where, "answer_b", required=False) or "")),
                           [(judge, lab)] if lab is not None else [], {"line": line}))
     return items
 

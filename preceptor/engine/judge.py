@@ -197,9 +197,12 @@ def _pid_alive(pid: int) -> bool:
 class ExpertSession:
     """One expert judging (thread-safe; one per TUI screen or CLI call)."""
 
-    PROGRESS_TTL = 2.0
+    PROGRESS_TTL = 10.0  # counting every pair of a large project is slow: refreshed in preload(), not per vote
 
-    def __init__(self, project: Any, expert: str, flt: PairFilter = PairFilter(), *, create: bool = False) -> None:
+    def __init__(self, project: Any, expert: str, flt: PairFilter = PairFilter(), *, create: bool = False,
+                 detached: bool = False) -> None:
+        """``detached``: reservations outlive this process (lapse by time only), for scripted
+        ``judge next`` / ``judge record`` calls made by separate processes."""
         self.project = project
         self.store = project.store
         self.settings: JudgeSettings = project.section("judge", JudgeSettings)
@@ -209,6 +212,7 @@ class ExpertSession:
         self.hostname = socket.gethostname()
         self.host = f"{self.hostname}/{uuid.uuid4().hex[:12]}"  # this session, for its reservations
         self.pid = os.getpid()
+        self.detached = detached
         self._lock = threading.RLock()
         self._current: ServedPair | None = None
         self._preloaded: ServedPair | None = None
@@ -237,7 +241,7 @@ class ExpertSession:
         if left_output_id not in texts:
             left_output_id = self.default_left(pair_id, row["output_a"], row["output_b"])
         right = row["output_b"] if left_output_id == row["output_a"] else row["output_a"]
-        done, total = self.progress()
+        done, total = self._progress[1] if self._progress is not None else self.progress()
         return ServedPair(pair_id, row["prompt_id"], row["prompt"], row["reference"],
                           Side("A", left_output_id, texts[left_output_id]), Side("B", right, texts[right]),
                           repeat, done, total)
@@ -268,7 +272,7 @@ class ExpertSession:
 
     def _reserve(self, pair_id: int, left: int, repeat: bool, t: float) -> None:
         q.reserve(self.store, pair_id, self.expert.id, t + self._ttl(), repeat=repeat, left_output_id=left,
-                  host=self.host, pid=self.pid)
+                  host=self.host, pid=None if self.detached else self.pid)
         self._served_at[pair_id] = time.monotonic()
 
     # -- the contract ------------------------------------------------------------------
@@ -292,7 +296,6 @@ class ExpertSession:
                     self._current = None
                     return None
                 self._reserve(*picked, t)
-            self._progress = None
             self._current = self._build(*picked)
             return self._current
 
@@ -311,6 +314,8 @@ class ExpertSession:
                 if picked is None:
                     return None
                 self._reserve(*picked, t)
+            if self._progress is None or time.monotonic() - self._progress[0] > self.PROGRESS_TTL:
+                self.progress(refresh=True)  # others' votes too; off the key path, in the worker
             self._preloaded = self._build(*picked)
             return self._preloaded
 
@@ -323,6 +328,10 @@ class ExpertSession:
             row = q.get_pair(self.store, pair_id)
             if row is None:
                 raise PreceptorError("Unknown pair", f"no pair with id {pair_id}", "Use the pair id that `judge next` printed.")
+            rep = q.repeat_of(self.store, self.expert.id, pair_id)
+            if rep is not None and rep["due_after"] <= self._count:  # served as a repeat, reservation lapsed since
+                swapped = row["output_b"] if rep["left_output_id"] == row["output_a"] else row["output_a"]
+                return self._build(pair_id, swapped, True, row)
             return self._build(pair_id, self.default_left(pair_id, row["output_a"], row["output_b"]), False, row)
 
     def _verdict_fields(self, pair: dict[str, Any], left: int, verdict: str, unsafe: tuple[str, ...] | list[str] | str) -> dict[str, Any]:
@@ -377,14 +386,15 @@ class ExpertSession:
                 if pair.repeat:
                     q.drop_repeat(self.store, self.expert.id, pair.pair_id)
                 else:
+                    before = self._complete(pair.pair_id)
                     q.recount_expert_votes(self.store, pair.pair_id)
+                    self._adjust_done(before, self._complete(pair.pair_id))
                     if first_vote and unit_hash(self.settings.seed, "repeat", q.norm_name(self.expert.name), pair.pair_id) < self.settings.repeat_share:
                         q.add_repeat(self.store, self.expert.id, pair.pair_id, self._count + 1 + self.settings.repeat_gap,
                                      fields["left_output_id"])
                 q.drop_reservation(self.store, pair.pair_id, self.expert.id)
             self._count += 1
             self._served_at.pop(pair.pair_id, None)
-            self._progress = None
             return jid
 
     def skip(self, pair: ServedPair) -> None:
@@ -419,13 +429,14 @@ class ExpertSession:
                     original = pair["output_b"] if last["left_output_id"] == pair["output_a"] else pair["output_a"]
                     q.add_repeat(self.store, self.expert.id, last["pair_id"], 0, original)
                 else:
+                    before = self._complete(last["pair_id"])
                     q.recount_expert_votes(self.store, last["pair_id"])
+                    self._adjust_done(before, self._complete(last["pair_id"]))
                     q.drop_repeat(self.store, self.expert.id, last["pair_id"])
                 if self._preloaded is not None:
                     q.drop_reservation(self.store, self._preloaded.pair_id, self.expert.id)
                     self._preloaded = None
                 self._reserve(last["pair_id"], last["left_output_id"], bool(last["repeat"]), t)
-            self._progress = None
             self._current = self._build(last["pair_id"], last["left_output_id"], bool(last["repeat"]), pair)
             return self._current
 
@@ -470,8 +481,9 @@ class ExpertSession:
                                         repeat=bool(old["repeat"]), supersedes=judgment_id,
                                         meta={"changed_from": judgment_id}, **fields)
                 if not old["repeat"]:
+                    before = self._complete(old["pair_id"])
                     q.recount_expert_votes(self.store, old["pair_id"])
-            self._progress = None
+                    self._adjust_done(before, self._complete(old["pair_id"]))
             return jid
 
     def flag_bad_item(self, prompt_id: int, reason: str) -> None:
@@ -502,10 +514,22 @@ class ExpertSession:
         return {"winner": winner, "rationale": j.get("rationale") or "", "confidence": j.get("confidence"),
                 "judge": j["judge_id"], "criteria": (j.get("meta") or {}).get("criteria")}
 
-    def progress(self) -> tuple[int, int]:
-        """(pairs with all the votes they need, pairs) under this session's filter."""
+    def _complete(self, pair_id: int) -> bool:
+        return q.pair_complete(self.store, pair_id)
+
+    def _adjust_done(self, before: bool, after: bool) -> None:
+        if self._progress is not None and before != after:
+            t, (done, total) = self._progress
+            self._progress = (t, (done + (1 if after else -1), total))
+
+    def progress(self, refresh: bool = False) -> tuple[int, int]:
+        """(pairs with all the votes they need, pairs) under this session's filter.
+
+        Counted at most every ``PROGRESS_TTL`` seconds (this session's own votes update it at
+        once); ``refresh=True`` counts now.
+        """
         t = time.monotonic()
-        if self._progress is not None and t - self._progress[0] < self.PROGRESS_TTL:
+        if not refresh and self._progress is not None and t - self._progress[0] < self.PROGRESS_TTL:
             return self._progress[1]
         value = (q.count_pairs(self.store, self.query, complete_only=True), q.count_pairs(self.store, self.query))
         self._progress = (t, value)

@@ -151,7 +151,7 @@ def _esc(s: Any) -> str:
 def bar_chart_svg(title: str, groups: list[str], series: dict[str, list[tuple[float | None, float | None, float | None]]],
                   ymax: float | None = None) -> str:
     """Grouped bars (one group per metric, one bar per system) with CI whiskers."""
-    W, H, left, top, bottom = 760, 300, 50, 30, 60
+    W, H, left, top, bottom = 760, 340, 50, 30, 110
     vals = [v for s in series.values() for t in s for v in t if v is not None]
     top_v = ymax if ymax is not None else (max(vals) * 1.1 if vals else 1.0) or 1.0
     plot_w, plot_h = W - left - 10, H - top - bottom
@@ -180,7 +180,8 @@ def bar_chart_svg(title: str, groups: list[str], series: dict[str, list[tuple[fl
             if lo is not None and hi is not None:
                 cx = x + bw * 0.45
                 parts.append(f'<line x1="{cx:.1f}" y1="{y(lo):.1f}" x2="{cx:.1f}" y2="{y(hi):.1f}" stroke="#000"/>')
-        parts.append(f'<text x="{left + gi * gw + gw / 2:.1f}" y="{top + plot_h + 14}" text-anchor="middle">{_esc(g)}</text>')
+        lx, ly = left + gi * gw + gw / 2, top + plot_h + 14
+        parts.append(f'<text x="{lx:.1f}" y="{ly}" text-anchor="end" transform="rotate(-30 {lx:.1f} {ly})">{_esc(g)}</text>')
     for si, name in enumerate(series):
         lx = left + si * 150
         parts.append(f'<rect x="{lx}" y="{H - 22}" width="10" height="10" fill="{PALETTE[si % len(PALETTE)]}"/>')

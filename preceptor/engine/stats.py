@@ -209,7 +209,7 @@ def agreement(a: Sequence[Any], b: Sequence[Any], clusters: Sequence[Any] | None
 # Bradley–Terry
 # ----------------------------------------------------------------------------------------------
 
-def bt_fit(wins: np.ndarray, ridge: float = BT_RIDGE) -> np.ndarray:
+def bt_fit(wins: np.ndarray, ridge: float = BT_RIDGE, x0: np.ndarray | None = None) -> np.ndarray:
     """Bradley–Terry strengths θ (mean 0) from ``wins[i, j]`` = (fractional) wins of i over j."""
     from scipy.optimize import minimize
 
@@ -228,7 +228,7 @@ def bt_fit(wins: np.ndarray, ridge: float = BT_RIDGE) -> np.ndarray:
         g = -(wins.sum(axis=1) - (games * p).sum(axis=1)) + ridge * theta
         return f, g
 
-    res = minimize(nll, np.zeros(s), jac=True, method="L-BFGS-B")
+    res = minimize(nll, np.zeros(s) if x0 is None else x0, jac=True, method="L-BFGS-B")
     theta = np.asarray(res.x, float)
     return theta - theta.mean()
 
@@ -258,7 +258,7 @@ def bt_league(names: Sequence[str], per_prompt: np.ndarray, *, n_boot: int, seed
         for idx in _boot_index_chunks(m, n_boot, rng):
             for row in idx:
                 w = np.bincount(row, minlength=m).astype(float) @ flat
-                boots.append(bt_fit(w.reshape(s, s)))
+                boots.append(bt_fit(w.reshape(s, s), x0=theta))
     boot = np.array(boots) if boots else None
     wins = total.sum(axis=1)
     order = np.argsort(-theta, kind="stable")

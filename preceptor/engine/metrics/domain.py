@@ -75,91 +75,94 @@ def _first(m: Mention, kinds: tuple[str, ...]) -> Entry | None:
     return None
 
 
+@dataclass
+class _Parsed:
+    """A text's mentions with, per mention, its subject / relation / object entry (or None)."""
+
+    ms: tuple[Mention, ...]
+    subj: list[Entry | None]
+    rel: list[Entry | None]
+    obj: list[Entry | None]
+
+    def objects_after(self, same: list[int], k: int) -> list[Entry]:
+        found: list[Entry] = []
+        for j in same:
+            if j <= k:
+                continue
+            if self.rel[j] is not None or (self.subj[j] is not None and self.obj[j] is None):
+                break
+            if self.obj[j] is not None:
+                found.append(self.obj[j])  # type: ignore[arg-type]
+        return found
+
+    def objects_before(self, same: list[int], k: int, max_gap: int | None) -> list[Entry]:
+        found: list[Entry] = []
+        edge = self.ms[k].start
+        for j in reversed([j for j in same if j < k]):
+            if self.rel[j] is not None or self.obj[j] is None:
+                break
+            if max_gap is not None and edge - self.ms[j].end > max_gap:
+                break
+            found.append(self.obj[j])  # type: ignore[arg-type]
+            edge = self.ms[j].start
+        return found[::-1]
+
+    def subject_before(self, same: list[int], k: int) -> Entry | None:
+        for j in reversed([j for j in same if j < k]):
+            if self.subj[j] is not None:
+                return self.subj[j]
+        return None
+
+    def subject_after(self, same: list[int], k: int, max_gap: int | None) -> Entry | None:
+        for j in same:
+            if j > k and self.subj[j] is not None:
+                if max_gap is None or self.ms[j].start - self.ms[k].end <= max_gap:
+                    return self.subj[j]
+                return None
+        return None
+
+
 def extract_triples(pack: DomainPack, text: str) -> list[Triple]:
     """Subject–relation–object triples stated in ``text`` (see the module doc)."""
     spec = pack.triples
     if spec is None:
         return []
     toks, ms = analyse(pack, text)
-    subj = [_first(m, spec.subject) for m in ms]
-    rel = [_first(m, (spec.relation,)) for m in ms]
-    obj = [_first(m, spec.object) for m in ms]
+    P = _Parsed(ms, [_first(m, spec.subject) for m in ms], [_first(m, (spec.relation,)) for m in ms],
+                [_first(m, spec.object) for m in ms])
     sent_start: dict[int, int] = {}
     for i, s in enumerate(toks.sentence):
         sent_start.setdefault(s, i)
-
-    def opens_with_pronoun(sentence: int) -> bool:
-        i = sent_start.get(sentence, 0)
-        return any(toks.folded[i:i + len(p)] == p for p in spec.pronouns)
+    by_sentence: dict[int, list[int]] = {}
+    for j, m in enumerate(ms):
+        by_sentence.setdefault(m.sentence, []).append(j)
+    topic: dict[int, Entry] = {}  # sentence -> the first subject stated in it (outside a relation)
+    for j, m in enumerate(ms):
+        if P.subj[j] is not None and P.rel[j] is None:
+            topic.setdefault(m.sentence, P.subj[j])  # type: ignore[arg-type]
 
     out: list[Triple] = []
     seen: set[tuple[str, str, str]] = set()
-    topic: dict[int, Entry] = {}  # sentence -> a subject stated in it
     for k, m in enumerate(ms):
-        if subj[k] is not None and rel[k] is None:
-            topic.setdefault(m.sentence, subj[k])  # type: ignore[arg-type]
-    last_topic: Entry | None = None
-    for k, m in enumerate(ms):
-        r = rel[k]
-        if m.sentence - 1 in topic:
-            last_topic = topic[m.sentence - 1]
+        r = P.rel[k]
         if r is None:
             continue
         s0 = sent_start[m.sentence]
         if any(t in spec.negations for t in toks.folded[max(s0, m.start - 3):m.start]):
             continue
-        same = [j for j, x in enumerate(ms) if x.sentence == m.sentence]
-
-        def objects_after() -> list[Entry]:
-            found = []
-            for j in same:
-                if j <= k:
-                    continue
-                if rel[j] is not None or (subj[j] is not None and obj[j] is None):
-                    break
-                if obj[j] is not None:
-                    found.append(obj[j])
-            return found
-
-        def objects_before(max_gap: int | None) -> list[Entry]:
-            found: list[Entry] = []
-            edge = m.start
-            for j in reversed([j for j in same if j < k]):
-                if rel[j] is not None or obj[j] is None:
-                    break
-                if max_gap is not None and edge - ms[j].end > max_gap:
-                    break
-                found.append(obj[j])  # type: ignore[arg-type]
-                edge = ms[j].start
-            return found[::-1]
-
-        def subject_before() -> Entry | None:
-            for j in reversed([j for j in same if j < k]):
-                if subj[j] is not None:
-                    return subj[j]
-            if opens_with_pronoun(m.sentence):
-                return last_topic
-            return None
-
-        def subject_after(max_gap: int | None) -> Entry | None:
-            for j in same:
-                if j > k and subj[j] is not None:
-                    if max_gap is None or ms[j].start - m.end <= max_gap:
-                        return subj[j]
-                    return None
-            return None
-
+        same = by_sentence[m.sentence]
         nxt = toks.folded[m.end] if m.end < len(toks.folded) else ""
-        form = r.form
-        if form == "participle" and spec.passive_marker and nxt == spec.passive_marker:
-            subject, objects = subject_after(None), objects_before(None)
-        elif form == "noun":
-            objects = objects_before(3)
+        if r.form == "participle" and spec.passive_marker and nxt == spec.passive_marker:
+            subject, objects = P.subject_after(same, k, None), P.objects_before(same, k, None)
+        elif r.form == "noun":
+            objects = P.objects_before(same, k, 3)
             if not objects and nxt in spec.object_prepositions:
-                objects = objects_after()
-            subject = subject_before() or subject_after(1)
+                objects = P.objects_after(same, k)
+            subject = P.subject_before(same, k) or P.subject_after(same, k, 1)
         else:
-            subject, objects = subject_before(), objects_after()
+            subject, objects = P.subject_before(same, k), P.objects_after(same, k)
+        if subject is None and any(toks.folded[s0:s0 + len(p)] == p for p in spec.pronouns):
+            subject = next((topic[s] for s in range(m.sentence - 1, -1, -1) if s in topic), None)
         if subject is None:
             continue
         for o in objects:

@@ -24,6 +24,16 @@ def from_eval_loss(loss: float | None) -> float | None:
     return math.exp(loss)
 
 
+def _template_hash() -> str:
+    """The student template's hash (so a changed template invalidates cached perplexities)."""
+    try:
+        from preceptor.prompts.templates import student_messages
+
+        return student_messages("x")[1] or "-"
+    except (ImportError, AttributeError):
+        return "-"
+
+
 def render_prompt(tokenizer: Any, prompt: str) -> str:
     """The student's prompt as text, ready for the answer to follow."""
     try:
@@ -80,7 +90,7 @@ class Perplexity:
         self.conditional = conditional
         self._loaded = loaded
         self.signature = (f"ppl:model={self.model_name}:adapter={adapter or '-'}:max={max_tokens}"
-                          f":cond={int(conditional)}:dtype={dtype}")
+                          f":cond={int(conditional)}:dtype={dtype}:template={_template_hash()[:12]}")
         self.tokens_scored = 0
 
     def _ensure(self) -> tuple[Any, Any]:

@@ -85,10 +85,10 @@ def lora_config(s: CommonSettings, targets: list[str]) -> Any:
                       bias="none", task_type="CAUSAL_LM")
 
 
-def training_args(s: CommonSettings, ctx: RunContext, *, device: str, bf16: bool, fp16: bool, has_eval: bool) -> dict[str, Any]:
-    """Keyword arguments shared by SFTConfig and DPOConfig."""
+def training_args(s: CommonSettings, run_dir: Path, *, device: str, bf16: bool, fp16: bool, has_eval: bool) -> dict[str, Any]:
+    """Keyword arguments shared by SFTConfig and DPOConfig (checkpoints go to ``run_dir/checkpoints``)."""
     args: dict[str, Any] = dict(
-        output_dir=str(ctx.run_dir / CHECKPOINTS),
+        output_dir=str(Path(run_dir) / CHECKPOINTS),
         num_train_epochs=s.epochs,
         max_steps=s.max_steps if s.max_steps > 0 else -1,
         per_device_train_batch_size=s.batch_size,
@@ -149,6 +149,8 @@ def register(ctx: RunContext, *, role: str, s: CommonSettings, model_name: str, 
              params: dict[str, Any], meta: dict[str, Any]) -> str:
     """Register the trained adapter as a system usable by `preceptor generate` right away."""
     name = s.name or f"{role}-{ctx.run.id}"
+    if not ctx.main:  # other ranks of a multi-process launch: rank 0 registers
+        return name
     existing = q_systems.by_name(ctx.store, name)
     if existing is not None and existing.run_id != ctx.run.id:
         raise PreceptorError("System name taken", f"a system named {name!r} already exists (id {existing.id})",

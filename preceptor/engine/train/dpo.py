@@ -141,7 +141,7 @@ def run(ctx: Any) -> dict[str, Any]:
 
     model, tok = common.load_base(start.model, threads)
     model = PeftModel.from_pretrained(model, start.adapter, is_trainable=True)
-    args = DPOConfig(**common.training_args(s, ctx, device=device, bf16=bf16, fp16=fp16, has_eval=bool(val_rows)),
+    args = DPOConfig(**common.training_args(s, ctx.run_dir, device=device, bf16=bf16, fp16=fp16, has_eval=bool(val_rows)),
                      beta=s.beta, loss_type=[s.loss_type])
     callback = run_callback(ctx, "dpo", perplexity=False)  # the DPO eval loss is no LM loss
     trainer = DPOTrainer(model=model, ref_model=None, args=args, processing_class=tok,

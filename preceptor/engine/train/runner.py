@@ -69,8 +69,8 @@ def build_command(project_root: Path | str, run_id: int, launcher: str = "python
         cmd += ["--config_file", str(Path(opts["config_file"]).expanduser().resolve())]
     if opts.get("num_processes"):
         cmd += ["--num_processes", str(int(opts["num_processes"]))]
-        if int(opts["num_processes"]) > 1:
-            cmd += ["--multi_gpu"] if not opts.get("deepspeed_config") else []
+        if int(opts["num_processes"]) > 1 and not opts.get("deepspeed_config") and not opts.get("config_file"):
+            cmd += ["--multi_gpu"]  # plain data parallel; a config file or DeepSpeed says how to distribute
     if opts.get("num_machines"):
         cmd += ["--num_machines", str(int(opts["num_machines"]))]
     if opts.get("mixed_precision"):

@@ -179,7 +179,7 @@ def run(ctx: Any) -> dict[str, Any]:
     batching = _batching(s, device)
     ctx.record_config(batching=batching, lora_targets_used=targets)
     args = SFTConfig(
-        **common.training_args(s, ctx, device=device, bf16=bf16, fp16=fp16, has_eval=bool(val_rows)),
+        **common.training_args(s, ctx.run_dir, device=device, bf16=bf16, fp16=fp16, has_eval=bool(val_rows)),
         completion_only_loss=True,
         **sft_config_kwargs(batching, s.max_length),
     )

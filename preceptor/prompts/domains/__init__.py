@@ -31,11 +31,12 @@ from __future__ import annotations
 import csv
 import functools
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from preceptor.errors import PreceptorError
 

@@ -49,9 +49,13 @@ def item_details(project: Any, prompt_id: int) -> dict[str, Any]:
     try:
         from preceptor.db import metrics as q_metrics
 
-        fn = getattr(q_metrics, "for_outputs", None) or getattr(q_metrics, "for_prompt", None)
-        if fn is not None:
-            metrics = fn(store, [o.id for o in outputs]) if fn.__name__ == "for_outputs" else fn(store, prompt_id)
+        ids = [o.id for o in outputs]
+        refs = q_metrics.references_in_use(store)
+        for ref in refs:
+            for oid, values in q_metrics.all_values(store, ids, ref).items():
+                for name, value in values.items():
+                    if value is not None:
+                        metrics.setdefault(oid, {})[name if len(refs) == 1 else f"{name} ({ref})"] = value
     except ImportError:
         pass
     votes: list[dict[str, Any]] = []

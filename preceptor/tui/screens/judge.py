@@ -65,6 +65,24 @@ class SessionReady(Message):
         self.pair = pair
 
 
+class Preloaded(Message):
+    """The engine reserved the pair after the current one (computed in a worker)."""
+
+    def __init__(self, pair: Any, after: int | None) -> None:
+        super().__init__()
+        self.pair = pair
+        self.after = after
+
+
+class Confirmed(Message):
+    """``session.next()`` returned: the pair the engine serves now (normally the one shown)."""
+
+    def __init__(self, pair: Any, shown_id: int) -> None:
+        super().__init__()
+        self.pair = pair
+        self.shown_id = shown_id
+
+
 class LLMVerdict(Message):
     def __init__(self, verdict: str, llm: dict[str, Any]) -> None:
         super().__init__()
@@ -104,6 +122,7 @@ class JudgeScreen(EngineScreen):
         self.unsafe: set[str] = set()
         self.note: str | None = None
         self.flag_mode = False
+        self.preloaded: Any = None  # the engine's preloaded pair, shown at once on the next vote
         # instrumentation (benchmarks, tests): called with the seconds from a key's action
         # to the end of the refresh that drew the next pair / once the first pair is drawn
         self.latency_hook: Callable[[float], None] | None = None
@@ -177,8 +196,6 @@ class JudgeScreen(EngineScreen):
         session = judge.ExpertSession(project, name, flt, create=True)
         first = session.next()
         self.post_message(SessionReady(session, session.name, first))
-        if first is not None:
-            session.preload()
 
     @guarded
     def on_session_ready(self, msg: SessionReady) -> None:
@@ -192,6 +209,8 @@ class JudgeScreen(EngineScreen):
         hook = self.ready_hook or getattr(self.papp, "judge_ready_hook", None)
         if hook is not None:
             self.call_after_refresh(hook)
+        if msg.pair is not None:
+            self.background(None, None, confirm=None)
 
     # -- showing pairs ------------------------------------------------------------------------
     def _show(self, pair: Any, t0: float | None) -> None:
@@ -235,21 +254,53 @@ class JudgeScreen(EngineScreen):
         self.query_one("#judge-status", Static).update(Text(text))
 
     def _next(self, t0: float | None, voted: Any = None, verdict: str | None = None) -> None:
-        """Show the next pair (preloaded by the engine, so this is SQLite only), then preload another."""
+        """Show the next pair.
+
+        The pair the engine preloaded in the background (``session.preload()``, already
+        reserved for this expert) is drawn at once; ``session.next()``, which moves the
+        session on and re-checks the pair, runs in the worker afterwards. Without a
+        preloaded pair ``next()`` is called here.
+        """
+        pair, self.preloaded = self.preloaded, None
+        if pair is not None:
+            self._show(pair, t0)
+            self.background(voted, verdict, confirm=pair.pair_id)
+            return
         pair = self.session.next()
         self._show(pair, t0)
         if pair is not None or voted is not None:
-            self.after_vote(voted, verdict)
+            self.background(voted, verdict, confirm=None)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="judge-preload")
-    def after_vote(self, voted: Any, verdict: str | None) -> None:
+    def background(self, voted: Any, verdict: str | None, confirm: int | None) -> None:
+        """After a vote: confirm the shown pair (id ``confirm``) with the engine, reveal the
+        LLM verdict, preload the next pair."""
         session = self.session
+        current = None
+        if confirm is not None:
+            current = session.next()
+            self.post_message(Confirmed(current, confirm))
         if voted is not None and verdict is not None:
             llm = session.llm_verdict(voted)
             if llm:
                 self.post_message(LLMVerdict(verdict, llm))
-        if self.current is not None:
-            session.preload()
+        if current is not None or (confirm is None and self.current is not None):
+            after = current.pair_id if current is not None else self.current.pair_id
+            self.post_message(Preloaded(session.preload(), after))
+
+    def on_confirmed(self, msg: Confirmed) -> None:
+        pair = msg.pair
+        if self.current is None or self.current.pair_id != msg.shown_id:
+            return  # stale: the expert has moved on already
+        if pair is not None and pair.pair_id == self.current.pair_id:
+            self.current = pair  # same pair, fresh progress figures
+            self._progress()
+        else:
+            self._show(pair, None)  # the preloaded pair was taken meanwhile: show what the engine serves
+
+    def on_preloaded(self, msg: Preloaded) -> None:
+        if self.current is not None and msg.after == self.current.pair_id:
+            self.preloaded = msg.pair
 
     @guarded
     def on_llm_verdict(self, msg: LLMVerdict) -> None:
@@ -290,9 +341,10 @@ class JudgeScreen(EngineScreen):
         if pair is None:
             self.notify("Nothing to undo.", severity="warning")
             return
+        self.preloaded = None  # undo gives the engine's preloaded pair back
         self._show(pair, t0)
         self._progress("vote undone: vote again")
-        self.after_vote(None, None)
+        self.background(None, None, confirm=None)
 
     @guarded
     def action_skip(self) -> None:

@@ -74,8 +74,10 @@ class ResultsScreen(EngineScreen):
         stats = msg.stats
         if stats.get("note"):
             parts.append(Text(str(stats["note"]), style="italic"))
+        opts = stats.get("options") or {}
         parts.append(Text(f"{stats.get('n_votes', 0)} votes on {stats.get('n_pairs', 0)} pairs "
-                          f"({stats.get('n_prompts', 0)} prompts)", style="dim"))
+                          f"({stats.get('n_prompts', 0)} prompts); split {opts.get('split', '?')}, "
+                          f"judges {opts.get('judge', '?')}, 95% CIs", style="dim"))
         for key, title in SECTIONS:
             if key not in stats:
                 continue

@@ -78,8 +78,11 @@ def build_job(project: Any, kind: str, changes: dict[str, Any]) -> Any:
             max_steps=getattr(settings, "max_steps", None), batch_size=getattr(settings, "batch_size", None),
             learning_rate=getattr(settings, "learning_rate", None), epochs=getattr(settings, "epochs", None),
             loss=getattr(settings, "loss", None), threads=getattr(settings, "threads", None))
-    base = {"system": changes.get("system")}
-    return cfg.section(cls, {k: v for k, v in {**base, **changes}.items() if v is not None}, where)
+    from preceptor.db import systems as q_systems
+
+    opts = cfg.section(cls, {k: v for k, v in changes.items() if v is not None}, where)
+    q_systems.resolve(project.store, opts.system)  # an unknown system is refused here, naming the known ones
+    return opts
 
 
 class RunEvents(Message):
@@ -108,8 +111,9 @@ class RunForm(ModalScreen[Any]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "launch", "Launch")]
 
-    def __init__(self, kind: str, cls: type, current: Any, validate: Any) -> None:
+    def __init__(self, kind: str, cls: type, current: Any, validate: Any, choices: dict[str, list[str]] | None = None) -> None:
         super().__init__(classes="dialog-screen")
+        self.choices = choices
         self.kind = kind
         self.cls = cls
         self.current = current
@@ -119,7 +123,7 @@ class RunForm(ModalScreen[Any]):
         with Vertical(classes="dialog", id="form-dialog"):
             yield Label(Text(FORMS[self.kind][2], style="bold"))
             with VerticalScroll(id="form-body"):
-                yield SettingsForm(self.cls, self.current, id="form")
+                yield SettingsForm(self.cls, self.current, choices=self.choices, id="form")
             with Horizontal(classes="buttons"):
                 yield Button("Launch (ctrl+s)", variant="primary", id="launch")
                 yield Button("Cancel", id="cancel")
@@ -133,7 +137,8 @@ class RunForm(ModalScreen[Any]):
 
     def action_launch(self) -> None:
         try:
-            job = self.validate(self.query_one("#form", SettingsForm).raw_values())
+            form = self.query_one("#form", SettingsForm)
+            job = self.validate(form.raw_values(changed_only=self.kind != "generate"))
         except PreceptorError as exc:
             self.app.show_error(exc)  # type: ignore[attr-defined]
             return
@@ -214,10 +219,10 @@ class TrainScreen(EngineScreen):
         if target is not None and self.watching is None:
             self.papp.watch_run = None
             self.follow(target)
-        elif self.watching is None:
+        elif self.watching is None and msg.runs and not self.watch_key:
+            # reopening the app: follow the run still going, else show the latest one
             active = [r for r in msg.runs if r.status in ("queued", "running")]
-            if active:
-                self.follow(active[0].id)
+            self.follow((active or msg.runs)[0].id)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:
@@ -351,7 +356,13 @@ class TrainScreen(EngineScreen):
             else:
                 self.launch(kind, job)
 
-        self.app.push_screen(RunForm(kind, cls, current, validate), launched)
+        choices = None
+        if kind == "generate":
+            from preceptor.db import systems as q_systems
+
+            choices = {"system": [s.name for s in q_systems.all_systems(self.project.store)],
+                       "split": ["all", "train", "val", "test", "val,test"]}
+        self.app.push_screen(RunForm(kind, cls, current, validate, choices), launched)
 
     def _generate_defaults(self, cls: type) -> Any:
         from preceptor.db import systems as q_systems

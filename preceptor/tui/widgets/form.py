@@ -6,7 +6,6 @@ so a bad value gets the same titled error as a bad ``preceptor.toml`` entry.
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from typing import Any
 
@@ -43,8 +42,10 @@ def _text(value: Any) -> str:
 class SettingsForm(Vertical):
     """One row per field: name, an input pre-filled with the current value, its help."""
 
-    def __init__(self, cls: type, current: Any = None, *, skip: tuple[str, ...] = (), id: str | None = None) -> None:
+    def __init__(self, cls: type, current: Any = None, *, skip: tuple[str, ...] = (),
+                 choices: dict[str, list[str]] | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
+        self.extra_choices = choices or {}
         self.cls = cls
         self.current = current
         self.skip = skip
@@ -55,7 +56,7 @@ class SettingsForm(Vertical):
     def compose(self) -> ComposeResult:
         for name, default, helptext in self.fields:
             value = getattr(self.current, name, default) if self.current is not None else default
-            choices = _choices(self.hints.get(name))
+            choices = self.extra_choices.get(name) or _choices(self.hints.get(name))
             with Horizontal(classes="form-row"):
                 yield Label(name)
                 if choices is not None and all(isinstance(c, (str, bool, int, float)) for c in choices):
@@ -69,8 +70,8 @@ class SettingsForm(Vertical):
             if helptext:
                 yield Static(helptext, classes="form-help")
 
-    def raw_values(self) -> dict[str, Any]:
-        """Values the user changed (text), keyed by field name."""
+    def raw_values(self, changed_only: bool = True) -> dict[str, Any]:
+        """Values as text keyed by field name: those the user changed, or all that are set."""
         out: dict[str, Any] = {}
         for name, _, _ in self.fields:
             widget = self.query_one(f"#f-{name}")
@@ -78,16 +79,9 @@ class SettingsForm(Vertical):
                 value = "" if widget.value is Select.BLANK else str(widget.value)
             else:
                 value = widget.value.strip()  # type: ignore[attr-defined]
-            if value != self.defaults.get(name, ""):
+            if not changed_only:
+                if value != "":
+                    out[name] = value
+            elif value != self.defaults.get(name, ""):
                 out[name] = None if value == "" else value
         return out
-
-    def settings(self, where: str) -> Any:
-        """Validated settings: the current values with the form's changes applied."""
-        base = {}
-        if self.current is not None:
-            base = {f.name: getattr(self.current, f.name) for f in dataclasses.fields(self.cls) if f.init}
-        changes = self.raw_values()
-        merged = {**base, **{k: v for k, v in changes.items()}}
-        merged = {k: v for k, v in merged.items() if v is not None or k in changes}
-        return cfg.section(self.cls, {k: v for k, v in merged.items() if v is not None}, where)

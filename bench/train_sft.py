@@ -1,0 +1,167 @@
+"""SFT training throughput: the engine's default path against the seed's set-up and trl's defaults.
+
+Model: the packaged student (SmolLM2-135M-Instruct, ``preceptor models setup``), fp32
+weights, no mixed precision in any configuration. Data: the shipped demo set's train
+items (prompt → reference answer), rendered exactly as the engine trains (the student's
+prompt template and chat template, loss on the answer only); the same
+``steps × 8`` examples for every configuration, so each sees the same tokens.
+Torch threads are pinned (``--threads``, default 1) and printed.
+
+Configurations (the same LoRA adapter in all three: the engine default, r=16 on every
+projection, so only the data path differs):
+
+a. ``seed``   — seed 000: batch 2 × accumulation 4, every example padded to 2048 tokens;
+b. ``trl``    — ``SFTTrainer`` with trl's own defaults (batch 8, max length 1024, gradient
+                checkpointing on, batches in random order padded to their longest);
+                only ``use_cpu=True, bf16=False`` changed so it runs on a CPU;
+c. ``engine`` — the engine's default settings (``preset default``: batch 4 × 2, length-
+                grouped batches with dynamic padding — packing / padding-free only on a
+                GPU with FlashAttention, where it is exact — no gradient checkpointing),
+                through the engine's own ``SFTConfig`` builder.
+
+Each configuration runs in its own fresh process (so peak RSS is its own) for ``--steps``
+optimizer steps. Real tokens = non-padding input tokens the model was fed (attention
+mask), counted in the collator; tokens/s = real tokens / wall time of ``trainer.train()``.
+
+Prints ``BENCH <name> <value> <unit>`` lines, ``BENCH sft_vs_trl_defaults <ratio> x`` last
+(targets: engine ≥ 3 × seed, ≥ 1.5 × trl defaults).
+
+    python bench/train_sft.py [--threads 1] [--steps 3] [--seed-steps N]
+
+``--seed-steps`` lets the (very slow: 16k padded tokens per step) seed configuration run
+fewer steps than the others; its rate is per token either way, and the line says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "preceptor" / "demo" / "data" / "demo.jsonl"
+
+
+def examples(n: int, seed: int = 0) -> list[dict]:
+    from preceptor.engine.train.sft import student_messages
+
+    rows = [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [r for r in rows if r["split"] == "train" and r.get("reference")]
+    random.Random(seed).shuffle(rows)
+    return [{"prompt": student_messages(r["prompt"])[0], "completion": [{"role": "assistant", "content": r["reference"]}]}
+            for r in rows[:n]]
+
+
+class CountingCollator:
+    """Wraps the trainer's collator; counts the real (non-padding) tokens fed to the model."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.real = 0
+        self.fed = 0
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        ids = batch["input_ids"]
+        self.fed += int(ids.numel())
+        if "attention_mask" in batch and batch["attention_mask"] is not None:
+            self.real += int(batch["attention_mask"].sum())
+        else:  # padding-free batches: every position is a real token
+            self.real += int(ids.numel())
+        return batch
+
+
+def one(kind: str, steps: int, threads: int, out_dir: Path) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    import datasets
+    from trl import SFTConfig, SFTTrainer
+
+    from preceptor.engine.models import PACKAGED_STUDENT, load_causal_lm, quiet_transformers
+    from preceptor.engine.train import common
+    from preceptor.engine.train.settings import SFTSettings, SFT_PRESETS
+    from preceptor.engine.train.sft import sft_config_kwargs
+
+    quiet_transformers()
+    datasets.disable_progress_bars()
+    engine = SFTSettings()  # the engine's default preset
+    model, tok = load_causal_lm(PACKAGED_STUDENT, dtype="fp32", threads=threads)
+    tok.padding_side = "right"
+    targets = common.check_targets(model, engine.lora_targets, PACKAGED_STUDENT)
+    peft_config = common.lora_config(engine, targets)
+    data = datasets.Dataset.from_list(examples(steps * 8))
+    base = dict(output_dir=str(out_dir / kind), max_steps=steps, report_to="none", save_strategy="no",
+                logging_strategy="no", disable_tqdm=True, use_cpu=True, bf16=False)
+    if kind == "seed":
+        seed = SFT_PRESETS["seed000"]
+        args = SFTConfig(**base, per_device_train_batch_size=seed["batch_size"], gradient_accumulation_steps=seed["grad_accum"],
+                         learning_rate=seed["lr"], max_length=seed["max_length"], seed=seed["seed"],
+                         **sft_config_kwargs("pad_max", seed["max_length"]))
+    elif kind == "trl":
+        args = SFTConfig(**base)
+    else:
+        kw = common.training_args(engine, out_dir / kind, device="cpu", bf16=False, fp16=False, has_eval=False)
+        kw.update(base)
+        args = SFTConfig(**kw, completion_only_loss=True, **sft_config_kwargs("group", engine.max_length))
+    trainer = SFTTrainer(model=model, args=args, processing_class=tok, peft_config=peft_config, train_dataset=data)
+    counter = CountingCollator(trainer.data_collator)
+    trainer.data_collator = counter
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"kind": kind, "steps": trainer.state.global_step, "seconds": seconds, "real_tokens": counter.real,
+            "fed_tokens": counter.fed, "tokens_per_s": counter.real / seconds, "peak_rss_mb": rss_mb,
+            "threads": torch.get_num_threads(),
+            "settings": {"batch": args.per_device_train_batch_size, "accum": args.gradient_accumulation_steps,
+                         "max_length": args.max_length, "checkpointing": bool(getattr(args, common.checkpointing_field()))}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--seed-steps", type=int, default=None, help="optimizer steps for the seed configuration (default: --steps)")
+    ap.add_argument("--one", choices=["seed", "trl", "engine"], help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        res = one(args.one, args.steps, args.threads, Path(args.out))
+        print("RESULT " + json.dumps(res), flush=True)
+        return
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    print(f"torch threads: {args.threads} (pinned in every configuration); steps: {args.steps}"
+          f"{f' (seed: {args.seed_steps})' if args.seed_steps else ''}; fp32; model: packaged student", flush=True)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("engine", "trl", "seed"):
+            steps = args.seed_steps if (kind == "seed" and args.seed_steps) else args.steps
+            cmd = [sys.executable, __file__, "--one", kind, "--steps", str(steps), "--threads", str(args.threads), "--out", tmp]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if proc.returncode or line is None:
+                sys.exit(f"{kind} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+            r = json.loads(line[7:])
+            results[kind] = r
+            print(f"{kind:>6}: {r['steps']} steps in {r['seconds']:.1f} s, real tokens {r['real_tokens']} of "
+                  f"{r['fed_tokens']} fed ({100 * r['real_tokens'] / r['fed_tokens']:.0f}% real), {r['tokens_per_s']:.1f} tok/s, "
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB, threads {r['threads']}, {r['settings']}", flush=True)
+    for kind, label in (("seed", "sft_seed000"), ("trl", "sft_trl_defaults"), ("engine", "sft_engine")):
+        print(f"BENCH {label}_tokens_per_s {results[kind]['tokens_per_s']:.1f} tok/s")
+        print(f"BENCH {label}_peak_rss {results[kind]['peak_rss_mb']:.0f} MB")
+    print(f"BENCH sft_vs_seed000 {results['engine']['tokens_per_s'] / results['seed']['tokens_per_s']:.2f} x")
+    print(f"BENCH sft_vs_trl_defaults {results['engine']['tokens_per_s'] / results['trl']['tokens_per_s']:.2f} x")
+
+
+if __name__ == "__main__":
+    main()
