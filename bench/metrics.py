@@ -12,7 +12,8 @@ Every metric except perplexity is computed on ``--n`` outputs (default 1,000: 50
   scorers' ``score`` on the whole list (the domain metrics are this project's own code).
 
 Both sides build their scorers inside the timing (the BERTScore model load included) and
-the domain-mention cache is cleared before each side. Perplexity gets its own line:
+the domain-mention cache is cleared before each side. Each metric runs ``--repeats`` times
+per side (default 2), alternating which side goes first; the median time counts. Perplexity gets its own line:
 tokens/s of the engine's scorer under the packaged student against a plain batched forward
 pass + cross-entropy over the same token batches (model load excluded from both).
 
@@ -20,7 +21,7 @@ Torch threads are pinned (``--threads``, default 1) and printed. Prints ``BENCH`
 the headline is ``BENCH metrics_vs_direct <ratio> x`` = floor time / engine time over all
 metrics (target ≥ 0.9: the engine's bookkeeping costs under 10 %).
 
-    python bench/metrics.py [--n 1000] [--ppl-n 64] [--threads 1] [--repeats 1]
+    python bench/metrics.py [--n 1000] [--ppl-n 64] [--threads 1] [--repeats 2] [--metrics a,b]
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000, help="outputs (half per system)")
     ap.add_argument("--ppl-n", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=2, help="alternating engine-first and floor-first; median")
     ap.add_argument("--metrics", default=",".join(METRICS), help="comma list (default: all but perplexity)")
     args = ap.parse_args()
     metrics = [m for m in args.metrics.split(",") if m]

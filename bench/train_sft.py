@@ -26,10 +26,13 @@ mask), counted in the collator; tokens/s = real tokens / wall time of ``trainer.
 Prints ``BENCH <name> <value> <unit>`` lines, ``BENCH sft_vs_trl_defaults <ratio> x`` last
 (targets: engine ≥ 3 × seed, ≥ 1.5 × trl defaults).
 
-    python bench/train_sft.py [--threads 1] [--steps 3] [--seed-steps N]
+    python bench/train_sft.py [--threads 1] [--steps 3] [--seed-microbatches K]
 
-``--seed-steps`` lets the (very slow: 16k padded tokens per step) seed configuration run
-fewer steps than the others; its rate is per token either way, and the line says so.
+The seed configuration feeds 16k padded tokens per optimizer step (minutes each on one CPU
+thread). ``--seed-microbatches K`` times only K of its micro-batches: each is 2 × 2048
+tokens whatever it holds, so its cost does not depend on the examples; the seed's time is
+then K-timed-per-micro-batch × (steps × 4), and its real tokens are counted over all the
+examples those steps cover. Without it, the seed runs its full steps like the others.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ class CountingCollator:
         return batch
 
 
-def one(kind: str, steps: int, threads: int, out_dir: Path) -> dict:
+def one(kind: str, steps: int, threads: int, out_dir: Path, micro: int = 0) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -87,7 +90,7 @@ def one(kind: str, steps: int, threads: int, out_dir: Path) -> dict:
 
     from preceptor.engine.models import PACKAGED_STUDENT, load_causal_lm, quiet_transformers
     from preceptor.engine.train import common
-    from preceptor.engine.train.settings import SFTSettings, SFT_PRESETS
+    from preceptor.engine.train.settings import SFT_PRESETS, SFTSettings
     from preceptor.engine.train.sft import sft_config_kwargs
 
     quiet_transformers()
@@ -102,7 +105,10 @@ def one(kind: str, steps: int, threads: int, out_dir: Path) -> dict:
                 logging_strategy="no", disable_tqdm=True, use_cpu=True, bf16=False)
     if kind == "seed":
         seed = SFT_PRESETS["seed000"]
-        args = SFTConfig(**base, per_device_train_batch_size=seed["batch_size"], gradient_accumulation_steps=seed["grad_accum"],
+        accum = seed["grad_accum"]
+        if micro:  # time `micro` micro-batches of the seed's fixed shape; see the module docstring
+            base["max_steps"], accum = micro, 1
+        args = SFTConfig(**base, per_device_train_batch_size=seed["batch_size"], gradient_accumulation_steps=accum,
                          learning_rate=seed["lr"], max_length=seed["max_length"], seed=seed["seed"],
                          **sft_config_kwargs("pad_max", seed["max_length"]))
     elif kind == "trl":
@@ -118,8 +124,20 @@ def one(kind: str, steps: int, threads: int, out_dir: Path) -> dict:
     trainer.train()
     seconds = time.perf_counter() - t0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"kind": kind, "steps": trainer.state.global_step, "seconds": seconds, "real_tokens": counter.real,
-            "fed_tokens": counter.fed, "tokens_per_s": counter.real / seconds, "peak_rss_mb": rss_mb,
+    real, fed, steps_done = counter.real, counter.fed, trainer.state.global_step
+    if kind == "seed" and micro:
+        # every micro-batch is 2 x 2048 whatever it holds: time per micro-batch x the micro-batches
+        # of `steps` full steps, against the real tokens of all the examples those steps cover
+        per_micro = seconds / micro
+        full = SFT_PRESETS["seed000"]
+        n_micro = steps * full["grad_accum"]
+        whole = CountingCollator(trainer.data_collator.inner)
+        ds = trainer.train_dataset
+        for i in range(0, len(ds), full["batch_size"]):
+            whole([ds[j] for j in range(i, min(i + full["batch_size"], len(ds)))])
+        real, fed, seconds, steps_done = whole.real, whole.fed, per_micro * n_micro, steps
+    return {"kind": kind, "steps": steps_done, "seconds": seconds, "real_tokens": real, "micro_timed": micro,
+            "fed_tokens": fed, "tokens_per_s": real / seconds, "peak_rss_mb": rss_mb,
             "threads": torch.get_num_threads(),
             "settings": {"batch": args.per_device_train_batch_size, "accum": args.gradient_accumulation_steps,
                          "max_length": args.max_length, "checkpointing": bool(getattr(args, common.checkpointing_field()))}}
@@ -129,24 +147,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--seed-steps", type=int, default=None, help="optimizer steps for the seed configuration (default: --steps)")
+    ap.add_argument("--seed-microbatches", type=int, default=0,
+                    help="time only this many of the seed's (fixed-shape) micro-batches and scale to --steps (default: run them all)")
     ap.add_argument("--one", choices=["seed", "trl", "engine"], help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        res = one(args.one, args.steps, args.threads, Path(args.out))
+        res = one(args.one, args.steps, args.threads, Path(args.out), args.seed_microbatches if args.one == "seed" else 0)
         print("RESULT " + json.dumps(res), flush=True)
         return
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     print(f"torch threads: {args.threads} (pinned in every configuration); steps: {args.steps}"
-          f"{f' (seed: {args.seed_steps})' if args.seed_steps else ''}; fp32; model: packaged student", flush=True)
+          f"{f' (seed: {args.seed_microbatches} micro-batches timed, scaled)' if args.seed_microbatches else ''}; fp32; "
+          "model: packaged student", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in ("engine", "trl", "seed"):
-            steps = args.seed_steps if (kind == "seed" and args.seed_steps) else args.steps
-            cmd = [sys.executable, __file__, "--one", kind, "--steps", str(steps), "--threads", str(args.threads), "--out", tmp]
+            cmd = [sys.executable, __file__, "--one", kind, "--steps", str(args.steps), "--threads", str(args.threads),
+                   "--out", tmp, "--seed-microbatches", str(args.seed_microbatches)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if proc.returncode or line is None:

@@ -172,6 +172,8 @@ async def run_app(root: Path, votes: int, size: tuple[int, int]) -> tuple[list[f
     from preceptor.tui.app import PreceptorApp
 
     project = Project.open(root)
+    count_sql = "SELECT COUNT(*) FROM judgments WHERE judge_id = 'Bench Expert' AND verdict != 'skip'"
+    votes_before = project.store.scalar(count_sql)
     app = PreceptorApp(project, start="judge", expert="Bench Expert")
     latencies: list[float] = []
     shown: list[tuple[str, str, str]] = []
@@ -188,14 +190,14 @@ async def run_app(root: Path, votes: int, size: tuple[int, int]) -> tuple[list[f
             # an expert reads before voting: let the background preload finish
             while any(w.is_running for w in screen.workers if w.group == "judge-preload"):
                 await pilot.pause(0.005)
-            before = len(latencies)
+            seen = len(latencies)
             await pilot.press(keys[n % len(keys)])
-            while len(latencies) == before:
+            while len(latencies) == seen:
                 await pilot.pause(0.001)
             cur = screen.current
             shown.append((cur.prompt, cur.left.text, cur.right.text))
         assert not app.errors, app.errors
-    done = project.store.scalar("SELECT COUNT(*) FROM judgments WHERE judge_id = 'Bench Expert' AND verdict != 'skip'")
+    done = project.store.scalar(count_sql) - votes_before
     project.close()
     return latencies, shown, {"votes_in_db": done}
 
@@ -207,9 +209,9 @@ async def run_floor(texts: list[tuple[str, str, str]], size: tuple[int, int], ma
         await pilot.pause(0.2)
         app.latency_hook = latencies.append
         for _ in range(len(texts) - 1):
-            before = len(latencies)
+            seen = len(latencies)
             await pilot.press("1")
-            while len(latencies) == before:
+            while len(latencies) == seen:
                 await pilot.pause(0.001)
     return latencies
 

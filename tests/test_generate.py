@@ -14,6 +14,7 @@ from preceptor.engine import events
 from preceptor.engine import systems as eng_systems
 from preceptor.engine.data import ImportOptions, import_prompts
 from preceptor.engine.generate import GenerateOptions, LocalGenerator, LocalSettings, generate
+from preceptor.engine.models import preferred_dtype
 from preceptor.errors import Cancelled, PreceptorError
 from preceptor.prompts import templates
 from preceptor.testing.llm_server import StubServer
@@ -225,5 +226,5 @@ def test_packaged_student_and_grounded_teacher_answer_offline(project, tmp_path)
         assert len(outs) == 3
         for o in outs:
             assert o.text and o.template_hash == templates.get(tpl).hash
-            assert o.params["model"] == "smollm2-135m-instruct" and o.params["dtype"] == "bf16"
+            assert o.params["model"] == "smollm2-135m-instruct" and o.params["dtype"] == preferred_dtype("cpu")
             assert o.params["max_new_tokens"] == 12 and 0 < o.completion_tokens <= 12

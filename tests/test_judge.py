@@ -333,3 +333,40 @@ def test_settings_are_validated(project):
         project.section("judge", JudgeSettings)
     assert "overlap_share = 1.5 must be between 0 and 1" in err.value.message
     assert os.fspath(project.config_path) in err.value.message
+
+
+def test_m004_backfills_pairs_made_before_it(tmp_path):
+    from preceptor.db import migrations
+    from preceptor.db.store import Store
+
+    store = Store(tmp_path / "old.db", migrate=False)
+    migrations.migrate(store, target=3)  # a database from before m004_judging_extra
+    c = store.conn
+    ts = "2026-01-01T00:00:00.000Z"
+    with store.tx():
+        c.execute("INSERT INTO collections (name, created_at) VALUES ('c', ?)", (ts,))
+        c.execute("INSERT INTO prompts (id, text, text_hash, split, group_key, collection, created_at) VALUES (1, 'q', 'h', 'val', 'g', 'c', ?)", (ts,))
+        c.executemany("INSERT INTO systems (id, name, role, backend, created_at) VALUES (?, ?, 'custom', 'imported', ?)", [(7, "x", ts), (9, "y", ts)])
+        c.executemany("INSERT INTO outputs (id, prompt_id, system_id, text, created_at) VALUES (?, 1, ?, ?, ?)", [(1, 9, "a", ts), (2, 7, "b", ts)])
+        c.execute("INSERT INTO pairs (id, prompt_id, output_a, output_b, split, created_at) VALUES (1, 1, 1, 2, 'val', ?)", (ts,))
+        c.execute("INSERT INTO experts (id, name, norm_name, created_at) VALUES (1, 'Ada', 'ada', ?)", (ts,))
+        c.execute("INSERT INTO judgments (id, pair_id, judge_kind, judge_id, verdict, winner_output_id, created_at) VALUES (1, 1, 'expert', 'Ada', 'win', 1, ?)", (ts,))
+        c.execute("INSERT INTO judgments (id, pair_id, judge_kind, judge_id, verdict, supersedes, created_at) VALUES (2, 1, 'expert', 'Ada', 'tie', 1, ?)", (ts,))
+    assert migrations.migrate(store) == ["m004_judging_extra"]
+    row = store.one("SELECT system_a, system_b, needed, expert_votes, queue_key FROM pairs WHERE id = 1")
+    assert (row["system_a"], row["system_b"], row["needed"], row["expert_votes"]) == (9, 7, 1, 1)
+    assert row["queue_key"] > 0
+    store.close()
+
+
+def test_votes_for_prompt_lists_current_votes_readably(project):
+    _setup(project, 2, splits=("val",))
+    s = ExpertSession(project, "Alice")
+    pair = s.next()
+    jid = s.record(pair, "A")
+    s.change(jid, "B", unsafe=("A",))
+    rows = q.votes_for_prompt(project.store, pair.prompt_id)
+    winner = project.store.scalar("SELECT s.name FROM outputs o JOIN systems s ON s.id = o.system_id WHERE o.id = ?",
+                                  (pair.right.output_id,))
+    loser = ({"alpha", "beta"} - {winner}).pop()
+    assert [(r["judge"], r["pair"], r["verdict"], r["unsafe"]) for r in rows] == [("expert:Alice", "alpha vs beta", winner, loser)]

@@ -92,7 +92,7 @@ def test_cancel_stops_and_raises(project):
     with StubServer(latency=0.05) as server, _client(project, server, concurrency=2) as client:
         got = []
         with pytest.raises(Cancelled):
-            for i, c in client.complete_many(_requests(40), cancel=cancel):
+            for i, _c in client.complete_many(_requests(40), cancel=cancel):
                 got.append(i)
                 if len(got) == 3:
                     cancel.set()
@@ -122,8 +122,12 @@ def test_cache_key_uses_model_messages_and_semantic_params():
 
 
 def test_params_reach_the_server(project):
-    with StubServer() as server, _client(project, server, params={"temperature": 0.3, "max_tokens": 17}) as client:
+    params = {"temperature": 0.3, "max_tokens": 17, "system_prompt": "x", "concurrency": 2,
+              "chat_template_kwargs": {"enable_thinking": False}}
+    with StubServer() as server, _client(project, server, params=params) as client:
         list(client.complete_many(_requests(1)))
     body = server.requests[0]
     assert body["temperature"] == 0.3 and body["max_tokens"] == 17 and body["model"] == "stub"
+    assert body["chat_template_kwargs"] == {"enable_thinking": False}
+    assert "system_prompt" not in body and "concurrency" not in body and "api_key" not in body
     assert body["messages"] == [{"role": "user", "content": "q 0"}]

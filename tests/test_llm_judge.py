@@ -227,8 +227,10 @@ def test_local_judge_swap_always_combines_both_orders(project, tiny_lm):
     assert s["truncated_prompts"] == 6  # the tiny LM's 512 positions cut every prompt (kept: its end)
     assert s["decisive"] + s["tie"] + s["inconsistent"] == 3 and s["unparsed"] == 0
     for r in _judgments(project):
-        orders = json.loads(r["meta"])["orders"]
+        meta = json.loads(r["meta"])
+        orders = meta["orders"]
         assert len(orders) == 2 and orders[0]["left"] != orders[1]["left"]
+        assert sum(meta["debiased"].values()) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_cli_judge_llm_and_metric(project, api_env, capsys):
@@ -265,3 +267,19 @@ def test_reference_guided_judge_sees_the_reference(project, api_env):
         run(judge_llm(project, LLMJudgeOptions(model="openai/noref", api_base=srv.url, swap="never", reference_guided=False)))
         assert all(_block(_user(b), "REFERENCE") is None for b in srv.requests)
         assert all("(no reference answer is given for this question)" in _user(b) for b in srv.requests)
+
+
+def test_judge_with_a_system_uses_its_connection_not_its_sampling(project, api_env):
+    from preceptor.db import systems as q_systems
+
+    _setup(project, 2)
+    with StubServer(responder=_prefers_x) as srv:
+        q_systems.upsert(project.store, "gpt-judge", role="judge", backend="litellm", model="openai/sysjudge",
+                         params={"api_base": srv.url, "temperature": 0.9, "system_prompt": "Be brief."})
+        project.update_settings({"judge": {"system": "gpt-judge"}})
+        s = run(judge_llm(project, LLMJudgeOptions(swap="never")))
+        bodies = list(srv.requests)
+    assert (s["judge"], s["decisive"]) == ("gpt-judge", 2)
+    assert {b["model"] for b in bodies} == {"sysjudge"}
+    assert {b.get("temperature") for b in bodies} == {0.0} and all("system_prompt" not in b for b in bodies)
+    assert {r["judge_id"] for r in _judgments(project)} == {"gpt-judge"}

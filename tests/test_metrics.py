@@ -38,6 +38,24 @@ def test_rougeL_hand_computed_and_equal_to_library() -> None:
     assert sc.score([""], ["ref"]) == [0.0]
 
 
+def test_rougeL_thai_and_korean_are_tokenised_not_dropped() -> None:
+    from rouge_score import rouge_scorer
+
+    from preceptor.engine.metrics.textual import UnicodeTokenizer
+
+    sc = M.scorer("rougeL")
+    # Thai has no spaces: characters are the tokens; LCS 2 of 3 -> F = 2/3
+    assert sc.score(["กขค"], ["กขง"]) == [pytest.approx(2 / 3)]
+    # Korean: words; LCS 2, P = 2/2, R = 2/3 -> F = 0.8
+    assert sc.score(["클라리트로마이신은 억제합니다"], ["클라리트로마이신은 CYP3A4를 억제합니다"]) == [pytest.approx(0.8)]
+    # rouge-score's own tokenizer would drop every Thai letter (score 0); ours equals the library with our tokenizer
+    direct = rouge_scorer.RougeScorer(["rougeL"], tokenizer=UnicodeTokenizer())
+    pred, ref = "ยานี้ยับยั้งเอนไซม์", "ยานี้ยับยั้งเอนไซม์ CYP3A4"
+    assert rouge_scorer.RougeScorer(["rougeL"]).score(ref, pred)["rougeL"].fmeasure == 0.0
+    assert sc.score([pred], [ref]) == [direct.score(ref, pred)["rougeL"].fmeasure]
+    assert sc.score([pred], [ref])[0] > 0.9
+
+
 def test_bleu_equals_sacrebleu_sentence_bleu() -> None:
     import sacrebleu
 
@@ -50,6 +68,12 @@ def test_bleu_equals_sacrebleu_sentence_bleu() -> None:
     assert sc.score(["the same sentence here ok"], ["the same sentence here ok"])[0] == pytest.approx(1.0)
     assert got[2] == 0.0
     assert all(0.0 <= v <= 1.0 for v in got)
+    # Thai / CJK by characters, other non-Latin scripts with the international tokenizer
+    th = ("ยานี้ยับยั้งเอนไซม์", "ยานี้ยับยั้งเอนไซม์ CYP3A4")
+    ru = ("Кларитромицин ингибирует CYP3A4.", "Кларитромицин сильно ингибирует CYP3A4.")
+    assert sc.score([th[0], ru[0]], [th[1], ru[1]]) == pytest.approx(
+        [sacrebleu.sentence_bleu(th[0], [th[1]], tokenize="char").score / 100,
+         sacrebleu.sentence_bleu(ru[0], [ru[1]], tokenize="intl").score / 100], abs=1e-12)
 
 
 def test_corpus_bleu_matches_sacrebleu() -> None:

@@ -46,6 +46,13 @@ def test_encoder_path(tmp_path):
     assert err.value.message == "'bert-base' is neither 'all-minilm-l6-v2' nor a local folder"
 
 
+def test_preferred_dtype_follows_the_cpu(monkeypatch):
+    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: True)
+    assert models.preferred_dtype("cpu") == "bf16"
+    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: False)
+    assert models.preferred_dtype("cpu") == "fp32"
+
+
 def test_set_threads(monkeypatch):
     import torch
 

@@ -94,6 +94,7 @@ def test_cli_scripted_expert_round_trip(project, capsys):
                  "--verdict", "B", "--unsafe", "A", "--note", "A misses CYP3A", "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
     j = q.get_judgment(project.store, rec["judgment_id"])
+    assert j["latency_ms"] is not None and j["latency_ms"] >= 0  # time from `judge next` to `judge record`
     winner_text = project.store.scalar("SELECT text FROM outputs WHERE id = ?", (j["winner_output_id"],))
     loser = project.store.one("SELECT id, text FROM outputs WHERE id IN (?, ?) AND id != ?",
                               (*(lambda r: (r["output_a"], r["output_b"]))(q.get_pair(project.store, served["pair_id"])),

@@ -220,3 +220,67 @@ def test_latest_checkpoint_needs_trainer_state(tmp_path):
             (d / "trainer_state.json").write_text("{}")
     assert latest_checkpoint(tmp_path).name == "checkpoint-4"
     assert latest_checkpoint(tmp_path / "none") is None
+
+
+# -- DPO data ---------------------------------------------------------------------------
+
+def test_dpo_pairs_from_the_db_use_the_export(project, monkeypatch):
+    from preceptor.engine import export
+    from preceptor.engine.train import dpo
+
+    calls = []
+
+    def fake_records(project_, opts):
+        calls.append(opts)
+        if opts.split == "val":
+            raise PreceptorError("No DPO pairs", "nothing judged in val", "")
+        row = {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "good"}],
+               "rejected": [{"role": "assistant", "content": "bad"}], "pair_id": 3, "confidence": 0.9}
+        return [row], {"excluded": {"tie": 2}}
+
+    monkeypatch.setattr(export, "dpo_records", fake_records)
+    s = settings.resolve(project, DPOSettings, source="expert", min_confidence=0.5)
+    train, val, stats = dpo.db_pairs(project, s)
+    assert train == [{"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "good"}],
+                      "rejected": [{"role": "assistant", "content": "bad"}]}]
+    assert val == [] and stats == {"excluded": {"tie": 2}}
+    assert [(o.split, o.source, o.min_confidence, o.style) for o in calls] == [
+        ("train", "expert", 0.5, "conversational"), ("val", "expert", 0.5, "conversational")]
+
+
+def test_pairs_file_errors_name_the_line(tmp_path):
+    from preceptor.engine.train import dpo
+
+    f = tmp_path / "pairs.jsonl"
+    f.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": "q2", "chosen": "a"}\n')
+    with pytest.raises(PreceptorError) as err:
+        dpo.read_pairs(f)
+    assert err.value.message == f"{f}:2: missing 'rejected'"
+    f.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": [{"role": "user", "content": "x"}], '
+                 '"chosen": [{"role": "assistant", "content": "y"}], "rejected": "z", "split": "val"}\n')
+    train, val = dpo.read_pairs(f)
+    assert train[0]["chosen"] == [{"role": "assistant", "content": "a"}] and train[0]["prompt"][-1]["content"] == "q"
+    assert val == [{"prompt": [{"role": "user", "content": "x"}], "chosen": [{"role": "assistant", "content": "y"}],
+                    "rejected": [{"role": "assistant", "content": "z"}]}]
+
+
+def test_cli_lists_and_shows_runs(project, capsys):
+    from preceptor.cli import main
+
+    done = _queued(project)
+    q_runs.add_metrics(project.store, done.id, [(1, "loss", 2.0), (2, "loss", 1.5), (2, "eval_loss", 1.25),
+                                                  (2, "perplexity", 3.49)])
+    q_runs.set_status(project.store, done.id, "succeeded")
+    broken = _queued(project, "dpo")
+    q_runs.set_status(project.store, broken.id, "failed", error="LoRA targets not found: nope\nHint: use q_proj")
+    assert main(["--project", str(project.root), "train", "list"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith(f"{done.id} "))
+    assert row.split()[:3] == [str(done.id), "sft", "succeeded"] and row.split()[-3:] == ["1.5", "1.25", "3.49"]
+    assert f"  run {broken.id}: LoRA targets not found: nope" in out
+    assert main(["--project", str(project.root), "train", "show", str(done.id), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "succeeded" and shown["metrics"] == {"loss": 1.5, "eval_loss": 1.25, "perplexity": 3.49}
+    assert main(["--project", str(project.root), "train", "resume", str(done.id)]) == 2
+    assert capsys.readouterr().err == (f"Error: Cannot resume\nrun {done.id} is succeeded\n"
+                                       "Hint: It finished; start a new run instead.\n")

@@ -167,8 +167,12 @@ def test_small_n_single_vote_and_single_system(project) -> None:
     j = Judged(project)
     pair, outs = j.pair(j.prompt(), _texts(0))
     j.vote(pair, outs, None, verdict="tie")
+    pair2, outs2 = j.pair(j.prompt(), _texts(1))
+    j.vote(pair2, outs2, None, verdict="inconsistent", kind="llm", judge="gpt")
     res = compute(project, StatsOptions(**FAST))
     _no_nan(res)
+    llm = next(r for r in res["win_rates"] if r["judge"] == "llm")
+    assert (llm["inconsistent"], llm["votes"], llm["win_rate_1"]["n"]) == (1, 1, 0)
     wr = res["win_rates"][0]["win_rate_1"]
     assert wr["value"] is None and wr["n"] == 0 and wr["note"] == "n too small (n=0 < 5)"
     league = res["bradley_terry"]["expert"]

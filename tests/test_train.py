@@ -11,7 +11,6 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -126,6 +125,14 @@ def test_impossible_setting_fails_readably(train_project, tiny_lm):
     assert run.error == (f"LoRA targets not found: lora_targets = ['nope_proj'] matches no layer of {tiny_lm}\n"
                          "Hint: Linear layers in this model: down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj.")
     assert run.system_id is None and "LoRA targets not found" in (Path(run.dir) / "train.log").read_text()
+
+
+def test_prompts_longer_than_max_length_are_reported(train_project):
+    run = _run(train_project, "sft", SFTSettings, max_length=16)
+    assert run.status == "failed"
+    assert run.error == ("No training data: every train prompt is max_length = 16 tokens or longer\n"
+                         "Hint: Raise max_length (in [train.sft] or with --max-length).")
+    assert "train examples left out: their prompt alone is max_length = 16 tokens or more" in run.warning
 
 
 def test_no_val_answers_warns_instead_of_nan(train_project):

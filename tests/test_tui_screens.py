@@ -163,3 +163,29 @@ async def test_judge_side_keys_history_bad_item_narrow(project, anyio_backend):
         history = judge.session.history()
         assert history[0]["pair_id"] == first.pair_id and history[0]["verdict"] == "B"
     assert app.errors == []
+
+
+async def test_llm_verdict_revealed_after_the_vote(project, anyio_backend):
+    from preceptor.db import judging as q
+    from preceptor.tui.app import PreceptorApp
+
+    judged_project(project, 3)
+    with project.store.tx():  # an LLM judge preferred output_a of every pair
+        for r in project.store.all("SELECT id, output_a FROM pairs"):
+            q.insert_judgment(project.store, pair_id=r[0], judge_kind="llm", judge_id="stub-llm", left_output_id=r[1],
+                              winner_output_id=r[1], verdict="win", confidence=0.8, rationale="names the enzyme")
+    app = PreceptorApp(project, start="judge", expert="Dr Ada")
+    shown = []
+    app.notify = lambda message, **kw: shown.append((kw.get("title"), message))  # type: ignore[method-assign]
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: getattr(screen, "current", None) is not None)
+        pair = screen.current
+        llm_side = "A" if pair.left.output_id == project.store.scalar("SELECT output_a FROM pairs WHERE id = ?", (pair.pair_id,)) else "B"
+        assert shown == []  # nothing revealed before the vote
+        await pilot.press("1")
+        await wait_for(pilot, lambda: shown)
+    title, message = shown[0]
+    assert title == "LLM judge on the last pair"
+    agrees = "agrees" if llm_side == "A" else "differs"
+    assert message == f"You: A better. LLM judge: {llm_side} better (80% sure), {agrees}.\nnames the enzyme"

@@ -49,8 +49,7 @@ def eval_cmd(project_dir: str | None, systems: str | None, reference: str | None
         if as_json:
             echo_json({**summary, "win_rate": win})
             return
-        computed = sum(summary["computed"].values())
-        cached = sum(summary["cached"].values())
+        computed, cached = summary["computed"], summary["cached"]
         click.echo(f"Scored {summary['outputs']} outputs against {summary['reference']}: {computed} values computed, "
                    f"{cached} reused from the cache ({summary['seconds']} s).")
         click.echo(terminal_summary(project, ReportOptions(reference=summary["reference"], split=summary["split"],

@@ -29,12 +29,13 @@ def render_text(res: dict[str, Any]) -> str:
     if res["win_rates"]:
         by_task = "task" in res["win_rates"][0]
         lines += ["", "Win rates (first system's share of decisive votes; ties shown apart)"]
-        head = (["task"] if by_task else []) + ["judge", "system 1", "vs", "wins", "ties", "both bad", "win rate 1 [95% CI]"]
+        head = (["task"] if by_task else []) + ["judge", "system 1", "vs", "wins", "ties", "both bad", "incons.",
+                                                 "win rate 1 [95% CI]"]
         rows = []
         for r in res["win_rates"]:
             rows.append(([r["task"] or "-"] if by_task else []) + [
                 r["judge"], r["system_1"], r["system_2"], f"{r['wins_1']}-{r['wins_2']}", r["ties"], r["both_bad"],
-                fmt(r["win_rate_1"])])
+                r["inconsistent"], fmt(r["win_rate_1"])])
         lines.append(table(rows, head))
     ag = res["agreement"]
     if ag["raters"]:

@@ -15,7 +15,15 @@ from typing import Any
 
 import click
 
-from preceptor.cli.common import LazySubgroup, ProgressPrinter, drive, echo_json, open_project, project_option, table
+from preceptor.cli.common import (
+    LazySubgroup,
+    ProgressPrinter,
+    drive,
+    echo_json,
+    open_project,
+    project_option,
+    table,
+)
 from preceptor.engine.events import Done, Metric
 from preceptor.engine.train.settings import DPOSettings, SFTSettings  # light: dataclasses only
 from preceptor.errors import Cancelled, PreceptorError

@@ -229,14 +229,14 @@ def drop_reservations_of(store: Store, expert_id: int, *, host: str | None = Non
 
 
 def reserve(store: Store, pair_id: int, expert_id: int, until: float, *, repeat: bool, left_output_id: int,
-            host: str, pid: int | None) -> None:
+            host: str, pid: int | None, served_at: float) -> None:
     store.execute(
         """INSERT INTO reservations (pair_id, expert_id, until, repeat, left_output_id, host, pid, served_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (pair_id, expert_id) DO UPDATE SET until = excluded.until, repeat = excluded.repeat,
              left_output_id = excluded.left_output_id, host = excluded.host, pid = excluded.pid,
              served_at = excluded.served_at""",
-        (pair_id, expert_id, until, int(repeat), left_output_id, host, pid, until))
+        (pair_id, expert_id, until, int(repeat), left_output_id, host, pid, served_at))
 
 
 def get_reservation(store: Store, pair_id: int, expert_id: int) -> sqlite3.Row | None:
@@ -452,3 +452,20 @@ def output_ids(store: Store, prompt_ids: Sequence[int], system_id: int) -> dict[
                            [system_id, *chunk]):
             out[r[0]] = (r[1], r[2])
     return out
+
+
+def votes_for_prompt(store: Store, prompt_id: int) -> list[dict[str, Any]]:
+    """Current judgments on the pairs of one prompt, readable (for browsing a prompt; not blind)."""
+    rows = store.all(
+        f"""SELECT j.id, j.judge_kind, j.judge_id, sa.name AS system_a, sb.name AS system_b, j.verdict,
+                   sw.name AS winner, j.confidence, j.unsafe_a, j.unsafe_b, j.repeat, j.created_at
+            FROM judgments j JOIN pairs p ON p.id = j.pair_id
+            LEFT JOIN systems sa ON sa.id = p.system_a LEFT JOIN systems sb ON sb.id = p.system_b
+            LEFT JOIN outputs w ON w.id = j.winner_output_id LEFT JOIN systems sw ON sw.id = w.system_id
+            WHERE p.prompt_id = ? AND j.verdict != 'skip' AND {CURRENT.format(a='j')}
+            ORDER BY j.id""", (prompt_id,))
+    return [{"judge": f"{r['judge_kind']}:{r['judge_id']}", "pair": f"{r['system_a']} vs {r['system_b']}",
+             "verdict": r["winner"] if r["verdict"] == "win" else r["verdict"],
+             "confidence": None if r["confidence"] is None else round(r["confidence"], 3),
+             "unsafe": ",".join(n for n, f in ((r["system_a"], r["unsafe_a"]), (r["system_b"], r["unsafe_b"])) if f) or "",
+             "repeat": bool(r["repeat"]), "time": r["created_at"]} for r in rows]

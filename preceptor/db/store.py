@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,7 @@ class Store:
         self.path = Path(path)
         self._utils = None
         self._depth = 0
+        self._lock = threading.RLock()  # one connection, several threads: one writer at a time
         shared = self._shared_folder()
         old_umask = os.umask(0o002) if shared else None
         try:
@@ -92,7 +94,17 @@ class Store:
     # -- transactions -----------------------------------------------------------------
     @contextlib.contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (nestable: inner calls join the outer one)."""
+        """A write transaction (nestable: inner calls join the outer one).
+
+        Thread-safe: a thread that opens a transaction while another thread holds one on
+        this connection waits for it (other processes wait on SQLite's busy timeout).
+        """
+        with self._lock:
+            with self._tx() as conn:
+                yield conn
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
         if self._depth:
             self._depth += 1
             try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -70,7 +69,9 @@ class ImportSummary:
 
 
 def normalise_text(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
+    """Runs of whitespace as one space, ends stripped (str.split() splits on exactly the
+    characters the regex ``\\s`` matches in a str pattern, and is several times faster)."""
+    return " ".join(text.split())
 
 
 def text_hash(text: str) -> str:

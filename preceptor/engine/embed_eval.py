@@ -79,15 +79,27 @@ class TextEncoder:
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
         self.batch_size = batch_size
+        self._memo: dict[tuple[str, tuple[str, ...]], Any] = {}  # the last two large calls (a corpus), reused
 
     def _encode(self, texts: Sequence[str], prefix: str) -> Any:
+        """Normalised embeddings. The last two calls of 64+ texts are remembered, so evaluation
+        and mining with the same (unchanged) model encode a stage's corpus once; build a new
+        TextEncoder after the weights change."""
         import numpy as np
 
         if not texts:
             dim = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") else 1
             return np.zeros((0, dim or 1), dtype=np.float32)
-        return self.model.encode(list(texts), prompt=prefix or None, batch_size=self.batch_size,
-                                 normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        key = (prefix, tuple(texts))
+        if key in self._memo:
+            return self._memo[key]
+        emb = self.model.encode(list(texts), prompt=prefix or None, batch_size=self.batch_size,
+                                normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        if len(texts) >= 64:
+            self._memo[key] = emb
+            while len(self._memo) > 2:
+                self._memo.pop(next(iter(self._memo)))
+        return emb
 
     def queries(self, texts: Sequence[str]) -> Any:
         return self._encode(texts, self.query_prefix)
@@ -242,8 +254,10 @@ def collapse_diagnostics(encoder: TextEncoder, pairs: Sequence[tuple[str, str, s
 
     The alarm fires when (1) unrelated pairs average at least ``max_unrelated`` — seed 002's
     collapsed model scored unrelated ingredients 0.91–0.94 —, or (2) the gap between true and
-    unrelated pairs is below ``min_gap``, or (3) the gap shrank to less than half of the
-    base model's gap on the same data (``base_gap``).
+    unrelated pairs is below ``min_gap`` and (when known) below the base model's gap — a
+    base model that barely separates the pairs is ignorant, not collapsed, and training
+    that leaves it so is not flagged twice —, or (3) the gap shrank to less than half of
+    the base model's gap on the same data (``base_gap``).
     """
     import numpy as np
 
@@ -256,7 +270,7 @@ def collapse_diagnostics(encoder: TextEncoder, pairs: Sequence[tuple[str, str, s
     reasons = []
     if len(u) and um >= max_unrelated:
         reasons.append(f"unrelated pairs score {um:.2f} on average (alarm at {max_unrelated:.2f})")
-    if len(t) and len(u) and gap < min_gap:
+    if len(t) and len(u) and gap < min_gap and (base_gap is None or gap < base_gap):
         reasons.append(f"true pairs score only {gap:.3f} above unrelated ones (alarm below {min_gap:.2f})")
     if base_gap is not None and len(t) and len(u) and base_gap > min_gap and gap < 0.5 * base_gap:
         reasons.append(f"the true-vs-unrelated gap fell from {base_gap:.3f} (base model) to {gap:.3f}")

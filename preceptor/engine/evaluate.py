@@ -163,7 +163,13 @@ def build_scorer(name: str, st: EvalSettings) -> Any:
 
 def evaluate(project: Any, opts: EvalOptions = EvalOptions(), cancel: threading.Event | None = None,
              st: EvalSettings | None = None) -> EventStream:
-    """Score outputs and store the values (see the module doc). Done summary: per-system means and counts."""
+    """Score outputs and store the values (see the module doc).
+
+    Done summary: ``computed`` / ``cached`` (item values, all metrics), ``by_metric`` (the
+    same per metric), ``outputs``, ``reference``, ``reference_system``, ``split``,
+    ``bertscore_rescaled`` ({lang: bool}) and ``systems`` (per-system means, as
+    :func:`system_table`).
+    """
     st = st or settings(project)
     store = project.store
     reference = opts.reference or st.reference
@@ -253,7 +259,8 @@ def evaluate(project: Any, opts: EvalOptions = EvalOptions(), cancel: threading.
                          systems=[s.name for s in systems if s.name != ref_system], metrics=_stored_names(names))
     yield Done({
         "reference": reference, "reference_system": ref_system, "split": split, "collection": opts.collection,
-        "outputs": len(rows_ref), "computed": computed, "cached": hits, "seconds": round(time.monotonic() - t0, 2),
+        "outputs": len(rows_ref), "computed": sum(computed.values()), "cached": sum(hits.values()),
+        "by_metric": {"computed": computed, "cached": hits}, "seconds": round(time.monotonic() - t0, 2),
         "bertscore_rescaled": rescaled_langs, "systems": table,
     })
 

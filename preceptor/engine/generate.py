@@ -35,7 +35,7 @@ from preceptor.db import prompts as q_prompts
 from preceptor.db import systems as q_systems
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.engine.systems import GenerateSettings, ensure_default_systems
-from preceptor.errors import Cancelled, PreceptorError
+from preceptor.errors import PreceptorError
 from preceptor.prompts import templates
 
 
@@ -114,7 +114,7 @@ def render_item(system: Any, prompt: Any) -> Item:
 class LocalSettings:
     batch_size: int = 16
     max_new_tokens: int = 256
-    dtype: str = "bf16"
+    dtype: str = "fastest"
     threads: int | None = None
     device: str = "cpu"
     max_input_tokens: int = 2048
@@ -155,9 +155,11 @@ class LocalGenerator:
 
     @classmethod
     def load(cls, model: str, *, adapter: str | None, settings: LocalSettings) -> tuple[LocalGenerator, int]:
-        from preceptor.engine.models import load_causal_lm, set_threads
+        from preceptor.engine.models import load_causal_lm, preferred_dtype, set_threads
 
         threads = set_threads(settings.threads)
+        if settings.dtype == "fastest":
+            settings.dtype = preferred_dtype(settings.device)
         lm, tok = load_causal_lm(model, adapter=adapter, dtype=settings.dtype, device=settings.device,
                                  threads=threads, merge_adapter=True)
         return cls(lm, tok, settings), threads
@@ -328,7 +330,8 @@ def generate(project: Any, opts: GenerateOptions, cancel: Any = None) -> EventSt
         yield Log("warning", f"no prompts match (split {opts.split}"
                   + (f", collection {opts.collection}" if opts.collection else "") + "); import some with `preceptor import FILE`")
     yield Log("info", f"{system.name} ({system.backend}: {system.model}): {len(todo)} to answer, {skipped} already answered")
-    yield Progress(0, len(todo), system.name)
+    if todo:
+        yield Progress(0, len(todo), system.name)
     try:
         if todo:
             items = [render_item(system, p) for p in todo]
@@ -417,8 +420,8 @@ def _run_litellm(system: Any, items: list[Item], gs: GenerateSettings, writer: _
     if api_base:
         params["api_base"] = api_base
     budget_left = 0
+    stream = client.complete_many([items[i].messages for i in ready], cancel=cancel)
     try:
-        stream = client.complete_many([items[i].messages for i in ready], cancel=cancel)
         for j, comp in stream:
             for line in logs:
                 yield Log("warning", f"{system.name}: {line}")
@@ -432,9 +435,8 @@ def _run_litellm(system: Any, items: list[Item], gs: GenerateSettings, writer: _
             done += 1
             if done % 4 == 0 or done == len(items):
                 yield Progress(done, len(items), f"${client.cost_total:.4f}, {client.calls_made} calls")
-    except Cancelled:
-        raise
     finally:
+        stream.close()  # stops requests in flight and writes the cache rows gathered so far
         client.close()
     for line in logs:
         yield Log("warning", f"{system.name}: {line}")

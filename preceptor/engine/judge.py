@@ -272,7 +272,7 @@ class ExpertSession:
 
     def _reserve(self, pair_id: int, left: int, repeat: bool, t: float) -> None:
         q.reserve(self.store, pair_id, self.expert.id, t + self._ttl(), repeat=repeat, left_output_id=left,
-                  host=self.host, pid=None if self.detached else self.pid)
+                  host=self.host, pid=None if self.detached else self.pid, served_at=t)
         self._served_at[pair_id] = time.monotonic()
 
     # -- the contract ------------------------------------------------------------------
@@ -314,10 +314,12 @@ class ExpertSession:
                 if picked is None:
                     return None
                 self._reserve(*picked, t)
-            if self._progress is None or time.monotonic() - self._progress[0] > self.PROGRESS_TTL:
-                self.progress(refresh=True)  # others' votes too; off the key path, in the worker
             self._preloaded = self._build(*picked)
-            return self._preloaded
+            preloaded = self._preloaded
+            stale = self._progress is None or time.monotonic() - self._progress[0] > self.PROGRESS_TTL
+        if stale:  # count others' votes too: in the worker, without holding the lock a vote needs
+            self._count_progress()
+        return preloaded
 
     def pair(self, pair_id: int) -> ServedPair:
         """The pair as it is (or would be) served to this expert: its reserved sides, else the default ones."""
@@ -372,6 +374,10 @@ class ExpertSession:
             fields = self._verdict_fields(row, pair.left.output_id, verdict, unsafe)
             if latency_ms is None and pair.pair_id in self._served_at:
                 latency_ms = (time.monotonic() - self._served_at[pair.pair_id]) * 1000.0
+            elif latency_ms is None:  # served by another process (scripted next/record): its reservation's time
+                res = q.get_reservation(self.store, pair.pair_id, self.expert.id)
+                if res is not None and res["served_at"]:
+                    latency_ms = max(0.0, (time.time() - res["served_at"]) * 1000.0)
             with self.store.tx():
                 supersedes = None
                 first_vote = False
@@ -531,8 +537,13 @@ class ExpertSession:
         t = time.monotonic()
         if not refresh and self._progress is not None and t - self._progress[0] < self.PROGRESS_TTL:
             return self._progress[1]
+        return self._count_progress()
+
+    def _count_progress(self) -> tuple[int, int]:
+        t = time.monotonic()
         value = (q.count_pairs(self.store, self.query, complete_only=True), q.count_pairs(self.store, self.query))
-        self._progress = (t, value)
+        with self._lock:
+            self._progress = (t, value)
         return value
 
     def release(self) -> None:

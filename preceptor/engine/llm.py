@@ -36,7 +36,6 @@ import queue
 import random
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,10 +48,11 @@ BUDGET_EXCEEDED = "budget exceeded"
 NON_SEMANTIC = frozenset({
     "api_key", "api_key_env", "timeout", "request_timeout", "num_retries", "max_retries",
     "input_cost_per_token", "output_cost_per_token", "drop_params", "concurrency", "budget_usd",
-    "metadata", "stream",
+    "metadata", "stream", "api_base", "system_prompt",
 })
 # Keys that are ours, never sent to litellm.
-LOCAL_ONLY = frozenset({"api_key_env", "concurrency", "budget_usd", "input_cost_per_token", "output_cost_per_token"})
+LOCAL_ONLY = frozenset({"api_key_env", "concurrency", "budget_usd", "input_cost_per_token", "output_cost_per_token",
+                        "system_prompt"})
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
@@ -80,6 +80,52 @@ def import_litellm() -> Any:
                 logging.getLogger(name).setLevel(logging.CRITICAL)
             _litellm_mod = litellm
     return _litellm_mod
+
+
+_loop_state: dict[str, Any] = {}
+
+
+def _shared_loop() -> asyncio.AbstractEventLoop:
+    """The process's one background event loop for litellm calls (started on first use)."""
+    loop = _loop_state.get("loop")
+    if loop is not None and not loop.is_closed() and _loop_state["thread"].is_alive():
+        return loop
+    with _litellm_lock:
+        loop = _loop_state.get("loop")
+        if loop is None or loop.is_closed() or not _loop_state["thread"].is_alive():
+            loop = asyncio.new_event_loop()
+            t = threading.Thread(target=loop.run_forever, name="preceptor-llm-loop", daemon=True)
+            t.start()
+            _loop_state.update(loop=loop, thread=t)
+            if not _loop_state.get("atexit"):
+                atexit.register(shutdown_loop)
+                _loop_state["atexit"] = True
+    return loop
+
+
+def shutdown_loop() -> None:
+    """Cancel what runs on the shared loop (litellm's background tasks) and stop it."""
+    loop, t = _loop_state.get("loop"), _loop_state.get("thread")
+    if loop is None or loop.is_closed():
+        return
+
+    async def cancel_tasks() -> None:
+        tasks = [x for x in asyncio.all_tasks() if x is not asyncio.current_task()]
+        for x in tasks:
+            x.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    if loop.is_running():
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_tasks(), loop).result(timeout=5)
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        if t is not None:
+            t.join(timeout=5)
+    if not loop.is_running():
+        loop.close()
+    _loop_state.pop("loop", None)
 
 
 @dataclass
@@ -198,8 +244,6 @@ class LLMClient:
         self.budget_hit = False
         self.cache_flush_every = 64
         self._prices: tuple[float, float] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._rng = random.Random()
 
     # -- request shaping ----------------------------------------------------------------
@@ -216,6 +260,9 @@ class LLMClient:
         kwargs = {k: v for k, v in merged.items() if k not in LOCAL_ONLY and v is not None}
         kwargs.pop("api_key", None)
         kwargs.pop("stream", None)
+        ctk = kwargs.pop("chat_template_kwargs", None)
+        if ctk:  # vLLM / SGLang read it from the request body (e.g. Qwen3's enable_thinking)
+            kwargs["extra_body"] = {**(kwargs.get("extra_body") or {}), "chat_template_kwargs": ctk}
         if self.api_base:
             kwargs["api_base"] = self.api_base
         if self.api_key:
@@ -244,47 +291,17 @@ class LLMClient:
 
     # -- the event loop ------------------------------------------------------------------
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None or self._loop.is_closed():
-            loop = asyncio.new_event_loop()
-            t = threading.Thread(target=loop.run_forever, name=f"llm-{self.model}", daemon=True)
-            t.start()
-            self._loop, self._thread = loop, t
-            ref = weakref.ref(self)
-            atexit.register(lambda: (c := ref()) is not None and c.close())
-        return self._loop
+        return _shared_loop()
 
     def close(self) -> None:
-        """Stop the client's event loop (cancelling litellm's background tasks on it)."""
-        loop, t = self._loop, self._thread
-        if loop is not None and not loop.is_closed():
-            async def cancel_tasks() -> None:
-                tasks = [x for x in asyncio.all_tasks() if x is not asyncio.current_task()]
-                for x in tasks:
-                    x.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-
-            if loop.is_running():
-                try:
-                    asyncio.run_coroutine_threadsafe(cancel_tasks(), loop).result(timeout=5)
-                except Exception:  # noqa: BLE001 - closing is best effort
-                    pass
-                loop.call_soon_threadsafe(loop.stop)
-            if t is not None:
-                t.join(timeout=5)
-            loop.close()
-        self._loop = self._thread = None
+        """Nothing to release per client: every client shares the process's one event loop
+        (litellm keeps its HTTP sessions and logging worker bound to a single loop)."""
 
     def __enter__(self) -> LLMClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001
-            pass
 
     # -- the async part (runs on the loop thread) ----------------------------------------
     async def _call(self, litellm: Any, job: _Job, stop: threading.Event, out: queue.Queue) -> tuple[Completion, Any]:

@@ -46,6 +46,8 @@ WINNERS = ("A", "B", "tie", "both_bad")
 LOCAL_CHOICES = ("A", "B", "tie")
 CRITERIA = ("accuracy", "safety", "completeness", "concision")
 WRITE_EVERY = 32
+SYSTEM_PARAMS_KEPT = frozenset({"api_key_env", "input_cost_per_token", "output_cost_per_token", "drop_params",
+                                "extra_headers"})
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ def resolve_judge(project: Any, opts: LLMJudgeOptions, settings: JudgeSettings) 
                                  "Judge with an hf or litellm system, or pass --model.")
         params = dict(s.params or {})
         api_base = opts.api_base or params.pop("api_base", None)
+        # connection and price settings carry over; sampling comes from [judge] (a judge decodes greedily)
+        params = {k: v for k, v in params.items() if k in SYSTEM_PARAMS_KEPT}
         backend = "hf" if s.backend == "grounded" else s.backend
         return JudgeSpec(s.name, backend, s.model or settings.model, api_base, s.adapter if backend == "hf" else None, params)
     model = opts.model or settings.model
@@ -305,6 +309,15 @@ def combine(pair: dict[str, Any], orders: list[OrderResult]) -> dict[str, Any]:
         meta["criteria"] = first.verdict["criteria"]
     if first.verdict and first.verdict.get("probs"):
         meta["probs"] = [o.verdict.get("probs") for o in orders if o.verdict]
+        if len(orders) == 2 and all(o.verdict for o in orders):
+            # each output's probability of winning averaged over both positions (position bias cancels)
+            win = {o_id: 0.0 for o_id in (pair["output_a"], pair["output_b"])}
+            for o in orders:
+                probs = o.verdict["probs"]  # type: ignore[index]
+                win[o.left] += probs["A"] / 2
+                win[o.right] += probs["B"] / 2
+            meta["debiased"] = {"output_a": round(win[pair["output_a"]], 6), "output_b": round(win[pair["output_b"]], 6),
+                                "tie": round(sum(o.verdict["probs"]["tie"] for o in orders) / 2, 6)}  # type: ignore[index]
     fields: dict[str, Any] = {"left_output_id": first.left, "raw": json.dumps(raws, ensure_ascii=False)}
     if any(o.verdict is None for o in orders):
         fields.update(verdict="unparsed", winner_output_id=None, confidence=None,

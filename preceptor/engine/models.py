@@ -286,10 +286,8 @@ def setup(cancel: Any = None, *, install: bool = True, force: bool = False) -> E
                 yield Log("info", f"  {info['params'] / 1e6:.1f}M parameters, saved in {info['seconds']} s")
         finally:
             lock.__exit__(None, None, None)
-    yield Log("info", f"Student model {PACKAGED_STUDENT}: {out}" + ("" if converted else " (already set up)"))
     yield Progress(1, 2, PACKAGED_ENCODER)
     enc = encoder_path(PACKAGED_ENCODER)
-    yield Log("info", f"Sentence encoder {PACKAGED_ENCODER}: {enc}")
     registry = read_registry()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     new = {
@@ -341,6 +339,30 @@ def torch_dtype(dtype: str) -> Any:
     if key is None:
         raise PreceptorError("Unknown dtype", f"dtype {dtype!r} is not one of {', '.join(sorted(DTYPES))}", "Use auto, bf16 or fp32.")
     return "auto" if key == "auto" else getattr(torch, key)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with AVX512-bf16 or AMX-bf16 (where bf16 matmuls beat fp32)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def preferred_dtype(device: str = "cpu") -> str:
+    """The fastest sensible dtype for generation on ``device``: bf16 where supported, else fp32 (fp16 on old GPUs)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
+    if device == "cpu":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "fp32"
 
 
 def set_threads(n: int | None) -> int:

@@ -110,7 +110,9 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line, parse_constant=_nan)
+            if line.startswith("\ufeff"):  # as json.loads does
+                raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", line, 0)
+            record = _DECODER.decode(line)  # one decoder for the file (json.loads builds one per call)
         except json.JSONDecodeError as exc:
             raise PreceptorError(
                 "Invalid JSON",
@@ -128,6 +130,9 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _nan(name: str) -> float:
     return math.nan  # PandaLM's file holds a bare NaN
+
+
+_DECODER = json.JSONDecoder(parse_constant=_nan)
 
 
 def read_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[tuple[int, dict[str, Any]]]:

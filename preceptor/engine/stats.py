@@ -25,7 +25,8 @@ Intervals
   bootstrap intervals over prompts.
 
 Bradley–Terry
-  P(i beats j) = 1 / (1 + exp(θj − θi)); ties count half a win to each side. θ is the MLE
+  P(i beats j) = 1 / (1 + exp(θj − θi)); ties, both-bad and inconsistent verdicts count
+  half a win to each side. θ is the MLE
   (L-BFGS through scipy) with a weak ridge (λ = 0.01) that keeps ratings finite when one
   system wins every comparison, centred to mean 0; ``elo`` = 1000 + 400·θ/ln 10.
 """
@@ -391,23 +392,26 @@ def _latest_per_rater(votes: Iterable[Vote]) -> dict[tuple[str, int], Vote]:
 
 def win_rates(votes: Sequence[Vote], *, by_task: bool = False, n_boot: int = 1000, seed: int = 0,
               min_n: int = 5) -> list[dict[str, Any]]:
-    """Per judge kind (and task) and system pair: wins, ties, both-bad, and the win rate of the
-    first system over decisive votes with a 95 % CI."""
+    """Per judge kind (and task) and system pair: wins, ties, both-bad, inconsistent (the LLM
+    judge's verdict changed with the order: no preference) and unparsed counts, and the win
+    rate of the first system over decisive votes with a 95 % CI."""
     groups: dict[tuple[str, str | None, str, str], list[Vote]] = defaultdict(list)
     for v in votes:
-        if v.repeat or v.label in ("unparsed", "inconsistent"):
+        if v.repeat:
             continue
         s1, s2 = sorted((v.system_a, v.system_b))
         groups[(v.kind, v.task if by_task else None, s1, s2)].append(v)
     rows = []
     for (kind, task, s1, s2), vs in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         per_prompt: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
-        w1 = w2 = ties = bad = 0
+        w1 = w2 = ties = bad = incons = unparsed = 0
         for v in vs:
             win = v.winner_system()
             if win is None:
                 ties += v.label == "tie"
                 bad += v.label == "both_bad"
+                incons += v.label == "inconsistent"
+                unparsed += v.label == "unparsed"
                 continue
             first = win == s1
             w1 += first
@@ -417,7 +421,7 @@ def win_rates(votes: Sequence[Vote], *, by_task: bool = False, n_boot: int = 100
         succ = [c[0] for c in per_prompt.values()]
         tri = [c[1] for c in per_prompt.values()]
         row = {"judge": kind, "system_1": s1, "system_2": s2, "wins_1": w1, "wins_2": w2, "ties": ties,
-               "both_bad": bad, "votes": len(vs), "prompts": len({v.prompt_id for v in vs}),
+               "both_bad": bad, "inconsistent": incons, "unparsed": unparsed, "votes": len(vs), "prompts": len({v.prompt_id for v in vs}),
                "win_rate_1": share(succ, tri, n_boot=n_boot, seed=seed, min_n=min_n),
                "tie_share": figure(ties / len(vs) if vs else None, len(vs), wilson(ties, len(vs)), method="wilson",
                                    min_n=min_n)}
@@ -428,10 +432,11 @@ def win_rates(votes: Sequence[Vote], *, by_task: bool = False, n_boot: int = 100
 
 
 def bradley_terry(votes: Sequence[Vote], *, n_boot: int = 1000, seed: int = 0, min_n: int = 5) -> dict[str, Any]:
-    """A league per judge kind over every system judged (ties = half a win each)."""
+    """A league per judge kind over every system judged (tie, both-bad and inconsistent
+    verdicts = half a win each; unparsed ones are left out)."""
     by_kind: dict[str, list[Vote]] = defaultdict(list)
     for v in votes:
-        if v.repeat or v.label not in LABELS_WITH_TIES:
+        if v.repeat or v.label not in (*LABELS_WITH_TIES, "inconsistent"):
             continue
         by_kind[v.kind].append(v)
     leagues = {}

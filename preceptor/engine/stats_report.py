@@ -53,15 +53,17 @@ def win_rates_section(project: Any, opts: Any) -> Section | None:
     rows, csv_rows = [], []
     for r in res["win_rates"]:
         rows.append([r.get("task") or "-", r["judge"], r["system_1"], r["system_2"], f"{r['wins_1']}–{r['wins_2']}",
-                     r["ties"], r["both_bad"], fmt(r["win_rate_1"])])
+                     r["ties"], r["both_bad"], r["inconsistent"], fmt(r["win_rate_1"])])
         w = r["win_rate_1"]
         csv_rows.append({"task": r.get("task"), "judge": r["judge"], "system_1": r["system_1"], "system_2": r["system_2"],
                          "wins_1": r["wins_1"], "wins_2": r["wins_2"], "ties": r["ties"], "both_bad": r["both_bad"],
+                         "inconsistent": r["inconsistent"],
                          "win_rate_1": w["value"], "ci_low": (w["ci"] or [None, None])[0],
                          "ci_high": (w["ci"] or [None, None])[1], "n": w["n"], "method": w["method"], "note": w["note"]})
     md = (f"{_scope(res)}\n\nWin rate = the first system's share of decisive votes; ties and both-bad are "
-          "shown apart.\n\n" + _md_table(["task", "judge", "system 1", "system 2", "wins", "ties", "both bad",
-                                          "win rate 1 [95% CI]"], rows))
+          "shown apart (inconsistent: the LLM judge changed its verdict when the order was swapped).\n\n"
+          + _md_table(["task", "judge", "system 1", "system 2", "wins", "ties", "both bad", "inconsistent",
+                       "win rate 1 [95% CI]"], rows))
     return Section("judge_win_rates", "Expert and LLM-judge win rates", md, csv_rows=csv_rows)
 
 

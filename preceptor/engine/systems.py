@@ -41,6 +41,7 @@ from preceptor.db import systems as q_systems
 from preceptor.errors import PreceptorError
 
 GENERATING_BACKENDS = ("hf", "litellm", "grounded", "retriever")
+DTYPE_CHOICES = ("fastest", "bf16", "bfloat16", "fp32", "float32", "fp16", "float16", "auto")
 DEFAULT_BASE = "smollm2"
 DEFAULT_TEACHER = "grounded-teacher"
 
@@ -82,7 +83,7 @@ class GenerateSettings:
 
     batch_size: int = setting(16, "Prompts per batch of local (hf / grounded) generation.")
     max_new_tokens: int = setting(256, "Longest local answer (tokens); API systems use max_tokens in their params.")
-    dtype: str = setting("bf16", "Weights dtype of local generation: bf16 (fast on CPUs with AVX512-bf16/AMX), fp32 or auto.")
+    dtype: str = setting("fastest", "Weights dtype of local generation: fastest (bf16 on CPUs with AVX512-bf16/AMX and on recent GPUs, else fp32), bf16, fp32, fp16 or auto (the checkpoint's).")
     threads: int | None = setting(None, "Torch threads for local generation (default: $OMP_NUM_THREADS or 1).")
     device: str = setting("cpu", "Torch device of local generation (cpu, cuda, mps).")
     max_input_tokens: int = setting(2048, "Prompts longer than this (tokens) are cut from the left before generating.")
@@ -107,8 +108,8 @@ class GenerateSettings:
             raise ValueError("threads must be at least 1")
         if self.write_every < 1:
             raise ValueError("write_every must be at least 1")
-        if self.dtype.lower() not in ("bf16", "bfloat16", "fp32", "float32", "fp16", "float16", "auto"):
-            raise ValueError(f"dtype {self.dtype!r} is not bf16, fp32, fp16 or auto")
+        if self.dtype.lower() not in DTYPE_CHOICES:
+            raise ValueError(f"dtype {self.dtype!r} is not fastest, bf16, fp32, fp16 or auto")
 
 
 @dataclass
@@ -212,8 +213,8 @@ def _check_params(params: dict[str, Any], backend: str, where: str) -> None:
         for key in ("max_new_tokens", "batch_size", "threads"):
             if key in params and params[key] < 1:
                 raise PreceptorError("Invalid setting", f"{where}.{key} must be at least 1, got {params[key]!r}", "")
-        if "dtype" in params and str(params["dtype"]).lower() not in ("bf16", "bfloat16", "fp32", "float32", "fp16", "float16", "auto"):
-            raise PreceptorError("Invalid setting", f"{where}.dtype = {params['dtype']!r} is not bf16, fp32, fp16 or auto", "")
+        if "dtype" in params and str(params["dtype"]).lower() not in DTYPE_CHOICES:
+            raise PreceptorError("Invalid setting", f"{where}.dtype = {params['dtype']!r} is not fastest, bf16, fp32, fp16 or auto", "")
 
 
 def _is_type(value: Any, typ: type) -> bool:

@@ -26,10 +26,11 @@ import functools
 import hashlib
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from preceptor.errors import PreceptorError
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,31 @@ def script_language(text: str) -> str:
     return best[0] if best[1] > 0 else "en"
 
 
+def char_script(text: str) -> bool:
+    """True when most letters are Thai or CJK: scripts written without spaces between words."""
+    dense = letters = 0
+    for ch in text or "":
+        if ch.isalpha():
+            letters += 1
+            o = ord(ch)
+            if 0x0E00 <= o <= 0x0E7F or 0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF:
+                dense += 1
+    return letters > 0 and dense * 2 > letters
+
+
+class UnicodeTokenizer:
+    """rouge-score tokenizer for non-Latin text: letters/digits as words, one token per
+    character in Thai / CJK runs (rouge-score's default keeps only a-z and 0-9)."""
+
+    def tokenize(self, text: str) -> list[str]:
+        import re
+
+        out: list[str] = []
+        for w in re.findall(r"[^\W_]+", (text or "").casefold()):
+            out.extend(list(w) if char_script(w) else [w])
+        return out
+
+
 def _version(pkg: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -53,7 +79,12 @@ def _version(pkg: str) -> str:
 
 
 class RougeL:
-    """ROUGE-L F-measure with Porter stemming (rouge-score), 0–1."""
+    """ROUGE-L F-measure (rouge-score), 0–1.
+
+    English (Latin-script) items use rouge-score's own tokenizer with Porter stemming; items
+    whose reference is in another script use :class:`UnicodeTokenizer` (words, or characters
+    for Thai / CJK), since the default tokenizer drops every non-ASCII letter.
+    """
 
     name = "rougeL"
 
@@ -61,29 +92,44 @@ class RougeL:
         from rouge_score import rouge_scorer
 
         self._scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)
-        self.signature = f"rougeL:rouge-score={_version('rouge-score')}:stem={int(use_stemmer)}"
+        self._unicode = rouge_scorer.RougeScorer(["rougeL"], tokenizer=UnicodeTokenizer())
+        self.signature = f"rougeL:rouge-score={_version('rouge-score')}:stem={int(use_stemmer)}:unicode-nonlatin"
 
     def score(self, predictions: list[str], references: list[str]) -> list[float | None]:
         _check(predictions, references)
-        s = self._scorer.score
-        return [s(r or "", p or "")["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)]
+        out: list[float | None] = []
+        for p, r in zip(predictions, references, strict=True):
+            sc = self._scorer if script_language(r or p) == "en" else self._unicode
+            out.append(sc.score(r or "", p or "")["rougeL"].fmeasure)
+        return out
 
 
 class Bleu:
-    """Sentence BLEU with exponential smoothing and effective order (sacrebleu), as 0–1."""
+    """Sentence BLEU with exponential smoothing and effective order (sacrebleu), as 0–1.
+
+    Tokenisation by the reference's script: sacrebleu's ``13a`` for Latin script,
+    ``char`` for Thai / CJK (no spaces between words), ``intl`` for other scripts.
+    """
 
     name = "bleu"
 
     def __init__(self, smooth_method: str = "exp") -> None:
         from sacrebleu.metrics import BLEU
 
-        self._bleu = BLEU(smooth_method=smooth_method, effective_order=True)
-        self.signature = f"bleu:sacrebleu={_version('sacrebleu')}:{smooth_method}:effective"
+        self._bleu = {tok: BLEU(smooth_method=smooth_method, effective_order=True, tokenize=tok)
+                      for tok in ("13a", "char", "intl")}
+        self.signature = f"bleu:sacrebleu={_version('sacrebleu')}:{smooth_method}:effective:13a/char/intl"
+
+    @staticmethod
+    def tokenizer_for(text: str) -> str:
+        if char_script(text):
+            return "char"
+        return "13a" if script_language(text) == "en" else "intl"
 
     def score(self, predictions: list[str], references: list[str]) -> list[float | None]:
         _check(predictions, references)
-        f = self._bleu.sentence_score
-        return [f(p or "", [r or ""]).score / 100.0 for p, r in zip(predictions, references, strict=True)]
+        return [self._bleu[self.tokenizer_for(r or p or "")].sentence_score(p or "", [r or ""]).score / 100.0
+                for p, r in zip(predictions, references, strict=True)]
 
 
 def corpus_bleu(predictions: list[str], references: list[str]) -> float:
@@ -249,7 +295,9 @@ class BertScore:
                 groups.setdefault((folder, layers, base, lang if base else ""), []).append(i)
         for (folder, layers, base, lang), idx in groups.items():
             sc = _bert_scorer(folder, layers, lang or None, base, self.batch_size, self.device)
-            P, R, F = sc.score([predictions[i] for i in idx], [references[i] for i in idx], batch_size=self.batch_size)
+            with warnings.catch_warnings():  # bert-score reads its baseline into a read-only tensor
+                warnings.simplefilter("ignore", UserWarning)
+                P, R, F = sc.score([predictions[i] for i in idx], [references[i] for i in idx], batch_size=self.batch_size)
             for j, i in enumerate(idx):
                 res.p[i], res.r[i], res.f1[i] = float(P[j]), float(R[j]), float(F[j])
         return res

@@ -145,19 +145,29 @@ def sha256_rows(rows: list[dict[str, Any]]) -> str:
     return h.hexdigest()
 
 
-def register(ctx: RunContext, *, role: str, s: CommonSettings, model_name: str, adapter: Path,
-             params: dict[str, Any], meta: dict[str, Any]) -> str:
-    """Register the trained adapter as a system usable by `preceptor generate` right away."""
+def system_name(ctx: RunContext, s: CommonSettings, role: str) -> str:
+    """The name the trained system will get; checked before training so a clash fails early."""
     name = s.name or f"{role}-{ctx.run.id}"
-    if not ctx.main:  # other ranks of a multi-process launch: rank 0 registers
-        return name
     existing = q_systems.by_name(ctx.store, name)
     if existing is not None and existing.run_id != ctx.run.id:
         raise PreceptorError("System name taken", f"a system named {name!r} already exists (id {existing.id})",
                              "Choose another name with --name, or leave it empty for <kind>-<run id>.")
-    q_systems.upsert(ctx.store, name, role=role, backend="hf", model=model_name, adapter=str(adapter),
-                     params=params, run_id=ctx.run.id, meta=meta)
     return name
+
+
+def register(ctx: RunContext, *, role: str, s: CommonSettings, model_name: str, adapter: Path,
+             params: dict[str, Any], meta: dict[str, Any]) -> str:
+    """Register the trained adapter as a system usable by `preceptor generate` right away."""
+    name = system_name(ctx, s, role)
+    if ctx.main:  # other ranks of a multi-process launch leave it to rank 0
+        q_systems.upsert(ctx.store, name, role=role, backend="hf", model=model_name, adapter=str(adapter),
+                         params=params, run_id=ctx.run.id, meta=meta)
+    return name
+
+
+def stopped_early(ctx: RunContext, trainer: Any) -> bool:
+    """True when the cancel event ended training before its last step."""
+    return ctx.cancel.is_set() and trainer.state.global_step < trainer.state.max_steps
 
 
 def trainable_summary(model: Any) -> dict[str, int]:

@@ -115,10 +115,7 @@ def run(ctx: Any) -> dict[str, Any]:
     threads = set_threads(s.threads or None)
     device, bf16, fp16 = common.device_and_precision(s)
     start = start_system(ctx.project, s)
-    name = s.name or f"dpo-{ctx.run.id}"
-    taken = q_systems.by_name(ctx.store, name)
-    if taken is not None and taken.run_id != ctx.run.id:
-        raise PreceptorError("System name taken", f"a system named {name!r} already exists", "Choose another --name.")
+    common.system_name(ctx, s, "dpo")
     if ctx.config.get("pairs"):
         rows, val_rows = read_pairs(ctx.config["pairs"], (start.params or {}).get("system_prompt"))
         source: dict[str, Any] = {"file": ctx.config["pairs"]}
@@ -151,7 +148,7 @@ def run(ctx: Any) -> dict[str, Any]:
     sizes = common.trainable_summary(trainer.model)
     ctx.record_config(**sizes)
     trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
-    if ctx.cancel.is_set():
+    if common.stopped_early(ctx, trainer):
         raise Cancelled()
     common.final_eval(trainer, callback, bool(val_rows))
     adapter = ctx.run_dir / "adapter"

@@ -29,7 +29,12 @@ from typing import Any
 from preceptor.db import runs as q_runs
 from preceptor.db.runs import Run
 from preceptor.engine.events import Done, EventStream, Log, Metric, Progress, check_cancel
-from preceptor.engine.train.context import EVENTS_NAME, SUMMARY_NAME, checkpoint_step, latest_checkpoint
+from preceptor.engine.train.context import (
+    EVENTS_NAME,
+    SUMMARY_NAME,
+    checkpoint_step,
+    latest_checkpoint,
+)
 from preceptor.errors import PreceptorError
 
 LAUNCHERS = ("python", "accelerate")

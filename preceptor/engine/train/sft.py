@@ -99,7 +99,7 @@ def _drop_too_long(ctx: Any, tok: Any, rows: list[dict[str, Any]], max_length: i
     """Leave out examples whose prompt alone fills max_length (no answer token would be trained on)."""
     kept = []
     for row in rows:
-        n = len(tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True))
+        n = len(tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
         if n < max_length - 1:
             kept.append(row)
     if len(kept) < len(rows):
@@ -144,18 +144,10 @@ def run(ctx: Any) -> dict[str, Any]:
     threads = set_threads(s.threads or None)
     device, bf16, fp16 = common.device_and_precision(s)
     model_name, params = common.base_model_name(ctx.project, s.base_system)
-    name = s.name or f"ft-{ctx.run.id}"
-    taken = q_systems.by_name(ctx.store, name)
-    if taken is not None and taken.run_id != ctx.run.id:
-        raise PreceptorError("System name taken", f"a system named {name!r} already exists", "Choose another --name.")
-
+    common.system_name(ctx, s, "ft")
     data = prepare_data(ctx.project, s)
     rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in data.train]
     val_rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in data.val]
-    sha = common.sha256_rows(rows)
-    ctx.record_config(base_model=model_name, device=device, threads=threads, data={
-        "train": len(rows), "val": len(val_rows), "sha256": sha, "val_sha256": common.sha256_rows(val_rows),
-        "sources": data.sources, "template_hashes": data.template_hashes})
     ctx.log(f"SFT on {len(rows)} train / {len(val_rows)} val examples from {data.sources}; base {model_name}; "
             f"{device}, {'bf16' if bf16 else 'fp16' if fp16 else 'fp32'}, {threads} thread(s)")
     if ctx.cancel.is_set():
@@ -171,13 +163,16 @@ def run(ctx: Any) -> dict[str, Any]:
     rows = _drop_too_long(ctx, tok, rows, s.max_length, "train")
     val_rows = _drop_too_long(ctx, tok, val_rows, s.max_length, "val")
     if not rows:
-        raise PreceptorError("No training data", f"every train example is longer than max_length = {s.max_length}",
-                             "Raise max_length.")
+        raise PreceptorError("No training data", f"every train prompt is max_length = {s.max_length} tokens or longer",
+                             "Raise max_length (in [train.sft] or with --max-length).")
     if not val_rows:
         ctx.warn(f"the val split has no usable answers from {s.from_system!r}: no eval loss or perplexity this run "
                  "(generate answers for the val split, or import more data)")
     batching = _batching(s, device)
-    ctx.record_config(batching=batching, lora_targets_used=targets)
+    sha = common.sha256_rows(rows)  # of exactly what is trained on
+    ctx.record_config(base_model=model_name, device=device, threads=threads, batching=batching, lora_targets_used=targets,
+                      data={"train": len(rows), "val": len(val_rows), "sha256": sha, "val_sha256": common.sha256_rows(val_rows),
+                            "sources": data.sources, "template_hashes": data.template_hashes})
     args = SFTConfig(
         **common.training_args(s, ctx.run_dir, device=device, bf16=bf16, fp16=fp16, has_eval=bool(val_rows)),
         completion_only_loss=True,
@@ -193,7 +188,7 @@ def run(ctx: Any) -> dict[str, Any]:
     sizes = common.trainable_summary(trainer.model)
     ctx.record_config(**sizes)
     trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
-    if ctx.cancel.is_set():
+    if common.stopped_early(ctx, trainer):
         raise Cancelled()
     common.final_eval(trainer, callback, bool(val_rows))
     adapter = ctx.run_dir / "adapter"

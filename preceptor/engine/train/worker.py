@@ -28,8 +28,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from preceptor.engine.train.context import (LOG_NAME, SUMMARY_NAME, RunContext, is_main_process, latest_checkpoint,
-                                              library_versions)
+from preceptor.engine.train.context import (
+    LOG_NAME,
+    SUMMARY_NAME,
+    RunContext,
+    is_main_process,
+    latest_checkpoint,
+    library_versions,
+)
 from preceptor.errors import Cancelled, PreceptorError
 
 HEARTBEAT_S = 5.0

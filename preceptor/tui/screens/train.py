@@ -166,7 +166,6 @@ class TrainScreen(EngineScreen):
         self.series: dict[str, tuple[list[float], list[float]]] = {}
         self.generation_worker: Any = None
         self.runs: list[Any] = []
-        self.last_plot = 0.0
 
     def compose(self) -> ComposeResult:
         from textual_plotext import PlotextPlot
@@ -213,7 +212,10 @@ class TrainScreen(EngineScreen):
         for r in msg.runs:
             note = (r.error or r.warning or "")[:60]
             table.add_row(str(r.id), r.kind, r.status, r.created_at[:16].replace("T", " "), note, key=str(r.id))
-        if msg.runs and 0 <= cursor < len(msg.runs):
+        ids = [r.id for r in msg.runs]
+        if self.watching in ids:
+            table.move_cursor(row=ids.index(self.watching))
+        elif msg.runs and 0 <= cursor < len(msg.runs):
             table.move_cursor(row=cursor)
         target = self.papp.watch_run
         if target is not None and self.watching is None:
@@ -229,18 +231,20 @@ class TrainScreen(EngineScreen):
             self.follow(int(event.row_key.value))
 
     def selected_run(self) -> Any:
+        """The run under the cursor (the cursor follows the run being watched)."""
         table = self.query_one("#runs-table", DataTable)
-        if self.watching is not None:
-            return next((r for r in self.runs if r.id == self.watching), None)
         if self.runs and 0 <= table.cursor_row < len(self.runs):
             return self.runs[table.cursor_row]
-        return None
+        return next((r for r in self.runs if r.id == self.watching), None)
 
     # -- watching ------------------------------------------------------------------------------
     def follow(self, run_id: int) -> None:
         run = next((r for r in self.runs if r.id == run_id), None)
         self.watching = run_id
         self.watch_key = f"run:{run_id}"
+        ids = [r.id for r in self.runs]
+        if run_id in ids:
+            self.query_one("#runs-table", DataTable).move_cursor(row=ids.index(run_id))
         self.series = {}
         self.query_one("#run-log", RichLog).clear()
         bar = self.query_one("#run-progress", ProgressBar)
