@@ -13,7 +13,10 @@ Every metric except perplexity is computed on ``--n`` outputs (default 1,000: 50
 
 Both sides build their scorers inside the timing (the BERTScore model load included) and
 the domain-mention cache is cleared before each side. Each metric runs ``--repeats`` times
-per side (default 2), alternating which side goes first; the median time counts. Perplexity gets its own line:
+per side (default 3), alternating which side goes first; the median counts. Times are this
+process's CPU time (``time.process_time``): with one torch thread the work is
+single-threaded, and on a shared 2-core box CPU time is far steadier than wall-clock time
+(which varied 13–38 s for the same BERTScore call here); wall-clock totals are printed too. Perplexity gets its own line:
 tokens/s of the engine's scorer under the packaged student against a plain batched forward
 pass + cross-entropy over the same token batches (model load excluded from both).
 
@@ -21,7 +24,7 @@ Torch threads are pinned (``--threads``, default 1) and printed. Prints ``BENCH`
 the headline is ``BENCH metrics_vs_direct <ratio> x`` = floor time / engine time over all
 metrics (target ≥ 0.9: the engine's bookkeeping costs under 10 %).
 
-    python bench/metrics.py [--n 1000] [--ppl-n 64] [--threads 1] [--repeats 2] [--metrics a,b]
+    python bench/metrics.py [--n 1000] [--ppl-n 64] [--threads 1] [--repeats 3] [--metrics a,b]
 """
 
 from __future__ import annotations
@@ -76,12 +79,20 @@ def build_texts(n_prompts: int, seed: int = 0) -> list[dict[str, str]]:
     return rows
 
 
-def direct(name: str, preds: list[str], refs: list[str], encoder: str) -> float:
-    """Seconds to score with the library called directly (scorer built inside the timing)."""
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t: tuple[float, float]) -> tuple[float, float]:
+    return time.perf_counter() - t[0], time.process_time() - t[1]
+
+
+def direct(name: str, preds: list[str], refs: list[str], encoder: str) -> tuple[float, float]:
+    """(wall, CPU) seconds to score with the library called directly (scorer built inside the timing)."""
     from preceptor.engine.metrics import domain
 
     domain._analyse.cache_clear()
-    t0 = time.perf_counter()
+    t0 = _clock()
     if name == "rougeL":
         from rouge_score import rouge_scorer
 
@@ -100,19 +111,19 @@ def direct(name: str, preds: list[str], refs: list[str], encoder: str) -> float:
         from preceptor.engine import metrics as M
 
         M.scorer(name).score(preds, refs)
-    return time.perf_counter() - t0
+    return _since(t0)
 
 
-def engine(project, name: str) -> float:
+def engine(project, name: str) -> tuple[float, float]:
     from preceptor.engine import events
     from preceptor.engine.evaluate import EvalOptions, evaluate
     from preceptor.engine.metrics import domain, textual
 
     domain._analyse.cache_clear()
     textual._bert_scorer.cache_clear()
-    t0 = time.perf_counter()
+    t0 = _clock()
     events.run(evaluate(project, EvalOptions(split="all", metrics=[name], force=True)))
-    return time.perf_counter() - t0
+    return _since(t0)
 
 
 def ppl_bench(n: int, threads: int) -> None:
@@ -129,9 +140,9 @@ def ppl_bench(n: int, threads: int) -> None:
     preds, prompts = [r["response_teacher"] for r in rows], [r["prompt"] for r in rows]
     sc.score(preds[:4], None, prompts=prompts[:4])  # warm-up
     sc.tokens_scored = 0
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     vals = sc.score(preds, None, prompts=prompts)
-    t_engine = time.perf_counter() - t0
+    t_engine = time.process_time() - t0
     tokens = sc.tokens_scored
     # floor: the same (context, target) pairs, same batches, a plain forward + cross-entropy
     model, pad = loaded[0], sc.pad_id
@@ -150,13 +161,13 @@ def ppl_bench(n: int, threads: int) -> None:
             mask[j, :len(c) + len(t)] = 1
             labels[j, len(c):len(c) + len(t)] = torch.tensor(t)
         batches.append((ids, mask, labels))
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with torch.inference_mode():
         for ids, mask, labels in batches:
             logits = model(input_ids=ids, attention_mask=mask).logits.float()
             torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
                                               ignore_index=-100, reduction="none")
-    t_direct = time.perf_counter() - t0
+    t_direct = time.process_time() - t0
     finite = [v for v in vals if v is not None and math.isfinite(v)]
     print(f"# perplexity: {len(finite)} outputs, {tokens} tokens, median ppl {statistics.median(finite):.2f}")
     print(f"BENCH ppl_engine {tokens / t_engine:.1f} tokens/s")
@@ -169,7 +180,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000, help="outputs (half per system)")
     ap.add_argument("--ppl-n", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=2, help="alternating engine-first and floor-first; median")
+    ap.add_argument("--repeats", type=int, default=3, help="alternating engine-first and floor-first; median")
     ap.add_argument("--metrics", default=",".join(METRICS), help="comma list (default: all but perplexity)")
     args = ap.parse_args()
     metrics = [m for m in args.metrics.split(",") if m]
@@ -197,8 +208,8 @@ def main() -> None:
         # warm the imports on both sides so neither pays them inside the timing
         for m in metrics:
             direct(m, preds[:8], refs[:8], encoder)
-        t_direct: dict[str, list[float]] = {m: [] for m in metrics}
-        t_engine: dict[str, list[float]] = {m: [] for m in metrics}
+        t_direct: dict[str, list[tuple[float, float]]] = {m: [] for m in metrics}
+        t_engine: dict[str, list[tuple[float, float]]] = {m: [] for m in metrics}
         for rep in range(args.repeats):
             for m in metrics:  # alternate which side goes first
                 if rep % 2:
@@ -207,14 +218,18 @@ def main() -> None:
                 else:
                     t_direct[m].append(direct(m, preds, refs, encoder))
                     t_engine[m].append(engine(project, m))
-        tot_d = tot_e = 0.0
+        tot_d = tot_e = wall_d = wall_e = 0.0
         for m in metrics:
-            d, e = statistics.median(t_direct[m]), statistics.median(t_engine[m])
+            d = statistics.median(c for _, c in t_direct[m])
+            e = statistics.median(c for _, c in t_engine[m])
             tot_d, tot_e = tot_d + d, tot_e + e
+            wall_d += statistics.median(w for w, _ in t_direct[m])
+            wall_e += statistics.median(w for w, _ in t_engine[m])
             print(f"BENCH {m}_engine {n_out / e:.1f} outputs/s")
             print(f"BENCH {m}_direct {n_out / d:.1f} outputs/s")
         print(f"BENCH metrics_total_engine {tot_e:.2f} s")
         print(f"BENCH metrics_total_direct {tot_d:.2f} s")
+        print(f"# wall-clock totals (shared box, for reference): engine {wall_e:.1f} s, direct {wall_d:.1f} s")
         project.close()
     if args.ppl_n:
         ppl_bench(args.ppl_n, args.threads)

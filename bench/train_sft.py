@@ -21,7 +21,10 @@ c. ``engine`` — the engine's default settings (``preset default``: batch 4 × 
 
 Each configuration runs in its own fresh process (so peak RSS is its own) for ``--steps``
 optimizer steps. Real tokens = non-padding input tokens the model was fed (attention
-mask), counted in the collator; tokens/s = real tokens / wall time of ``trainer.train()``.
+mask), counted in the collator; tokens/s = real tokens / CPU seconds of ``trainer.train()``
+(``time.process_time``; with one torch thread this equals wall time on an idle machine and,
+unlike wall time, is not inflated by other processes on a shared box — wall time is
+printed alongside).
 
 Prints ``BENCH <name> <value> <unit>`` lines, ``BENCH sft_vs_trl_defaults <ratio> x`` last
 (targets: engine ≥ 3 × seed, ≥ 1.5 × trl defaults).
@@ -120,9 +123,9 @@ def one(kind: str, steps: int, threads: int, out_dir: Path, micro: int = 0) -> d
     trainer = SFTTrainer(model=model, args=args, processing_class=tok, peft_config=peft_config, train_dataset=data)
     counter = CountingCollator(trainer.data_collator)
     trainer.data_collator = counter
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     trainer.train()
-    seconds = time.perf_counter() - t0
+    wall, seconds = time.perf_counter() - t0, time.process_time() - c0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     real, fed, steps_done = counter.real, counter.fed, trainer.state.global_step
     if kind == "seed" and micro:
@@ -136,7 +139,8 @@ def one(kind: str, steps: int, threads: int, out_dir: Path, micro: int = 0) -> d
         for i in range(0, len(ds), full["batch_size"]):
             whole([ds[j] for j in range(i, min(i + full["batch_size"], len(ds)))])
         real, fed, seconds, steps_done = whole.real, whole.fed, per_micro * n_micro, steps
-    return {"kind": kind, "steps": steps_done, "seconds": seconds, "real_tokens": real, "micro_timed": micro,
+        wall = wall / micro * n_micro
+    return {"kind": kind, "steps": steps_done, "seconds": seconds, "wall_seconds": wall, "real_tokens": real, "micro_timed": micro,
             "fed_tokens": fed, "tokens_per_s": real / seconds, "peak_rss_mb": rss_mb,
             "threads": torch.get_num_threads(),
             "settings": {"batch": args.per_device_train_batch_size, "accum": args.gradient_accumulation_steps,
@@ -173,7 +177,7 @@ def main() -> None:
                 sys.exit(f"{kind} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
             r = json.loads(line[7:])
             results[kind] = r
-            print(f"{kind:>6}: {r['steps']} steps in {r['seconds']:.1f} s, real tokens {r['real_tokens']} of "
+            print(f"{kind:>6}: {r['steps']} steps in {r['seconds']:.1f} CPU s ({r['wall_seconds']:.1f} s wall), real tokens {r['real_tokens']} of "
                   f"{r['fed_tokens']} fed ({100 * r['real_tokens'] / r['fed_tokens']:.0f}% real), {r['tokens_per_s']:.1f} tok/s, "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB, threads {r['threads']}, {r['settings']}", flush=True)
     for kind, label in (("seed", "sft_seed000"), ("trl", "sft_trl_defaults"), ("engine", "sft_engine")):

@@ -47,10 +47,13 @@ def test_train_embed_through_the_runner_prints_metrics_and_diagnostics(tmp_path,
                  "--batch-size", "8", "--lr", "1e-3"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "Retrieval on held-out queries (base model → after the stage):" in out
+    assert "Retrieval on held-out queries (base model; start = the previous stage's model; after the stage):" in out
     assert "Collapse diagnostics (cosine similarity; true pairs vs random unrelated pairs):" in out
-    line = next(x for x in out.splitlines() if x.startswith("toy "))
-    assert "→" in line and line.split()[2] == "15"  # stage, run, steps
+    lines = out.splitlines()
+    base_row = next(i for i, x in enumerate(lines) if x.startswith("toy ") and " base " in x)
+    after = lines[base_row + 1].split()
+    assert after[:3] == ["run", "1", "15"] and len(after) == 8  # run 1, 15 steps, five metrics
+    assert max(len(x) for x in lines if not x.startswith(("Registered", "Judge", "Retrieval"))) <= 80
     assert "Registered retriever systems: embed-toy-r1 (and model@toy for the base encoder)." in out
     from preceptor.db import runs as q_runs
     from preceptor.project import Project

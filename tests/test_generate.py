@@ -228,3 +228,69 @@ def test_packaged_student_and_grounded_teacher_answer_offline(project, tmp_path)
             assert o.text and o.template_hash == templates.get(tpl).hash
             assert o.params["model"] == "smollm2-135m-instruct" and o.params["dtype"] == preferred_dtype("cpu")
             assert o.params["max_new_tokens"] == 12 and 0 < o.completion_tokens <= 12
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_lora_adapter_systems_generate_with_the_adapter_merged(project, tmp_path, tiny_lm):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_lm))
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)  # a non-trivial adapter
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(str(adapter))
+    _import(project, tmp_path, ROWS[:2])
+    s = eng_systems.add(project, "ft-1", role="ft", backend="hf", model=str(tiny_lm), adapter=str(adapter),
+                        params={"max_new_tokens": 4, "dtype": "fp32", "threads": 1})
+    summary = _run(project, system="ft")
+    assert summary["system"] == "ft-1" and summary["done"] == 2
+    outs = q_outputs.for_system(project.store, s.id)
+    assert all(o.params["adapter"] == str(adapter) for o in outs)
+
+
+def test_retriever_systems_go_through_their_backend(project, tmp_path, monkeypatch):
+    import preceptor.engine.retriever as retriever
+
+    seen: list[list[str]] = []
+
+    class FakeBackend:
+        def __init__(self, project, system):
+            self.system = system
+
+        def generate(self, prompts):
+            seen.append([p.text for p in prompts])
+            return [{"text": None, "error": "empty query", "latency_ms": 0.0} if "rifampin" in p.text else
+                    {"text": f"1. [0.900] doc for {p.id}", "error": None, "latency_ms": 1.5} for p in prompts]
+
+    monkeypatch.setattr(retriever, "RetrieverBackend", FakeBackend)
+    _import(project, tmp_path)
+    s = q_systems.upsert(project.store, "ret", role="retriever", backend="retriever", model="enc", params={"corpus": "c", "k": 1})
+    summary = _run(project, system="ret")
+    assert summary["done"] == 5 and summary["failed"] == 1 and len(seen) == 1 and len(seen[0]) == 6
+    outs = q_outputs.for_system(project.store, s.id, ok_only=False)
+    ok = [o for o in outs if o.error is None]
+    assert all(o.text.startswith("1. [0.900] doc for") and o.latency_ms == 1.5 and o.params["k"] == 1 for o in ok)
+    assert [o.error for o in outs if o.error] == ["empty query"]
+
+
+def test_forced_rerun_failures_keep_earlier_answers(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("STUB_KEY", "test")
+    _import(project, tmp_path, ROWS[:2])
+    with StubServer() as server:
+        system = _stub_system(project, server, max_retries=0)
+        assert _run(project, system="api")["done"] == 2
+        before = {o.prompt_id: o.text for o in q_outputs.for_system(project.store, system.id)}
+        _stub_system(project, server, max_retries=0, temperature=0.5)  # new params: the cache cannot answer
+        server.fail_next("500", 10)
+        evs = list(generate(project, GenerateOptions(system="api", force=True)))
+        summary = evs[-1].summary
+    assert summary["failed"] == 2 and summary["calls"] == 2
+    assert any(e.text == "2 items failed this time; their earlier answers were kept" for e in evs if isinstance(e, events.Log))
+    after = q_outputs.for_system(project.store, system.id, ok_only=False)
+    assert {o.prompt_id: o.text for o in after} == before and all(o.error is None for o in after)

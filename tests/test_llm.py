@@ -131,3 +131,12 @@ def test_params_reach_the_server(project):
     assert body["chat_template_kwargs"] == {"enable_thinking": False}
     assert "system_prompt" not in body and "concurrency" not in body and "api_key" not in body
     assert body["messages"] == [{"role": "user", "content": "q 0"}]
+
+
+def test_prices_come_from_the_local_cost_map_or_params():
+    client = LLMClient(None, model="openrouter/openai/gpt-4o-mini")
+    pin, pout = client.prices()
+    assert 0 < pin < pout  # gpt-4o-mini's own prices (the map has no openrouter entry)
+    assert LLMClient(None, model="openai/stub").prices() == (0.0, 0.0)
+    custom = LLMClient(None, model="openai/stub", params={"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6})
+    assert custom.prices() == (1e-6, 2e-6)

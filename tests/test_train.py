@@ -117,6 +117,11 @@ def test_sft_then_dpo_train_adapters_and_register_systems(train_project, tmp_pat
     assert "rewards/margins" in card and "| perplexity |" in card and "trl " in card
     with pytest.raises(PreceptorError, match="already holds files"):
         events.run(export_system(project, dsys.name, tmp_path / "ship"))
+    merged = events.run(export_system(project, system.name, tmp_path / "merged", merge=True))
+    assert merged["merged"] and "config.json" in merged["files"] and "adapter_config.json" not in merged["files"]
+    full, _ = load_causal_lm(str(tmp_path / "merged"))
+    assert not any("lora_" in n for n, _ in full.named_parameters())
+    assert full.generate(**ids, max_new_tokens=4, do_sample=False).tolist() == out.tolist()  # same model, folded
 
 
 def test_impossible_setting_fails_readably(train_project, tiny_lm):

@@ -65,16 +65,17 @@ def _f(x: Any) -> str:
 
 
 def format_stages(reports: list[dict[str, Any]]) -> str:
-    """Per-stage retrieval metrics (base → stage) and collapse diagnostics."""
+    """Per-stage retrieval metrics (base model, the stage's starting model, after the stage)
+    and collapse diagnostics, each table within 80 columns."""
+    metrics = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
     rows = []
     for r in reports:
-        b, e = r["base"], r["eval"]
-        rows.append([r["stage"], r["run_id"], r.get("steps") or "-",
-                     f"{_f(b['recall@1'])}→{_f(e['recall@1'])}", f"{_f(b['recall@5'])}→{_f(e['recall@5'])}",
-                     f"{_f(b['recall@10'])}→{_f(e['recall@10'])}", f"{_f(b['mrr@10'])}→{_f(e['mrr@10'])}",
-                     f"{_f(b['ndcg@10'])}→{_f(e['ndcg@10'])}"])
-    out = ["Retrieval on held-out queries (base model → after the stage):",
-           table(rows, ["stage", "run", "steps", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10"]), "",
+        rows.append([r["stage"], "base", "", *(_f(r["base"][m]) for m in metrics)])
+        if r.get("start") and any(r["start"][m] != r["base"][m] for m in metrics):
+            rows.append(["", "start", "", *(_f(r["start"][m]) for m in metrics)])
+        rows.append(["", f"run {r['run_id']}", r.get("steps") or "-", *(_f(r["eval"][m]) for m in metrics)])
+    out = ["Retrieval on held-out queries (base model; start = the previous stage's model; after the stage):",
+           table(rows, ["stage", "model", "steps", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10"]), "",
            "Collapse diagnostics (cosine similarity; true pairs vs random unrelated pairs):"]
     rows = []
     for r in reports:

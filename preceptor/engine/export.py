@@ -191,7 +191,6 @@ class _StudentPrompts:
 
     def __init__(self, store: Any = None) -> None:
         self.store = store
-        self.cache: dict[int, tuple[list[dict[str, str]], str | None]] = {}
         try:
             from preceptor.prompts.templates import student_messages
         except ImportError:  # the templates module is not installed yet in this tree
@@ -220,9 +219,6 @@ class _StudentPrompts:
         return [{"role": m["role"], "content": m["content"].replace(self.MARK, text).strip()} for m in msgs], h
 
     def __call__(self, pid: int, text: str) -> tuple[list[dict[str, str]], str | None]:
-        hit = self.cache.get(pid)
-        if hit is not None:
-            return hit
         if self.fn is None:
             out: tuple[list[dict[str, str]], str | None] = ([{"role": "user", "content": text}], None)
         elif self.fast:
@@ -237,9 +233,8 @@ class _StudentPrompts:
             self.calls += 1
         else:
             out = self._real(pid, text)
-        if out[1]:
+        if out[1] and out[1] not in self.hashes:
             self.hashes.add(out[1])
-        self.cache[pid] = out
         return out
 
 
@@ -301,7 +296,6 @@ def iter_dpo_records(project: Any, opts: DPOExportOptions, stats: dict[str, Any]
     stats.update(excluded=excluded, considered=0, exported=0, sources=sources, prompt_template_hashes=[],
                  student_prompt="student_messages" if student.fn else "plain user turn (templates module missing)")
     seen: set[bytes] = set()
-    prompt_keys: dict[int, tuple[bytes, str]] = {}  # prompt id -> (digest of its messages, standard-style text)
     want = set(opts.systems) if opts.systems else None
     conversational = opts.style == "conversational"
     min_conf = float(opts.min_confidence)
@@ -353,12 +347,8 @@ def iter_dpo_records(project: Any, opts: DPOExportOptions, stats: dict[str, Any]
             continue
         prompt_id = row[q.P_PROMPT_ID]
         messages, thash = student(prompt_id, row[q.P_PROMPT_TEXT])
-        pk = prompt_keys.get(prompt_id)
-        if pk is None:
-            joined = "\x1f".join(f"{m['role']}\x1e{m['content']}" for m in messages)
-            pk = prompt_keys[prompt_id] = (hashlib.blake2b(joined.encode("utf-8"), digest_size=20).digest(),
-                                                  _prompt_text(messages))
-        key = hashlib.blake2b(pk[0] + f"{chosen}\x1f{rejected}".encode(), digest_size=20).digest()
+        turns = "\x1f".join(f"{m['role']}\x1e{m['content']}" for m in messages)
+        key = hashlib.blake2b(f"{turns}\x1d{chosen}\x1f{rejected}".encode(), digest_size=20).digest()
         if key in seen:
             excluded["duplicate"] += 1
             continue
@@ -369,7 +359,7 @@ def iter_dpo_records(project: Any, opts: DPOExportOptions, stats: dict[str, Any]
             rec: dict[str, Any] = {"prompt": messages, "chosen": [{"role": "assistant", "content": chosen}],
                                    "rejected": [{"role": "assistant", "content": rejected}]}
         else:
-            rec = {"prompt": pk[1], "chosen": chosen, "rejected": rejected}
+            rec = {"prompt": _prompt_text(messages), "chosen": chosen, "rejected": rejected}
         rec["pair_id"] = row[q.P_PAIR_ID]
         rec["prompt_id"] = prompt_id
         rec["split"] = row[q.P_SPLIT]

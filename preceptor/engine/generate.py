@@ -345,8 +345,8 @@ def generate(project: Any, opts: GenerateOptions, cancel: Any = None) -> EventSt
         writer.flush()
     if writer.kept:
         yield Log("warning", f"{writer.kept} items failed this time; their earlier answers were kept")
-    if writer.failed:
-        yield Log("warning", f"{writer.failed} items failed (stored with their error; the next run retries them)")
+    if writer.failed - writer.kept:
+        yield Log("warning", f"{writer.failed - writer.kept} items failed (stored with their error; the next run retries them)")
     summary.update({
         "done": writer.done, "failed": writer.failed,
         "prompt_tokens": writer.prompt_tokens, "completion_tokens": writer.completion_tokens,

@@ -276,14 +276,7 @@ class LLMClient:
         if self._prices is None:
             pin, pout = self.params.get("input_cost_per_token"), self.params.get("output_cost_per_token")
             if pin is None or pout is None:
-                lit_in = lit_out = 0.0
-                try:
-                    litellm = import_litellm()
-                    a, _ = litellm.cost_per_token(model=self.model, prompt_tokens=1_000_000, completion_tokens=0)
-                    _, b = litellm.cost_per_token(model=self.model, prompt_tokens=0, completion_tokens=1_000_000)
-                    lit_in, lit_out = a / 1e6, b / 1e6
-                except Exception:  # noqa: BLE001 - unknown model: no price, cost 0
-                    pass
+                lit_in, lit_out = _map_prices(self.model)
                 pin = lit_in if pin is None else pin
                 pout = lit_out if pout is None else pout
             self._prices = (float(pin), float(pout))
@@ -488,6 +481,21 @@ class LLMClient:
     def summary(self) -> dict[str, Any]:
         return {"model": self.model, "calls": self.calls_made, "retries": self.retries, "cache_hits": self.cache_hits,
                 "cost": round(self.cost_total, 6), "budget_hit": self.budget_hit}
+
+
+def _map_prices(model: str) -> tuple[float, float]:
+    """Per-token prices from litellm's local cost map: the full name, then without its provider
+    prefixes (``openrouter/openai/gpt-4o-mini`` -> ``openai/gpt-4o-mini`` -> ``gpt-4o-mini``)."""
+    try:
+        cost_map = import_litellm().model_cost
+    except Exception:  # noqa: BLE001 - no map: no price
+        return 0.0, 0.0
+    parts = model.split("/")
+    for i in range(len(parts)):
+        info = cost_map.get("/".join(parts[i:]))
+        if isinstance(info, dict) and info.get("input_cost_per_token") is not None:
+            return float(info.get("input_cost_per_token") or 0.0), float(info.get("output_cost_per_token") or 0.0)
+    return 0.0, 0.0
 
 
 def _extra_of(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -19,10 +19,13 @@ with every example padded to that length, seed 42, 2 checkpoints kept.
   zero and need ~10× more (the peft/QLoRA recipes use 1e-4 to 2e-4), otherwise three
   epochs barely move the adapter.
 * batch 4 × accumulation 2 (same effective batch of 8, fewer, fuller steps).
-* max length 1024 and batches built from examples of similar length (length-grouped
-  sampling, dynamic padding; packing with padding-free batches on a GPU with
-  FlashAttention, where it is exact). Padding everything to 2048 made seed 000 spend
-  most of its compute on padding (see ``bench/train_sft.py``).
+* max length 1024 and no padding: each micro-batch is flattened into one row with
+  position ids restarting per example (padding-free), used only after a check at start
+  that the model's attention then stays within each example (transformers 5 builds that
+  mask from the position ids for Llama / Qwen2 / Mistral-style models); otherwise batches
+  of similar lengths (length-grouped sampling). Packing is used on a GPU with
+  FlashAttention. Padding everything to 2048 made seed 000 spend most of its compute on
+  padding (see ``bench/train_sft.py``).
 * gradient checkpointing off: a 135M–2B student fits without it, and it costs ~30 %
   more compute. Turn it on for bigger students.
 """
@@ -99,10 +102,12 @@ class SFTSettings(CommonSettings):
     """``[train.sft]``: LoRA supervised fine-tuning on another system's answers."""
 
     from_system: str = setting("teacher", "System (name, or role = every system with that role) whose train-split answers are the targets.")
-    batching: Literal["auto", "group", "pack", "pad_max", "plain"] = setting(
-        "auto", "How batches are built: group = similar lengths together; pack = packed, padding-free "
-        "(GPU + FlashAttention only); pad_max = pad every example to max_length (seed 000); plain = trl's default; "
-        "auto = pack where exact, else group.")
+    batching: Literal["auto", "padding_free", "group", "pack", "pad_max", "plain"] = setting(
+        "auto", "How batches are built: padding_free = each micro-batch flattened into one row, no padding at all "
+        "(used only where exact for the model: checked at start); group = similar lengths together, padded; "
+        "pack = several examples per max_length row (changes examples per step); pad_max = pad every example to "
+        "max_length (seed 000); plain = trl's default; auto = pack with FlashAttention on a GPU, else padding_free "
+        "where exact, else group.")
 
 
 @dataclass

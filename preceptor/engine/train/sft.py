@@ -108,31 +108,91 @@ def _drop_too_long(ctx: Any, tok: Any, rows: list[dict[str, Any]], max_length: i
     return kept
 
 
-def _batching(s: SFTSettings, device: str) -> str:
-    """The batching actually used: packing only where padding-free attention is exact."""
-    flash = False
-    if device == "cuda":
-        import importlib.util
+def padding_free_exact(model: Any, tok: Any) -> bool:
+    """Does this model give the same logits for two sequences flattened into one row
+    (position ids restarting, no attention mask) as for the same two padded? True for models
+    that build their attention mask from packed position ids (transformers 5: Llama, Qwen2,
+    Mistral...) or run FlashAttention; False means padding-free batches would leak attention
+    across examples, so they are not used."""
+    import torch
 
-        flash = importlib.util.find_spec("flash_attn") is not None
-    if s.batching == "auto":
-        return "pack" if flash else "group"
-    if s.batching == "pack" and not flash:
-        raise PreceptorError("Packing not available", "batching = 'pack' needs a CUDA GPU with FlashAttention "
-                             "(padding-free packed batches are only exact there)",
-                             "Use batching = 'group' (similar lengths together), or install flash-attn on a GPU machine.")
+    a = tok("Clarithromycin is a strong CYP3A inhibitor.", add_special_tokens=False)["input_ids"]
+    b = tok("Rifampin induces it.", add_special_tokens=False)["input_ids"]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    n = max(len(a), len(b))
+    ids = torch.tensor([a + [pad] * (n - len(a)), b + [pad] * (n - len(b))])
+    mask = torch.tensor([[1] * len(a) + [0] * (n - len(a)), [1] * len(b) + [0] * (n - len(b))])
+    flat = torch.tensor([a + b])
+    pos = torch.tensor([list(range(len(a))) + list(range(len(b)))])
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            ref = model(input_ids=ids, attention_mask=mask).logits.float()
+            got = model(input_ids=flat, position_ids=pos).logits.float()
+    except Exception:  # noqa: BLE001 - a model that cannot take position ids this way: not exact
+        return False
+    finally:
+        model.train(training)
+    return bool(torch.allclose(got[0, :len(a)], ref[0, :len(a)], atol=1e-3, rtol=1e-3)
+                and torch.allclose(got[0, len(a):], ref[1, :len(b)], atol=1e-3, rtol=1e-3))
+
+
+def _flash_attention(device: str) -> bool:
+    if device != "cuda":
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def choose_batching(s: SFTSettings, model: Any, tok: Any) -> str:
+    """The batching actually used; padding-free modes only where they are exact for this model."""
+    if s.batching in ("auto", "padding_free", "pack"):
+        exact = padding_free_exact(model, tok)
+        if s.batching == "auto":
+            return "padding_free" if exact else "group"
+        if not exact:
+            raise PreceptorError("Padding-free batches not exact", f"batching = {s.batching!r}: this model attends across "
+                                 "examples flattened into one row (its attention mask ignores position ids)",
+                                 "Use batching = 'group' (similar lengths together), or FlashAttention on a GPU.")
     return s.batching
+
+
+def fit_to_max_length(ctx: Any, tok: Any, rows: list[dict[str, Any]], max_length: int, split: str) -> list[dict[str, Any]]:
+    """Cut answers so prompt + answer fit ``max_length`` tokens (padding-free batches are not truncated by trl)."""
+    out: list[dict[str, Any]] = []
+    cut = 0
+    for row in rows:
+        fitted = row
+        for _ in range(4):
+            n = len(tok.apply_chat_template(fitted["prompt"] + fitted["completion"], tokenize=True, return_dict=True)["input_ids"])
+            if n <= max_length:
+                break
+            ids = tok(fitted["completion"][0]["content"], add_special_tokens=False)["input_ids"]
+            keep = max(1, len(ids) - (n - max_length) - 4)
+            fitted = {**fitted, "completion": [{"role": "assistant", "content": tok.decode(ids[:keep])}]}
+        else:
+            continue  # could not be made to fit: left out (counted below)
+        cut += fitted is not row
+        out.append(fitted)
+    if cut or len(out) < len(rows):
+        ctx.log(f"{cut} of {len(rows)} {split} answers cut to fit max_length = {max_length} tokens"
+                + (f"; {len(rows) - len(out)} left out" if len(out) < len(rows) else ""), "warning")
+    return out
 
 
 def sft_config_kwargs(batching: str, max_length: int) -> dict[str, Any]:
     """SFTConfig fields that implement a batching mode (shared with the benchmark)."""
     if batching == "pad_max":
-        return {"pad_to_multiple_of": max_length, "padding_free": False, "packing": False}
+        return {"pad_to_multiple_of": max_length, "padding_free": False, "packing": False, "max_length": max_length}
     if batching == "group":
-        return {"train_sampling_strategy": "group_by_length", "padding_free": False, "packing": False}
+        return {"train_sampling_strategy": "group_by_length", "padding_free": False, "packing": False, "max_length": max_length}
+    if batching == "padding_free":  # answers are cut to max_length beforehand (fit_to_max_length)
+        return {"padding_free": True, "packing": False, "max_length": None}
     if batching == "pack":
-        return {"packing": True, "packing_strategy": "bfd", "padding_free": True}
-    return {}
+        return {"packing": True, "packing_strategy": "bfd", "padding_free": True, "max_length": max_length}
+    return {"max_length": max_length}
 
 
 def run(ctx: Any) -> dict[str, Any]:
@@ -168,16 +228,19 @@ def run(ctx: Any) -> dict[str, Any]:
     if not val_rows:
         ctx.warn(f"the val split has no usable answers from {s.from_system!r}: no eval loss or perplexity this run "
                  "(generate answers for the val split, or import more data)")
-    batching = _batching(s, device)
+    batching = "pack" if s.batching == "auto" and _flash_attention(device) else choose_batching(s, model, tok)
+    if batching in ("padding_free",):
+        rows = fit_to_max_length(ctx, tok, rows, s.max_length, "train")
+        val_rows = fit_to_max_length(ctx, tok, val_rows, s.max_length, "val")
     sha = common.sha256_rows(rows)  # of exactly what is trained on
     ctx.record_config(base_model=model_name, device=device, threads=threads, batching=batching, lora_targets_used=targets,
                       data={"train": len(rows), "val": len(val_rows), "sha256": sha, "val_sha256": common.sha256_rows(val_rows),
                             "sources": data.sources, "template_hashes": data.template_hashes})
-    args = SFTConfig(
+    args = SFTConfig(**{
         **common.training_args(s, ctx.run_dir, device=device, bf16=bf16, fp16=fp16, has_eval=bool(val_rows)),
-        completion_only_loss=True,
+        "completion_only_loss": True,
         **sft_config_kwargs(batching, s.max_length),
-    )
+    })
     callback = run_callback(ctx, "sft")
     trainer = SFTTrainer(
         model=model, args=args, processing_class=tok, peft_config=common.lora_config(s, targets),

@@ -221,8 +221,9 @@ class JudgeScreen(EngineScreen):
         prompt = self.query_one("#prompt", Static)
         pane_a = self.query_one("#pane-a", AnswerPane)
         pane_b = self.query_one("#pane-b", AnswerPane)
-        pane_a.remove_class("unsafe")
-        pane_b.remove_class("unsafe")
+        for pane in (pane_a, pane_b):
+            if pane.has_class("unsafe"):
+                pane.remove_class("unsafe")
         if pair is None:
             prompt.update(Text("Nothing left to judge with the current filter. Thank you!", style="bold"))
             pane_a.show("", markdown=False)
@@ -230,7 +231,9 @@ class JudgeScreen(EngineScreen):
             self._status("All done." if self.session is not None else "")
         else:
             prompt.update(Text(pair.prompt))
-            self.query_one("#prompt-box", VerticalScroll).scroll_home(animate=False)
+            box = self.query_one("#prompt-box", VerticalScroll)
+            if box.scroll_y:
+                box.scroll_home(animate=False)
             pane_a.show(pair.left.text)
             pane_b.show(pair.right.text)
             self._progress()

@@ -31,5 +31,7 @@ class AnswerPane(VerticalScroll, can_focus=False):
             self._body.update(Text("(no answer)", style="italic"))
         else:
             self._body.update(RichMarkdown(text) if markdown else Text(text))
-        self.border_subtitle = subtitle
-        self.scroll_home(animate=False)
+        if self.border_subtitle != subtitle:
+            self.border_subtitle = subtitle
+        if self.scroll_y or self.scroll_x:
+            self.scroll_home(animate=False)
