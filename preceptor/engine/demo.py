@@ -184,8 +184,8 @@ def _fmt_fig(f: Any) -> str:
         return str(f)
     if f.get("value") is None:
         return f.get("note") or "n/a"
-    ci = f.get("ci") or (f.get("ci_low"), f.get("ci_high"))
-    if ci and ci[0] is not None:
+    ci = f.get("ci")
+    if ci:
         return f"{f['value']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
     return f"{f['value']:.2f}"
 
@@ -193,14 +193,12 @@ def _fmt_fig(f: Any) -> str:
 def _stats_line(s: dict[str, Any]) -> str:
     parts = []
     for w in s.get("win_rates", [])[:6]:
-        if not isinstance(w, dict):
-            continue
-        a, b = w.get("system_a") or w.get("a"), w.get("system_b") or w.get("b")
-        parts.append(f"{w.get('judge', '')} {a}>{b} {_fmt_fig(w.get('win_rate_a') or w.get('win_rate'))} (n={w.get('n')})")
-    bt = s.get("bradley_terry")
-    league = bt.get("league") if isinstance(bt, dict) else bt
-    if isinstance(league, list) and league:
-        parts.append("BT: " + " > ".join(str(r.get("system")) for r in league if isinstance(r, dict)))
+        parts.append(f"{w['judge']} {w['system_1']} beats {w['system_2']} {_fmt_fig(w.get('win_rate_1'))} "
+                     f"(ties {w.get('ties', 0)})")
+    for kind, league in (s.get("bradley_terry") or {}).items():
+        rows = league.get("rows") or []
+        if rows:
+            parts.append(f"BT ({kind}): " + " > ".join(r["system"] for r in rows))
     return "; ".join(parts) or "no judged val pairs yet"
 
 

@@ -640,9 +640,13 @@ def terminal_summary(project: Any, opts: ReportOptions | None = None) -> str:
     if not table:
         return f"No stored metric values for reference {ctx.reference} (split {ctx.split}). Run `preceptor eval` first."
     names = [m for m in M.names() if any(m in t["metrics"] for t in table)]
-    rows = [[M.info(m).label] + [f"{_fmt(t['metrics'][m]['mean'])} ±{_fmt(((t['metrics'][m]['hi'] or 0) - (t['metrics'][m]['lo'] or 0)) / 2) if t['metrics'][m]['lo'] is not None else ''} n={t['metrics'][m]['n']}"
-                                   for t in table] for m in names]
-    out = [f"Reference {ctx.reference}, split {ctx.split}: mean ±95 % CI half-width, n", _text_table(rows, ["metric", *[t["system"] for t in table]])]
+    def cell(s: dict[str, Any]) -> str:
+        ci = f" [{_fmt(s['lo'])}, {_fmt(s['hi'])}]" if s.get("lo") is not None else ""
+        return f"{_fmt(s['mean'])}{ci} n={s['n']}"
+
+    rows = [[M.info(m).label] + [cell(t["metrics"][m]) for t in table] for m in names]
+    out = [f"Reference {ctx.reference}, split {ctx.split}: mean [95 % CI] n",
+           _text_table(rows, ["metric", *[t["system"] for t in table]])]
     chart_metric = ctx.metric if ctx.metric in names else names[0]
     items = [(t["system"], t["metrics"][chart_metric]["mean"], t["metrics"][chart_metric]["lo"], t["metrics"][chart_metric]["hi"]) for t in table]
     out += ["", f"{M.info(chart_metric).label} by system:",

@@ -267,12 +267,13 @@ class JudgeScreen(EngineScreen):
         pair, self.preloaded = self.preloaded, None
         if pair is not None:
             self._show(pair, t0)
-            self.background(voted, verdict, confirm=pair.pair_id)
+            # the background work starts once the new pair is on screen
+            self.call_after_refresh(self.background, voted, verdict, pair.pair_id)
             return
         pair = self.session.next()
         self._show(pair, t0)
         if pair is not None or voted is not None:
-            self.background(voted, verdict, confirm=None)
+            self.call_after_refresh(self.background, voted, verdict, None)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="judge-preload")
     def background(self, voted: Any, verdict: str | None, confirm: int | None) -> None:
