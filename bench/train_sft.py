@@ -14,10 +14,13 @@ a. ``seed``   — seed 000: batch 2 × accumulation 4, every example padded to 2
 b. ``trl``    — ``SFTTrainer`` with trl's own defaults (batch 8, max length 1024, gradient
                 checkpointing on, batches in random order padded to their longest);
                 only ``use_cpu=True, bf16=False`` changed so it runs on a CPU;
-c. ``engine`` — the engine's default settings (``preset default``: batch 4 × 2, length-
-                grouped batches with dynamic padding — packing / padding-free only on a
-                GPU with FlashAttention, where it is exact — no gradient checkpointing),
-                through the engine's own ``SFTConfig`` builder.
+c. ``engine`` — the engine's default settings (``preset default``: batch 4 × 2, no gradient
+                checkpointing, ``batching = auto``: padding-free micro-batches — each
+                flattened into one row, position ids restarting per example — after the
+                engine's check that this model's attention stays within each example that
+                way; else length-grouped batches), through the engine's own code
+                (``choose_batching``, ``fit_to_max_length``, ``sft_config_kwargs``,
+                ``common.training_args``).
 
 Each configuration runs in its own fresh process (so peak RSS is its own) for ``--steps``
 optimizer steps. Real tokens = non-padding input tokens the model was fed (attention
@@ -94,7 +97,7 @@ def one(kind: str, steps: int, threads: int, out_dir: Path, micro: int = 0) -> d
     from preceptor.engine.models import PACKAGED_STUDENT, load_causal_lm, quiet_transformers
     from preceptor.engine.train import common
     from preceptor.engine.train.settings import SFT_PRESETS, SFTSettings
-    from preceptor.engine.train.sft import sft_config_kwargs
+    from preceptor.engine.train.sft import choose_batching, fit_to_max_length, sft_config_kwargs
 
     quiet_transformers()
     datasets.disable_progress_bars()
@@ -103,7 +106,8 @@ def one(kind: str, steps: int, threads: int, out_dir: Path, micro: int = 0) -> d
     tok.padding_side = "right"
     targets = common.check_targets(model, engine.lora_targets, PACKAGED_STUDENT)
     peft_config = common.lora_config(engine, targets)
-    data = datasets.Dataset.from_list(examples(steps * 8))
+    rows = examples(steps * 8)
+    data = datasets.Dataset.from_list(rows)
     base = dict(output_dir=str(out_dir / kind), max_steps=steps, report_to="none", save_strategy="no",
                 logging_strategy="no", disable_tqdm=True, use_cpu=True, bf16=False)
     if kind == "seed":
@@ -112,14 +116,17 @@ def one(kind: str, steps: int, threads: int, out_dir: Path, micro: int = 0) -> d
         if micro:  # time `micro` micro-batches of the seed's fixed shape; see the module docstring
             base["max_steps"], accum = micro, 1
         args = SFTConfig(**base, per_device_train_batch_size=seed["batch_size"], gradient_accumulation_steps=accum,
-                         learning_rate=seed["lr"], max_length=seed["max_length"], seed=seed["seed"],
-                         **sft_config_kwargs("pad_max", seed["max_length"]))
+                         learning_rate=seed["lr"], seed=seed["seed"], **sft_config_kwargs("pad_max", seed["max_length"]))
     elif kind == "trl":
         args = SFTConfig(**base)
-    else:
-        kw = common.training_args(engine, out_dir / kind, device="cpu", bf16=False, fp16=False, has_eval=False)
-        kw.update(base)
-        args = SFTConfig(**kw, completion_only_loss=True, **sft_config_kwargs("group", engine.max_length))
+    else:  # the engine's path: its batching choice (checked for exactness on this model) and its SFTConfig
+        batching = choose_batching(engine, model, tok)
+        if batching == "padding_free":
+            rows = fit_to_max_length(None, tok, rows, engine.max_length, "train")
+            data = datasets.Dataset.from_list(rows)
+        kw = {**common.training_args(engine, out_dir / kind, device="cpu", bf16=False, fp16=False, has_eval=False),
+              **base, "completion_only_loss": True, **sft_config_kwargs(batching, engine.max_length)}
+        args = SFTConfig(**kw)
     trainer = SFTTrainer(model=model, args=args, processing_class=tok, peft_config=peft_config, train_dataset=data)
     counter = CountingCollator(trainer.data_collator)
     trainer.data_collator = counter
@@ -144,7 +151,8 @@ def one(kind: str, steps: int, threads: int, out_dir: Path, micro: int = 0) -> d
             "fed_tokens": fed, "tokens_per_s": real / seconds, "peak_rss_mb": rss_mb,
             "threads": torch.get_num_threads(),
             "settings": {"batch": args.per_device_train_batch_size, "accum": args.gradient_accumulation_steps,
-                         "max_length": args.max_length, "checkpointing": bool(getattr(args, common.checkpointing_field()))}}
+                         "max_length": args.max_length or engine.max_length, "padding_free": bool(args.padding_free),
+                         "grouped": args.train_sampling_strategy == "group_by_length", "checkpointing": bool(getattr(args, common.checkpointing_field()))}}
 
 
 def main() -> None:

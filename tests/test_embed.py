@@ -56,8 +56,19 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+# Session fixtures are imported by test_embed_cli.py and test_retriever.py; pytest then
+# treats them as separate fixtures, so their values are kept here and built once.
+_SHARED: dict[str, object] = {}
+
+
 @pytest.fixture(scope="session")
 def encoder(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if "encoder" not in _SHARED:
+        _SHARED["encoder"] = _working_encoder(tiny_encoder, tmp_path_factory)
+    return _SHARED["encoder"]  # type: ignore[return-value]
+
+
+def _working_encoder(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny encoder — rebuilt here if the shared fixture's tokenizer lost its vocabulary.
 
     ``preceptor.testing.tiny.build_encoder`` passes ``vocab_file=`` to ``BertTokenizerFast``,
@@ -119,6 +130,9 @@ def run_inline(project, config: dict, parent_id: int | None = None) -> tuple[dic
 @pytest.fixture(scope="session")
 def trained_toy(encoder: Path, tmp_path_factory: pytest.TempPathFactory):
     """One toy stage trained from the tiny encoder (shared: training is the slow part)."""
+    if "trained_toy" in _SHARED:
+        yield _SHARED["trained_toy"]
+        return
     from preceptor.project import Project
 
     root = tmp_path_factory.mktemp("trained_toy")
@@ -127,6 +141,7 @@ def trained_toy(encoder: Path, tmp_path_factory: pytest.TempPathFactory):
         project = Project.init(root / "proj")
         import_file(project, write_jsonl(root / "toy.jsonl", toy_rows()), "toy", val_ratio=0.25, queries=True)
         summary, run = run_inline(project, stage_config("toy", encoder, encoder))
+        _SHARED["trained_toy"] = (project, summary, run)
         yield project, summary, run
         project.close()
 

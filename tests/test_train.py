@@ -78,6 +78,7 @@ def test_sft_then_dpo_train_adapters_and_register_systems(train_project, tmp_pat
     (pstep, _, ppl), = q_runs.metrics(project.store, run.id, "perplexity")
     assert step == pstep == 4 and ppl == pytest.approx(math.exp(eval_loss))
     assert q_runs.metrics(project.store, run.id, "tokens_per_s")
+    assert run.config["batching"] == "padding_free"  # auto, checked exact on this model
     data = run.config["data"]
     n_train = q_prompts.counts_by_split(project.store)["ddi"]["train"]
     assert (data["train"], data["val"], data["sources"]) == (n_train, 24 - n_train, {"imported-teacher": n_train})
@@ -140,6 +141,27 @@ def test_prompts_longer_than_max_length_are_reported(train_project):
     assert "train examples left out: their prompt alone is max_length = 16 tokens or more" in run.warning
 
 
+def test_padding_free_only_where_exact(tiny_lm, monkeypatch):
+    from preceptor.engine.models import load_causal_lm
+    from preceptor.engine.train import sft
+
+    model, tok = load_causal_lm(str(tiny_lm), dtype="fp32")
+    assert sft.padding_free_exact(model, tok)  # Qwen2 + sdpa: the mask follows the position ids
+    s = SFTSettings()
+    assert sft.choose_batching(s, model, tok) == "padding_free"
+    monkeypatch.setattr(sft, "padding_free_exact", lambda m, t: False)
+    assert sft.choose_batching(s, model, tok) == "group"
+    with pytest.raises(PreceptorError, match="this model attends across examples flattened into one row"):
+        sft.choose_batching(SFTSettings(batching="padding_free"), model, tok)
+    long = {"prompt": [{"role": "user", "content": "Explain."}],
+            "completion": [{"role": "assistant", "content": " ".join(CORPUS) * 3}]}
+    short = {"prompt": [{"role": "user", "content": "Explain."}], "completion": [{"role": "assistant", "content": "Yes."}]}
+    fitted = sft.fit_to_max_length(None, tok, [short, long], 64, "train")
+    assert fitted[0] is short and len(fitted) == 2
+    n = len(tok.apply_chat_template(fitted[1]["prompt"] + fitted[1]["completion"], tokenize=True, return_dict=True)["input_ids"])
+    assert 48 <= n <= 64 and long["completion"][0]["content"].startswith(fitted[1]["completion"][0]["content"][:40])
+
+
 def test_no_val_answers_warns_instead_of_nan(train_project):
     from preceptor.db import outputs as q_outputs
 
@@ -148,12 +170,13 @@ def test_no_val_answers_warns_instead_of_nan(train_project):
     keep = [o for o in q_outputs.for_system(train_project.store, teacher.id) if o.prompt_id not in val_ids]
     other = q_systems.upsert(train_project.store, "teacher-train-only", role="custom", backend="imported", imported=True)
     q_outputs.record_many(train_project.store, [dict(prompt_id=o.prompt_id, system_id=other.id, text=o.text) for o in keep])
-    run = _run(train_project, "sft", SFTSettings, from_system="teacher-train-only", max_steps=2)
+    run = _run(train_project, "sft", SFTSettings, from_system="teacher-train-only", max_steps=2, batching="group")
     assert run.status == "succeeded", run.error
     assert run.warning == ("the val split has no usable answers from 'teacher-train-only': no eval loss or perplexity "
                            "this run (generate answers for the val split, or import more data)")
     names = {n for _, n, _ in q_runs.metrics(train_project.store, run.id)}
     assert "loss" in names and "eval_loss" not in names and "perplexity" not in names
+    assert run.config["batching"] == "group"
 
 
 def test_no_teacher_answers_is_reported_before_training(project, tiny_lm):

@@ -9,6 +9,7 @@ it); ``--detach`` returns at once and leaves the run going.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ def _option_for(f: dataclasses.Field, typ: Any) -> Any:
     flag = "--" + f.name.replace("_", "-")
     help_text = f.metadata.get("help", "")
     origin, args = typing.get_origin(typ), typing.get_args(typ)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         typ = inner[0] if len(inner) == 1 else str
         origin, args = typing.get_origin(typ), typing.get_args(typ)

@@ -496,10 +496,15 @@ def train_embed(project: Any, opts: TrainEmbedOptions = TrainEmbedOptions(), can
     if opts.demo:
         from preceptor.engine.embed_data import import_demo
 
+        demo_stages: list[str] = []
         for ev in import_demo(project, cancel):
             if isinstance(ev, Log):
                 yield ev
+            elif isinstance(ev, Done):
+                demo_stages = ev.summary["stages"]
         project.reload()
+        if not opts.stages:  # --demo trains the demo curriculum, whatever else the project lists
+            opts = dataclasses.replace(opts, stages=tuple(demo_stages))
     settings, stages = plan(project, opts)
     base_name = settings.base
     base = str(resolve_encoder(settings.base))

@@ -128,8 +128,9 @@ def padding_free_exact(model: Any, tok: Any) -> bool:
     model.eval()
     try:
         with torch.no_grad():
-            ref = model(input_ids=ids, attention_mask=mask).logits.float()
-            got = model(input_ids=flat, position_ids=pos).logits.float()
+            # use_cache=False as trl's SFTTrainer passes it (a cache turns the packed-sequence mask off)
+            ref = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
+            got = model(input_ids=flat, position_ids=pos, use_cache=False).logits.float()
     except Exception:  # noqa: BLE001 - a model that cannot take position ids this way: not exact
         return False
     finally:
@@ -176,7 +177,7 @@ def fit_to_max_length(ctx: Any, tok: Any, rows: list[dict[str, Any]], max_length
             continue  # could not be made to fit: left out (counted below)
         cut += fitted is not row
         out.append(fitted)
-    if cut or len(out) < len(rows):
+    if (cut or len(out) < len(rows)) and ctx is not None:
         ctx.log(f"{cut} of {len(rows)} {split} answers cut to fit max_length = {max_length} tokens"
                 + (f"; {len(rows) - len(out)} left out" if len(out) < len(rows) else ""), "warning")
     return out

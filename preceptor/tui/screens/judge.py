@@ -83,7 +83,7 @@ class Confirmed(Message):
         self.shown_id = shown_id
 
 
-class LLMVerdict(Message):
+class LlmVerdict(Message):
     def __init__(self, verdict: str, llm: dict[str, Any]) -> None:
         super().__init__()
         self.verdict = verdict
@@ -287,7 +287,7 @@ class JudgeScreen(EngineScreen):
         if voted is not None and verdict is not None:
             llm = session.llm_verdict(voted)
             if llm:
-                self.post_message(LLMVerdict(verdict, llm))
+                self.post_message(LlmVerdict(verdict, llm))
         if current is not None or (confirm is None and self.current is not None):
             after = current.pair_id if current is not None else self.current.pair_id
             self.post_message(Preloaded(session.preload(), after))
@@ -307,7 +307,7 @@ class JudgeScreen(EngineScreen):
             self.preloaded = msg.pair
 
     @guarded
-    def on_llm_verdict(self, msg: LLMVerdict) -> None:
+    def on_llm_verdict(self, msg: LlmVerdict) -> None:
         llm = msg.llm
         winner = llm.get("winner")
         label = VERDICT_LABELS.get(str(winner), str(winner))
