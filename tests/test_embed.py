@@ -521,3 +521,18 @@ def test_a_cancelled_stage_keeps_a_checkpoint_and_resumes_to_the_end(project, tm
     assert summary["steps"] == 12 and Path(summary["model_path"]).is_dir()
     steps = [s for s, n, _ in q_runs.metrics(project.store, run.id) if n == "eval/recall@1"]
     assert steps == [12]
+
+
+@pytest.mark.slow
+def test_the_packaged_minilm_is_healthy_on_the_demo_safety_stage():
+    """The real encoder separates true from unrelated pairs: the alarm stays quiet."""
+    from preceptor.engine import models
+    from preceptor.engine.embed_data import demo_files
+    from preceptor.engine.embed_eval import TextEncoder, collapse_diagnostics, load_model
+
+    path = {s: p for s, p, _ in demo_files()}["safety_type"]
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rep = collapse_diagnostics(TextEncoder(load_model(models.encoder_path())),
+                               [(r["anchor"], r["positive"], r["group"]) for r in rows], sample=150)
+    assert rep.alarm is None
+    assert rep.gap > 0.15 and rep.unrelated_mean < 0.5

@@ -413,7 +413,8 @@ def run_stage(ctx: Any) -> dict[str, Any]:
                        query_prefix=qp, passage_prefix=pp, run_id=ctx.run.id,
                        meta={"stage": stage, "encoder": encoder.name, "base": str(cfg.get("base_name") or base)})
     base_system = f"{base_label(str(cfg.get('base_name') or base))}@{stage}"
-    retriever.register(store, base_system, model=base, corpus=stage, k=settings.retrieval_k, query_prefix=qp,
+    portable = str(cfg.get("base_name")) if cfg.get("base_name") == models.PACKAGED_ENCODER else base  # survives a venv move
+    retriever.register(store, base_system, model=portable, corpus=stage, k=settings.retrieval_k, query_prefix=qp,
                        passage_prefix=pp, meta={"stage": stage, "note": "the curriculum's base encoder on this stage's corpus"})
     summary = {
         "stage": stage, "system": system_name, "base_system": base_system, "encoder": encoder.name,

@@ -101,7 +101,7 @@ def build_encoder(out: Path | str, *, hidden: int = 32, layers: int = 2, seed: i
     hf_dir = out / "hf"
     hf_dir.mkdir(exist_ok=True)
     (hf_dir / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(hf_dir / "vocab.txt"), do_lower_case=True)
+    tok = BertTokenizerFast(vocab=str(hf_dir / "vocab.txt"), do_lower_case=True)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
                         intermediate_size=hidden * 2, max_position_embeddings=128)
