@@ -137,6 +137,10 @@ async def test_judge_side_keys_history_bad_item_narrow(project, anyio_backend):
         a, b = judge.query_one("#pane-a"), judge.query_one("#pane-b")
         assert a.region.x == b.region.x and b.region.y > a.region.y
         first = judge.current
+        await pilot.press("r")  # the reference answer, on demand
+        assert "Reference: D" in plain(judge.query_one("#prompt")) and "inhibits CYP3A" in plain(judge.query_one("#prompt"))
+        await pilot.press("r")
+        assert "Reference" not in plain(judge.query_one("#prompt"))
         await pilot.press("1")
         # g: guidelines from the domain pack's rubric; ?: help
         await pilot.press("g")

@@ -14,8 +14,10 @@ Metrics (all on a 0–1 scale except perplexity):
 =================  ==========================================================  =========
 name               what                                                        better
 =================  ==========================================================  =========
-rougeL             ROUGE-L F-measure (rouge-score, Porter stemming)            higher
-bleu               sentence BLEU with exponential smoothing (sacrebleu) / 100  higher
+rougeL             ROUGE-L F-measure (rouge-score, Porter stemming; Thai /     higher
+                   CJK by characters, other scripts by Unicode words)
+bleu               sentence BLEU, exponential smoothing (sacrebleu) / 100;     higher
+                   13a tokens, char for Thai / CJK, intl for other scripts
 bertscore_p/r/f1   BERTScore precision / recall / F1 (bert-score, local         higher
                    encoder; language by script; rescaled only with a baseline)
 facet_f1           macro F1 of the reference's facets (domain pack)            higher

@@ -22,6 +22,7 @@ from preceptor.errors import PreceptorError
 LANGS = ("en", "th", "ko", "other")
 
 
+@functools.lru_cache(maxsize=65_536)
 def script_language(text: str) -> str:
     """The language family of ``text`` by the script of its letters: en | th | ko | other.
 
@@ -44,6 +45,7 @@ def script_language(text: str) -> str:
     return best[0] if best[1] > 0 else "en"
 
 
+@functools.lru_cache(maxsize=65_536)
 def char_script(text: str) -> bool:
     """True when most letters are Thai or CJK: scripts written without spaces between words."""
     dense = letters = 0

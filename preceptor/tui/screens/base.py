@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from preceptor.errors import Cancelled
+
 if TYPE_CHECKING:
     from preceptor.tui.app import PreceptorApp
 
@@ -30,7 +32,8 @@ class EngineScreen(Screen):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            self.papp.show_error(event.worker.error)
+            if not isinstance(event.worker.error, Cancelled):  # a cancelled job is not a failure
+                self.papp.show_error(event.worker.error)
             self.worker_failed(event.worker)
 
     def worker_failed(self, worker: Worker) -> None:

@@ -43,6 +43,7 @@ HELP = """\
 | `b` | report the item as bad (with a reason); it leaves the pool |
 | `h` | history of your votes: open one to change it |
 | `g` | judging guidelines |
+| `r` | show / hide the item's reference answer, when it has one |
 | `↑`/`↓`, `shift+↑`/`shift+↓` | scroll answer A / answer B |
 | `F1`…`F6` | other screens; `ctrl+p` command palette; `ctrl+q` quit |
 
@@ -105,6 +106,7 @@ class JudgeScreen(EngineScreen):
         Binding("b", "bad_item", "Bad item"),
         Binding("h", "history", "History"),
         Binding("g", "guidelines", "Guidelines"),
+        Binding("r", "reference", "Reference"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("escape", "cancel_flag", "Cancel flag", show=False),
         Binding("up", "scroll('a', -1)", "Scroll A up", show=False),
@@ -122,6 +124,7 @@ class JudgeScreen(EngineScreen):
         self.unsafe: set[str] = set()
         self.note: str | None = None
         self.flag_mode = False
+        self.show_reference = False
         self.preloaded: Any = None  # the engine's preloaded pair, shown at once on the next vote
         # instrumentation (benchmarks, tests): called with the seconds from a key's action
         # to the end of the refresh that drew the next pair / once the first pair is drawn
@@ -230,7 +233,7 @@ class JudgeScreen(EngineScreen):
             pane_b.show("", markdown=False)
             self._status("All done." if self.session is not None else "")
         else:
-            prompt.update(Text(pair.prompt))
+            prompt.update(self._prompt_text(pair))
             box = self.query_one("#prompt-box", VerticalScroll)
             if box.scroll_y:
                 box.scroll_home(animate=False)
@@ -241,6 +244,19 @@ class JudgeScreen(EngineScreen):
         if t0 is not None and self.latency_hook is not None:
             hook = self.latency_hook
             self.call_after_refresh(lambda: hook(time.perf_counter() - t0))
+
+    def _prompt_text(self, pair: Any) -> Text:
+        text = Text(pair.prompt)
+        if self.show_reference:
+            text.append("\n\nReference: ", style="bold")
+            text.append(pair.reference or "(this item has no reference answer)", style="italic")
+        return text
+
+    def action_reference(self) -> None:
+        if self.current is None:
+            return
+        self.show_reference = not self.show_reference
+        self.query_one("#prompt", Static).update(self._prompt_text(self.current))
 
     def _progress(self, extra: str = "") -> None:
         pair = self.current
