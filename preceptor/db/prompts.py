@@ -130,3 +130,18 @@ def ensure_collection(store: Store, name: str, kind: str = "prompts", source: st
 
 def collections(store: Store) -> list[dict[str, Any]]:
     return [dict(r) for r in store.all("SELECT * FROM collections ORDER BY created_at")]
+
+
+def search(store: Store, query: str, limit: int = 500) -> tuple[list[Prompt], int]:
+    """Prompts (every collection, bad items included) whose text or reference contains ``query``
+    (case-insensitive), or whose task or split equals it; returns (first ``limit`` rows, total)."""
+    q = query.strip()
+    if not q:
+        where, params = "1", []
+    else:
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where = ("(text LIKE ? ESCAPE '\\' OR reference LIKE ? ESCAPE '\\' OR lower(task) = lower(?) OR split = lower(?))")
+        params = [like, like, q, q]
+    total = store.scalar(f"SELECT COUNT(*) FROM prompts WHERE {where}", params) or 0
+    rows = store.all(f"SELECT * FROM prompts WHERE {where} ORDER BY id LIMIT ?", [*params, int(limit)])
+    return [_row(r) for r in rows], int(total)

@@ -23,52 +23,7 @@ from preceptor.tui.screens.tables import rows_table
 PAGE = 500
 
 
-def search_prompts(project: Any, query: str, limit: int = PAGE) -> tuple[list[Any], int]:
-    """Prompts whose text, reference, task or split contain ``query`` (case-insensitive)."""
-    from preceptor.db import prompts as q_prompts
-
-    rows = q_prompts.select(project.store, q_prompts.PromptFilter(include_bad=True))
-    q = query.casefold().strip()
-    if q:
-        rows = [p for p in rows if q in p.text.casefold() or q in (p.reference or "").casefold()
-                or q == (p.task or "").casefold() or q == p.split]
-    return rows[:limit], len(rows)
-
-
-def item_details(project: Any, prompt_id: int) -> dict[str, Any]:
-    """A prompt with every system's answer, its metrics and the votes on its pairs."""
-    from preceptor.db import outputs as q_outputs
-    from preceptor.db import prompts as q_prompts
-    from preceptor.db import systems as q_systems
-
-    store = project.store
-    prompt = q_prompts.get(store, prompt_id)
-    names = {s.id: s.name for s in q_systems.all_systems(store)}
-    outputs = q_outputs.for_prompt(store, prompt_id)
-    metrics: dict[int, dict[str, float]] = {}
-    try:
-        from preceptor.db import metrics as q_metrics
-
-        ids = [o.id for o in outputs]
-        refs = q_metrics.references_in_use(store)
-        for ref in refs:
-            for oid, values in q_metrics.all_values(store, ids, ref).items():
-                for name, value in values.items():
-                    if value is not None:
-                        metrics.setdefault(oid, {})[name if len(refs) == 1 else f"{name} ({ref})"] = value
-    except ImportError:
-        pass
-    votes: list[dict[str, Any]] = []
-    try:
-        from preceptor.db import judging as q_judging
-
-        fn = getattr(q_judging, "votes_for_prompt", None) or getattr(q_judging, "judgments_for_prompt", None)
-        if fn is not None:
-            votes = [dict(v) if not isinstance(v, dict) else v for v in fn(store, prompt_id)]
-    except ImportError:
-        pass
-    return {"prompt": prompt, "outputs": [(names.get(o.system_id, str(o.system_id)), o) for o in outputs],
-            "metrics": metrics, "votes": votes}
+from preceptor.engine.browse import item_details, search_prompts  # noqa: E402  (light: db queries only)
 
 
 class Found(Message):
