@@ -45,6 +45,8 @@ def metric_vote(score_a: float, score_b: float, higher_is_better: bool = True) -
 def judge_metric(project: Any, opts: MetricJudgeOptions = MetricJudgeOptions(),
                  cancel: threading.Event | None = None) -> EventStream:
     from preceptor.engine import metrics
+    from preceptor.engine.evaluate import build_scorer
+    from preceptor.engine.evaluate import settings as eval_settings
 
     t0 = time.monotonic()
     info = metrics.info(opts.metric)
@@ -67,7 +69,7 @@ def judge_metric(project: Any, opts: MetricJudgeOptions = MetricJudgeOptions(),
     counts = {"decisive": 0, "tie": 0, "unscored": 0}
     total = len(pairs)
     yield Progress(0, total, info.name)
-    scorer = metrics.scorer(info.name) if pairs else None
+    scorer = build_scorer(info.name, eval_settings(project)) if pairs else None
     signature = getattr(scorer, "signature", info.name)
     for start in range(0, total, BATCH):
         check_cancel(cancel)

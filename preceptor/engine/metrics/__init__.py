@@ -74,6 +74,8 @@ METRICS: dict[str, MetricInfo] = {
     "key_terms": MetricInfo("key_terms", "Key-term coverage", f"{_D}:KeyTerms", family="domain"),
     "triple_exact": MetricInfo("triple_exact", "Triple match (exact)", f"{_D}:TripleMatch", family="domain", opts={"soft": False}),
     "triple_soft": MetricInfo("triple_soft", "Triple match (soft)", f"{_D}:TripleMatch", family="domain", opts={"soft": True}),
+    "retrieval_rr": MetricInfo("retrieval_rr", "Reciprocal rank of the reference document",
+                               "preceptor.engine.retriever:ReciprocalRank", family="retrieval"),
     "ppl": MetricInfo("ppl", "Perplexity", f"{_P}:Perplexity", higher_is_better=False, needs_reference=False, family="model",
                       lower=1.0, upper=None),
 }
