@@ -72,7 +72,8 @@ def status_cmd(project_dir: str | None, as_json: bool) -> None:
         echo_json(st)
         return
     p = st["prompts"]
-    click.echo(f"Project {st['name']}  ({st['project']}, schema v{st['schema_version']})")
+    click.echo(f"Project {st['name']}  (schema v{st['schema_version']})")
+    click.echo(f"  {st['project']}")
     click.echo(f"Prompts: {p['total']}  (train {p['train']}, val {p['val']}, test {p['test']})")
     if len(st["collections"]) > 1 or any(c["kind"] != "prompts" for c in st["collections"].values()):
         rows = [[n, c["kind"], c.get("train", 0), c.get("val", 0), c.get("test", 0)] for n, c in st["collections"].items()]
