@@ -91,7 +91,7 @@ async def test_launch_tiny_sft_and_watch_the_curve(project, tiny_lm, anyio_backe
         await wait_for(pilot, lambda: screen.watching == run_id, 10)  # reopening follows the run
         await wait_for(pilot, lambda: q_runs.get(project.store, run_id).status in ("succeeded", "failed"), 150)
         # the run's Done event: its status and the system it registered
-        await wait_for(pilot, lambda: "succeeded, registered system ft-tui" in str(screen.query_one("#run-head").render()), 15)
+        await wait_for(pilot, lambda: "succeeded, registered system ft-tui" in str(screen.query_one("#run-head").render()), 60)
         xs, ys = screen.series["loss"]
         assert xs == [float(i) for i in range(1, len(xs) + 1)] and len(xs) >= 4 and all(y > 0 for y in ys)
         plot = screen.query_one("#run-plot")
