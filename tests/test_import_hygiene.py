@@ -33,6 +33,23 @@ def test_core_imports_without_textual(module):
     assert not (set(HEAVY) & mods), set(HEAVY) & mods
 
 
+def test_no_module_of_the_core_or_cli_imports_the_heavy_stack_at_import():
+    """Every engine / db / prompts / cli module: heavy libraries load only inside the code that needs them."""
+    import pkgutil
+
+    import preceptor.cli
+    import preceptor.db
+    import preceptor.engine
+    import preceptor.prompts
+
+    names = []
+    for pkg in (preceptor.engine, preceptor.db, preceptor.prompts, preceptor.cli):
+        names += [m.name for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")]
+    mods = loaded_after("\n".join(f"import {n}" for n in names))
+    assert not (set(HEAVY) & mods), sorted(set(HEAVY) & mods)
+    assert "sqlite_utils" not in mods
+
+
 def test_every_engine_and_db_module_is_headless():
     """All modules under engine/, db/, prompts/ (whatever exists) import without textual."""
     import pkgutil

@@ -265,12 +265,23 @@ def _configure(project: Any, opts: DemoOptions) -> None:
     systems.ensure_default_systems(project)
 
 
+def _models(cancel: Any) -> EventStream:
+    from preceptor.engine.models import setup
+
+    return setup(cancel)
+
+
+def _models_line(s: dict[str, Any]) -> str:
+    return "converted the packaged student" if s.get("converted") else "packaged models ready"
+
+
 def prepare(root: Path | None = None, cancel: threading.Event | None = None) -> EventStream:
     """Make (or top up) the small demo project that ``make run`` opens."""
     opts = DemoOptions(project=root)
     project = open_demo_project(root, fast=False)
     st = Stages(cancel)
     try:
+        yield from st.run("offline models", _models(cancel), _models_line)
         _configure(project, opts)
         coll = opts.collection
         yield from st.run("import the demo items", _import_demo(project, False, cancel),
@@ -293,6 +304,7 @@ def run_demo(opts: DemoOptions = DemoOptions(), cancel: threading.Event | None =
     try:
         yield Log("info", f"demo project: {project.root}" + ("  (fast: 10 train + 6 val items)" if opts.fast else
                                                             "  (24 train + 12 val items; expect 10–15 minutes on 2 cores)"))
+        yield from st.run("offline models", _models(cancel), _models_line)
         _configure(project, opts)
         yield from st.run("import", _import_demo(project, opts.fast, cancel),
                           lambda s: f"{s['imported']} items imported ({', '.join(s['collections']) or 'already there'})")
