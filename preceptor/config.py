@@ -9,11 +9,12 @@ file, the table and the field. Command-line flags override file values through
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
+
+import tomllib
 
 from preceptor.errors import PreceptorError
 

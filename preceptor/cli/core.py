@@ -15,8 +15,8 @@ from preceptor.cli.common import drive, echo_json, open_project, project_option,
 @click.pass_context
 def init_cmd(ctx: click.Context, directory: str | None, name: str | None) -> None:
     """Create a project (preceptor.toml + preceptor.db) in DIRECTORY (default: here)."""
-    from preceptor.project import Project
     from preceptor import paths
+    from preceptor.project import Project
 
     root = directory or (ctx.find_root().obj or {}).get("project_dir") or str(paths.default_project_dir())
     existed = (Path(root) / paths.CONFIG_NAME).exists()

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from preceptor import paths
-from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
+from preceptor.engine.events import Done, EventStream, Log, Metric, Progress, check_cancel
 
 SMALL = "demo-small"
 FAST = "demo-fast"
@@ -95,8 +95,8 @@ class Stages:
         for ev in events:
             if isinstance(ev, Done):
                 summary = ev.summary
-            elif isinstance(ev, Log) and ev.level == "info":
-                continue  # keep the demo's output to one line per stage
+            elif isinstance(ev, Metric) or (isinstance(ev, Log) and ev.level == "info"):
+                continue  # keep the demo's output to one line per stage (metrics are stored)
             else:
                 yield ev
         seconds = time.monotonic() - t0

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,7 +170,8 @@ def convert_gguf(gguf: Path, out: Path, *, cancel: Any = None) -> dict[str, Any]
     t0 = time.monotonic()
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     check_cancel(cancel)
-    src = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    with contextlib.redirect_stderr(io.StringIO()):  # transformers' GGUF reader draws its own tqdm bar
+        src = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     check_cancel(cancel)
     config = src.config
     if hasattr(config, "quantization_config"):
@@ -435,7 +438,9 @@ def load_causal_lm(model: str, *, adapter: str | None = None, dtype: str = "auto
                                  "Point --adapter at a LoRA folder saved by `preceptor train`.")
         from peft import PeftModel
 
-        lm = PeftModel.from_pretrained(lm, str(ad))
+        with warnings.catch_warnings():  # transformers' deprecation notices for peft's own calls
+            warnings.simplefilter("ignore", FutureWarning)
+            lm = PeftModel.from_pretrained(lm, str(ad))
         if merge_adapter:
             lm = lm.merge_and_unload()
     if device and device != "cpu":
