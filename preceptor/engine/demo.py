@@ -198,7 +198,8 @@ def _stats_line(s: dict[str, Any]) -> str:
     for kind, league in (s.get("bradley_terry") or {}).items():
         rows = league.get("rows") or []
         if rows:
-            parts.append(f"BT ({kind}): " + " > ".join(r["system"] for r in rows))
+            parts.append(f"BT ({kind}, n={league.get('n')}): "
+                         + ", ".join(f"{r['system']} {_fmt_fig(r.get('strength'))}" for r in rows))
     return "; ".join(parts) or "no judged val pairs yet"
 
 
