@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
-from tests.tui_helpers import judged_project, plain
+from tests.tui_helpers import judged_project, plain, wait_for
 
 pytestmark = pytest.mark.anyio
 
 
-async def wait_for(pilot, cond, timeout=10.0):
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.05)
 
 
 def vote_all(project, verdicts):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tui_helpers import judged_project
+from tests.tui_helpers import judged_project, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -15,14 +15,6 @@ def judgments(project):
                   rationale, supersedes, repeat FROM judgments ORDER BY id""")]
 
 
-async def wait_for(pilot, cond, timeout=5.0):
-    import time
-
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached")
-        await pilot.pause(0.02)
 
 
 async def test_judge_ten_pairs_by_keys(project, anyio_backend):

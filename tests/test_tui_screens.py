@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from tests.tui_helpers import judged_project, plain
+from tests.tui_helpers import judged_project, plain, wait_for
 
 pytestmark = pytest.mark.anyio
 
 
-async def wait_for(pilot, cond, timeout=10.0):
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.05)
 
 
 def vote(project, name, verdicts):
@@ -91,7 +83,8 @@ async def test_engine_error_shows_titled_modal_and_app_survives(project, anyio_b
     project.update_settings({"judge": {"overlap_share": 3.0}})
     app = PreceptorApp(project, start="judge", expert="Dr Ada")
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+        # the modal is pushed, then composed: wait until its title is mounted
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal) and bool(app.screen.query("#error-title")))
         modal = app.screen
         assert plain(modal.query_one("#error-title")).strip() == "Invalid setting"
         assert "overlap_share = 3.0 must be between 0 and 1" in plain(modal.query_one("#error-message"))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
+
+from tests.tui_helpers import wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -35,12 +35,6 @@ def sft_project(project, tiny_lm):
     return base
 
 
-async def wait_for(pilot, cond, timeout):
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.1)
 
 
 @pytest.mark.timeout(180)

@@ -49,3 +49,27 @@ def plain(widget: Any, width: int = 100) -> str:
     content = widget.content
     console.print(content)
     return console.export_text()
+
+
+async def wait_for(pilot, cond, timeout: float = 10.0, step: float = 0.05) -> None:
+    """Wait until ``cond()`` holds, pausing the app between checks.
+
+    A query on a screen that is pushed but not yet composed raises ``NoMatches``: that
+    counts as "not yet". Once the condition holds, one more pause lets the screen finish
+    mounting before the test looks at it.
+    """
+    import time
+
+    from textual.css.query import NoMatches
+
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            if cond():
+                break
+        except NoMatches:
+            pass
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(step)
+    await pilot.pause()
