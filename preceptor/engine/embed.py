@@ -413,7 +413,7 @@ def run_stage(ctx: Any) -> dict[str, Any]:
                        query_prefix=qp, passage_prefix=pp, run_id=ctx.run.id,
                        meta={"stage": stage, "encoder": encoder.name, "base": str(cfg.get("base_name") or base)})
     base_system = f"{base_label(str(cfg.get('base_name') or base))}@{stage}"
-    portable = str(cfg.get("base_name")) if cfg.get("base_name") == models.PACKAGED_ENCODER else base  # survives a venv move
+    portable = str(cfg.get("base_name")) if cfg.get("base_name") in (models.PACKAGED_ENCODER, models.PACKAGED_E5) else base  # survives a venv move
     retriever.register(store, base_system, model=portable, corpus=stage, k=settings.retrieval_k, query_prefix=qp,
                        passage_prefix=pp, meta={"stage": stage, "note": "the curriculum's base encoder on this stage's corpus"})
     summary = {
