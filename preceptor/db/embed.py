@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from preceptor.db.exports import VOTE_JOINS
 from preceptor.db.store import Store, dumps, loads, now
 
 
@@ -198,13 +199,7 @@ def judged_pair_rows(store: Store, kinds: Sequence[str] | None = None,
                p.id AS prompt_id, p.text AS prompt, p.group_key, p.split, p.collection, p.bad_item,
                pr.output_a, pr.output_b, oa.text AS text_a, ob.text AS text_b,
                sa.backend AS backend_a, sb.backend AS backend_b, sa.name AS system_a, sb.name AS system_b
-        FROM judgments j
-        JOIN pairs pr ON pr.id = j.pair_id
-        JOIN prompts p ON p.id = pr.prompt_id
-        JOIN outputs oa ON oa.id = pr.output_a
-        JOIN outputs ob ON ob.id = pr.output_b
-        JOIN systems sa ON sa.id = oa.system_id
-        JOIN systems sb ON sb.id = ob.system_id
+        """ + VOTE_JOINS + """
         WHERE j.verdict = 'win' AND j.winner_output_id IS NOT NULL"""
     params: list[Any] = []
     if kinds:

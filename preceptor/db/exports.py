@@ -25,7 +25,7 @@ VOTE_COLUMNS = (
     " sa.name AS system_a, sb.name AS system_b, length(oa.text) AS len_a, length(ob.text) AS len_b"
 )
 
-_VOTE_JOINS = """
+VOTE_JOINS = """
     FROM judgments j
     JOIN pairs pr ON pr.id = j.pair_id
     JOIN prompts p ON p.id = pr.prompt_id
@@ -42,7 +42,7 @@ def votes(store: Store, flt: PromptFilter, *, kinds: Sequence[str] | None = None
     oldest first, joined with the pair's prompt, systems and answer lengths."""
     dropped = superseded_ids(store)
     where, params = flt.where("p")
-    sql = f"SELECT {VOTE_COLUMNS}{extra_columns} {_VOTE_JOINS} WHERE j.verdict != 'skip' AND {where}"
+    sql = f"SELECT {VOTE_COLUMNS}{extra_columns} {VOTE_JOINS} WHERE j.verdict != 'skip' AND {where}"
     if kinds:
         sql += f" AND j.judge_kind IN ({','.join('?' * len(kinds))})"
         params = [*params, *kinds]
@@ -58,7 +58,7 @@ def vote_audit_rows(store: Store, flt: PromptFilter, *, include_superseded: bool
     dropped = superseded_ids(store)
     where, params = flt.where("p")
     sql = (f"SELECT {VOTE_COLUMNS}, j.supersedes, j.latency_ms, j.raw, p.text AS prompt_text"
-           f" {_VOTE_JOINS} WHERE {where} ORDER BY j.id")
+           f" {VOTE_JOINS} WHERE {where} ORDER BY j.id")
     for r in store.execute(sql, params):
         d = dict(r)
         d["superseded"] = d["judgment_id"] in dropped

@@ -44,12 +44,16 @@ class ImportOptions:
     collection: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("val_ratio", "test_ratio"):
-            v = getattr(self, name)
-            if not 0.0 <= v < 1.0:
-                raise PreceptorError("Invalid option", f"--{name.replace('_', '-')} {v} must be in [0, 1)", "Use e.g. 0.1.")
-        if self.val_ratio + self.test_ratio >= 1.0:
-            raise PreceptorError("Invalid option", "--val-ratio plus --test-ratio must be below 1", "Leave room for a train split.")
+        check_ratios(self.val_ratio, self.test_ratio)
+
+
+def check_ratios(val_ratio: float, test_ratio: float) -> None:
+    """The held-out shares of an import: each in [0, 1), together below 1."""
+    for name, v in (("val-ratio", val_ratio), ("test-ratio", test_ratio)):
+        if not 0.0 <= v < 1.0:
+            raise PreceptorError("Invalid option", f"--{name} {v} must be in [0, 1)", "Use e.g. 0.1.")
+    if val_ratio + test_ratio >= 1.0:
+        raise PreceptorError("Invalid option", "--val-ratio plus --test-ratio must be below 1", "Leave room for a train split.")
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any
 from preceptor.db import embed as q_embed
 from preceptor.db import prompts as q_prompts
 from preceptor.db.store import now
-from preceptor.engine.data import hash_split, normalise_text, text_hash
+from preceptor.engine.data import check_ratios, hash_split, normalise_text, text_hash
 from preceptor.engine.embed_eval import norm_text
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.engine.readers import read_records
@@ -75,12 +75,7 @@ class PairImportOptions:
         if any(c in self.stage for c in " \t\n,/"):
             raise PreceptorError("Invalid option", f"--stage {self.stage!r} contains a space, comma or slash",
                                  "Use letters, digits, '-' and '_' (e.g. drug_class).")
-        for name in ("val_ratio", "test_ratio"):
-            v = getattr(self, name)
-            if not 0.0 <= v < 1.0:
-                raise PreceptorError("Invalid option", f"--{name.replace('_', '-')} {v} must be in [0, 1)", "Use e.g. 0.1.")
-        if self.val_ratio + self.test_ratio >= 1.0:
-            raise PreceptorError("Invalid option", "--val-ratio plus --test-ratio must be below 1", "Leave room for a train split.")
+        check_ratios(self.val_ratio, self.test_ratio)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from preceptor import config as cfg
 from preceptor.db import judging as q
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.engine.judge import JudgeSettings, load_rubric
-from preceptor.engine.pairs import PairFilter, resolve_filter, unit_hash
+from preceptor.engine.pairs import PairFilter, pairs_to_judge, unit_hash
 from preceptor.errors import PreceptorError
 
 WINNERS = ("A", "B", "tie", "both_bad")
@@ -345,14 +345,7 @@ def judge_llm(project: Any, opts: LLMJudgeOptions = LLMJudgeOptions(), cancel: t
                             reference_guided=opts.reference_guided, concurrency=opts.concurrency)
     spec = resolve_judge(project, opts, settings)
     store = project.store
-    query = resolve_filter(store, opts.pairs)
-    pairs = q.pairs_with_texts(store, query)
-    done_ids = q.current_judgment_ids(store, "llm", spec.judge_id)
-    skipped = 0
-    if not opts.force:
-        before = len(pairs)
-        pairs = [p for p in pairs if p["id"] not in done_ids]
-        skipped = before - len(pairs)
+    pairs, skipped, done_ids = pairs_to_judge(store, opts.pairs, "llm", spec.judge_id, force=opts.force)
     if opts.limit:
         pairs = pairs[: opts.limit]
     yield Log("info", f"LLM judge {spec.judge_id} ({spec.backend}), swap={settings.swap}: {len(pairs)} pairs"

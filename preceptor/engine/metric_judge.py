@@ -18,7 +18,7 @@ from typing import Any
 
 from preceptor.db import judging as q
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
-from preceptor.engine.pairs import PairFilter, resolve_filter
+from preceptor.engine.pairs import PairFilter, pairs_to_judge
 
 BATCH = 256
 EPS = 1e-9
@@ -51,14 +51,7 @@ def judge_metric(project: Any, opts: MetricJudgeOptions = MetricJudgeOptions(),
     t0 = time.monotonic()
     info = metrics.info(opts.metric)
     store = project.store
-    query = resolve_filter(store, opts.pairs)
-    pairs = q.pairs_with_texts(store, query)
-    existing = q.current_judgment_ids(store, "metric", info.name)
-    skipped = 0
-    if not opts.force:
-        before = len(pairs)
-        pairs = [p for p in pairs if p["id"] not in existing]
-        skipped = before - len(pairs)
+    pairs, skipped, existing = pairs_to_judge(store, opts.pairs, "metric", info.name, force=opts.force)
     no_ref = [p for p in pairs if info.needs_reference and not (p["reference"] or "").strip()]
     pairs = [p for p in pairs if not (info.needs_reference and not (p["reference"] or "").strip())]
     if opts.limit:

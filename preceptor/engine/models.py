@@ -401,11 +401,7 @@ def load_tokenizer(model: str) -> Any:
     from transformers import AutoTokenizer
 
     quiet_transformers()
-    where = resolve_lm(model)
-    kwargs: dict[str, Any] = {}
-    if isinstance(where, Path) and where.is_file():
-        kwargs["gguf_file"] = where.name
-        where = where.parent
+    where, kwargs = _pretrained_location(model)
     try:
         tok = AutoTokenizer.from_pretrained(str(where), **kwargs)
     except (OSError, ValueError) as exc:
@@ -414,6 +410,14 @@ def load_tokenizer(model: str) -> Any:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def _pretrained_location(model: str) -> tuple[Path | str, dict[str, Any]]:
+    """Where ``from_pretrained`` should look for ``model``, and the ``gguf_file`` argument for a GGUF file."""
+    where = resolve_lm(model)
+    if isinstance(where, Path) and where.is_file():
+        return where.parent, {"gguf_file": where.name}
+    return where, {}
 
 
 def _load_hint(where: Path | str) -> str:
@@ -434,12 +438,9 @@ def load_causal_lm(model: str, *, adapter: str | None = None, dtype: str = "auto
     from transformers import AutoModelForCausalLM
 
     quiet_transformers()
-    where = resolve_lm(model)
     tok = load_tokenizer(model)
-    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype)}
-    if isinstance(where, Path) and where.is_file():
-        kwargs["gguf_file"] = where.name
-        where = where.parent
+    where, kwargs = _pretrained_location(model)
+    kwargs["dtype"] = torch_dtype(dtype)
     try:
         lm = AutoModelForCausalLM.from_pretrained(str(where), **kwargs)
     except (OSError, ValueError) as exc:

@@ -103,6 +103,18 @@ def same_text(x: str, y: str) -> bool:
     return " ".join(x.split()) == " ".join(y.split())
 
 
+def pairs_to_judge(store: Any, flt: PairFilter, judge_kind: str, judge_id: str, *, force: bool = False
+                   ) -> tuple[list[dict[str, Any]], int, dict[int, int]]:
+    """The selected pairs with their texts, less those this judge already judged (unless
+    ``force``); returns (pairs, how many were skipped, {pair id: this judge's current judgment id})."""
+    pairs = q.pairs_with_texts(store, resolve_filter(store, flt))
+    done = q.current_judgment_ids(store, judge_kind, judge_id)
+    if force:
+        return pairs, 0, done
+    todo = [p for p in pairs if p["id"] not in done]
+    return todo, len(pairs) - len(todo), done
+
+
 def make_pairs(project: Any, opts: PairMakeOptions, cancel: threading.Event | None = None) -> EventStream:
     """Build the pairs between two systems; yields events, ends with ``Done(summary)``."""
     from preceptor.engine.judge import JudgeSettings

@@ -11,7 +11,7 @@ from typing import Any
 from preceptor.db import systems as q_systems
 from preceptor.engine.train.context import CHECKPOINTS, RunContext
 from preceptor.engine.train.settings import CommonSettings
-from preceptor.errors import PreceptorError
+from preceptor.errors import Cancelled, PreceptorError
 
 
 def base_model_name(project: Any, base_system: str) -> tuple[str, dict[str, Any]]:
@@ -163,6 +163,20 @@ def register(ctx: RunContext, *, role: str, s: CommonSettings, model_name: str, 
         q_systems.upsert(ctx.store, name, role=role, backend="hf", model=model_name, adapter=str(adapter),
                          params=params, run_id=ctx.run.id, meta=meta)
     return name
+
+
+def train_and_save(ctx: RunContext, trainer: Any, callback: Any, has_eval: bool) -> tuple[Path, dict[str, int]]:
+    """Train (resuming from ``ctx.resume_from``), stop as cancelled if asked, run the final
+    evaluation and save the adapter; return (adapter folder, trainable-parameter counts)."""
+    sizes = trainable_summary(trainer.model)
+    ctx.record_config(**sizes)
+    trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+    if stopped_early(ctx, trainer):
+        raise Cancelled()
+    final_eval(trainer, callback, has_eval)
+    adapter = ctx.run_dir / "adapter"
+    trainer.save_model(str(adapter))
+    return adapter, sizes
 
 
 def stopped_early(ctx: RunContext, trainer: Any) -> bool:

@@ -145,14 +145,7 @@ def run(ctx: Any) -> dict[str, Any]:
                          train_dataset=datasets.Dataset.from_list(rows),
                          eval_dataset=datasets.Dataset.from_list(val_rows) if val_rows else None,
                          callbacks=[callback])
-    sizes = common.trainable_summary(trainer.model)
-    ctx.record_config(**sizes)
-    trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
-    if common.stopped_early(ctx, trainer):
-        raise Cancelled()
-    common.final_eval(trainer, callback, bool(val_rows))
-    adapter = ctx.run_dir / "adapter"
-    trainer.save_model(str(adapter))
+    adapter, sizes = common.train_and_save(ctx, trainer, callback, bool(val_rows))
     meta = {"from_system": start.name, "beta": s.beta, "loss_type": s.loss_type, "preset": s.preset,
             "data_sha256": sha, "n_pairs": len(rows)}
     system = common.register(ctx, role="dpo", s=s, model_name=start.model, adapter=adapter, params=dict(start.params or {}), meta=meta)

@@ -249,14 +249,7 @@ def run(ctx: Any) -> dict[str, Any]:
         eval_dataset=datasets.Dataset.from_list(val_rows) if val_rows else None,
         callbacks=[callback],
     )
-    sizes = common.trainable_summary(trainer.model)
-    ctx.record_config(**sizes)
-    trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
-    if common.stopped_early(ctx, trainer):
-        raise Cancelled()
-    common.final_eval(trainer, callback, bool(val_rows))
-    adapter = ctx.run_dir / "adapter"
-    trainer.save_model(str(adapter))
+    adapter, sizes = common.train_and_save(ctx, trainer, callback, bool(val_rows))
     meta = {"from_system": s.from_system, "sources": data.sources, "base_system": s.base_system, "preset": s.preset,
             "data_sha256": sha, "n_train": len(rows)}
     system = common.register(ctx, role="ft", s=s, model_name=model_name, adapter=adapter, params=params, meta=meta)
