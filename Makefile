@@ -32,14 +32,16 @@ run: $(STAMP)
 	$(BIN)/preceptor demo --prepare
 	$(BIN)/preceptor --project "$(PRECEPTOR_HOME)/demo"
 
-test: $(STAMP)
+test: lint
 	$(BIN)/preceptor models setup
 	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
+# ruff, then the import contracts of pyproject.toml (headless core, no app->store, no circles)
 lint: $(STAMP)
-	$(BIN)/ruff check preceptor tests bench
+	$(BIN)/ruff check preceptor tests bench scripts
+	$(BIN)/lint-imports
 
-check: lint test
+check: test
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

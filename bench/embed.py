@@ -44,7 +44,7 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 
 
 def bench_encode(model, sentences: list[str], repeats: int) -> tuple[float, float]:
-    from preceptor.engine.embed_eval import TextEncoder
+    from preceptor.engine.embed.retrieval import TextEncoder
 
     model.encode(sentences[:64], batch_size=32, show_progress_bar=False)  # warm-up
     ours, direct = [], []
@@ -88,8 +88,8 @@ def direct_train(model_path: str, data_file: Path, out: Path, settings, steps: i
 
 def engine_stage(project, stage: str, base: str, settings, steps: int) -> dict:
     from preceptor.db import runs as q_runs
-    from preceptor.engine.embed import run_stage
     from preceptor.engine.train.context import RunContext
+    from preceptor.engine.train.embed_stage import run_stage
 
     config = {"stage": stage, "init": base, "base": base, "base_name": "all-minilm-l6-v2",
               "settings": dataclasses.asdict(dataclasses.replace(settings, max_steps=steps))}
@@ -118,9 +118,9 @@ def main() -> int:
     import torch
 
     from preceptor.engine import models
-    from preceptor.engine.embed import EmbedSettings
-    from preceptor.engine.embed_data import PairImportOptions, demo_files, import_pairs
-    from preceptor.engine.embed_eval import load_model
+    from preceptor.engine.embed.data import PairImportOptions, demo_files, import_pairs
+    from preceptor.engine.embed.retrieval import load_model
+    from preceptor.engine.embed.settings import EmbedSettings
     from preceptor.engine.events import run as consume
     from preceptor.project import Project
 

@@ -6,7 +6,7 @@ the same chat-templated prompts (the students' pass-through template over seed-0
 questions) and greedy decoding with the same ``--max-new-tokens``:
 
 * seed: for each prompt, ``apply_chat_template`` → ``model.generate`` at batch 1 → decode;
-* engine: :class:`preceptor.engine.generate.LocalGenerator` — prompts sorted by length,
+* engine: :class:`preceptor.engine.generation.generate.LocalGenerator` — prompts sorted by length,
   left-padded batches of ``--batch-size`` (default 16), one ``generate`` per batch.
 
 Throughput is new (answer) tokens per second, counted the same way on both sides (up to
@@ -101,7 +101,7 @@ def main() -> int:
     ap.add_argument("--dtype", default="bf16")
     args = ap.parse_args()
 
-    from preceptor.engine.generate import LocalGenerator, LocalSettings
+    from preceptor.engine.generation.generate import LocalGenerator, LocalSettings
     from preceptor.engine.models import PACKAGED_STUDENT, set_threads
     from preceptor.prompts.templates import student_messages
 

@@ -83,8 +83,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
 
-    from preceptor.db.store import Store
-    from preceptor.engine.llm import LLMClient, import_litellm
+    from preceptor.db import open_database
+    from preceptor.engine.generation.llm import LLMClient, import_litellm
     from preceptor.testing.llm_server import StubServer
 
     litellm = import_litellm()
@@ -97,7 +97,7 @@ def main() -> int:
     print(f"loopback server latency {args.latency * 1000:.0f} ms, {n} items, concurrency {c}, {args.rounds} rounds "
           "(torch unused; single Python process)", flush=True)
     with tempfile.TemporaryDirectory() as tmp, StubServer(latency=args.latency) as server:
-        store = Store(Path(tmp) / "bench.db")
+        store = open_database(Path(tmp) / "bench.db")
         client = LLMClient(store, model=MODEL, api_base=server.url, params={"api_key": "test"}, concurrency=c)
         engine(client, messages(c, "warm"), c)  # warm the client's loop and session
 

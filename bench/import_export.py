@@ -1,13 +1,13 @@
 """Import and export throughput against plain-library floors, measured in the same run.
 
 1. Import: 100,000 rows through the engine call behind `preceptor import`
-   (``preceptor.engine.data.import_prompts``: parsing, validation, normalised hashes,
+   (``preceptor.engine.ingest.prompts.import_prompts``: parsing, validation, normalised hashes,
    dedupe, group splits, one transaction) against the floor: the same JSONL parsed with
    ``json.loads`` per line and inserted with one ``sqlite3.executemany`` into an identical
    ``prompts`` table (same schema and indexes, made by the migrations) in one transaction.
 2. Export: 100,000 judged pairs (85 % decisive expert votes, 10 % ties, 5 % both-bad) to
    JSONL and Parquet through the engine call behind `preceptor export dpo`
-   (``preceptor.engine.export.export_dpo``: effective votes, the decision rules, the student's
+   (``preceptor.engine.export.dpo.export_dpo``: effective votes, the decision rules, the student's
    rendered prompt, dedupe, manifest, sha256, exports row) against writing the decisive
    rows directly: one plain SQL join, then ``json.dumps`` per row to a file, or one
    ``pyarrow`` table written with ``pyarrow.parquet``.
@@ -75,7 +75,7 @@ def build_judged_project(root: Path, n: int) -> None:
     from preceptor.db import prompts as q_prompts
     from preceptor.db import systems as q_systems
     from preceptor.db.store import now
-    from preceptor.engine.data import text_hash
+    from preceptor.engine.ingest.splits import text_hash
     from preceptor.project import Project
 
     rng = random.Random(1)
@@ -119,8 +119,8 @@ def build_judged_project(root: Path, n: int) -> None:
 # -- the measured sides (each in its own process) -------------------------------------------------
 
 def side_import_engine(work: Path) -> dict:
-    from preceptor.engine.data import ImportOptions, import_prompts
     from preceptor.engine.events import run
+    from preceptor.engine.ingest.prompts import ImportOptions, import_prompts
     from preceptor.project import Project
 
     project = Project.init(work / "engine_project")
@@ -135,12 +135,13 @@ def side_import_floor(work: Path) -> dict:
     import hashlib
     import sqlite3
 
-    from preceptor.db.store import Store, now
+    from preceptor.db import open_database
+    from preceptor.db.store import now
 
     db = work / "floor.db"
     for suffix in ("", "-wal", "-shm"):
         Path(str(db) + suffix).unlink(missing_ok=True)
-    Store(db).close()  # the identical schema, made by the migrations
+    open_database(db).close()  # the identical schema, made by the migrations
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -164,7 +165,7 @@ def side_import_floor(work: Path) -> dict:
 
 def side_export_engine(work: Path, fmt: str) -> dict:
     from preceptor.engine.events import run
-    from preceptor.engine.export import DPOExportOptions, export_dpo, manifest_path
+    from preceptor.engine.export.dpo import DPOExportOptions, export_dpo, manifest_path
     from preceptor.project import Project
 
     out = work / f"engine.{fmt}"

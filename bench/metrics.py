@@ -3,7 +3,7 @@
 Every metric except perplexity is computed on ``--n`` outputs (default 1,000: 500 prompts ×
 2 systems, texts built from the pharma pack's gold facts) twice in the same run:
 
-* engine: ``preceptor.engine.evaluate.evaluate`` on a project, one metric at a time with
+* engine: ``preceptor.engine.evaluation.evaluate.run_eval`` on a project, one metric at a time with
   ``force=True`` — scorer construction, cache keys, cached-value look-ups, batching,
   progress events, the SQLite upserts and the closing summary table included;
 * floor: the same libraries called directly in one batch on the same texts — rouge-score's
@@ -89,7 +89,7 @@ def _since(t: tuple[float, float]) -> tuple[float, float]:
 
 def direct(name: str, preds: list[str], refs: list[str], encoder: str) -> tuple[float, float]:
     """(wall, CPU) seconds to score with the library called directly (scorer built inside the timing)."""
-    from preceptor.engine.metrics import domain
+    from preceptor.engine.evaluation.metrics import domain
 
     domain._analyse.cache_clear()
     t0 = _clock()
@@ -108,7 +108,7 @@ def direct(name: str, preds: list[str], refs: list[str], encoder: str) -> tuple[
 
         BERTScorer(model_type=encoder, num_layers=6, batch_size=64, device="cpu").score(preds, refs, batch_size=64)
     else:
-        from preceptor.engine import metrics as M
+        from preceptor.engine.evaluation import metrics as M
 
         M.scorer(name).score(preds, refs)
     return _since(t0)
@@ -116,13 +116,13 @@ def direct(name: str, preds: list[str], refs: list[str], encoder: str) -> tuple[
 
 def engine(project, name: str) -> tuple[float, float]:
     from preceptor.engine import events
-    from preceptor.engine.evaluate import EvalOptions, evaluate
-    from preceptor.engine.metrics import domain, textual
+    from preceptor.engine.evaluation.evaluate import EvalOptions, run_eval
+    from preceptor.engine.evaluation.metrics import domain, textual
 
     domain._analyse.cache_clear()
     textual._bert_scorer.cache_clear()
     t0 = _clock()
-    events.run(evaluate(project, EvalOptions(split="all", metrics=[name], force=True)))
+    events.run(run_eval(project, EvalOptions(split="all", metrics=[name], force=True)))
     return _since(t0)
 
 
@@ -132,7 +132,7 @@ def ppl_bench(n: int, threads: int) -> None:
     import torch
 
     from preceptor.engine import models
-    from preceptor.engine.metrics.ppl import Perplexity
+    from preceptor.engine.evaluation.metrics.perplexity import Perplexity
 
     rows = build_texts(n, seed=1)
     loaded = models.load_causal_lm(models.PACKAGED_STUDENT, threads=threads)
@@ -190,8 +190,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"# torch threads: {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')})")
     from preceptor.engine import events
-    from preceptor.engine.data import ImportOptions, import_prompts
-    from preceptor.engine.metrics.textual import resolve_encoder
+    from preceptor.engine.evaluation.metrics.text import resolve_encoder
+    from preceptor.engine.ingest.prompts import ImportOptions, import_prompts
     from preceptor.project import Project
 
     encoder = str(resolve_encoder(None))

@@ -47,7 +47,7 @@ def ready():
     print("READY", pair.pair_id if pair else None, flush=True)
     app.exit()
 
-app.judge_ready_hook = ready
+app.ctx.judge_ready_hook = ready
 app.run(headless=True, size=(120, 40))
 """
 
@@ -122,7 +122,8 @@ def main() -> None:
             print(f"synthetic project: {counts['prompts']:,} prompts, {counts['outputs']:,} outputs, "
                   f"{counts['pairs']:,} pairs written in {counts['seconds']:.1f} s")
         # the texts the app will show first, for the bare app: ask the engine once, then give the pair back
-        from preceptor.engine.judge import ExpertSession, PairFilter
+        from preceptor.engine.judging.experts import ExpertSession
+        from preceptor.engine.judging.pairs import PairFilter
         from preceptor.project import Project
 
         with Project.open(root) as project:

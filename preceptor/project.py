@@ -15,6 +15,7 @@ from typing import Any
 from preceptor import config as cfg
 from preceptor import paths
 from preceptor.config import setting
+from preceptor.db import open_database
 from preceptor.db.store import Store
 from preceptor.errors import PreceptorError
 
@@ -100,7 +101,7 @@ class Project:
         if not os.access(root, os.W_OK):
             raise PreceptorError("Project not writable", f"{root} is not writable by you", "Ask the owner to make the folder group-writable (see README: shared projects).")
         raw = cfg.load(conf)
-        store = Store(root / paths.DB_NAME)
+        store = open_database(root / paths.DB_NAME)
         project = cls(root, store, raw)
         from preceptor.db import runs
 

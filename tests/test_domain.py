@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from preceptor.engine import metrics as M
-from preceptor.engine.metrics.domain import extract_triples, facet_sets, key_terms
+from preceptor.engine.evaluation import metrics as M
+from preceptor.engine.evaluation.metrics.domain import extract_triples, facet_sets, key_terms
 from preceptor.errors import PreceptorError
 from preceptor.prompts.domains import available, load
 

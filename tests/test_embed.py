@@ -96,13 +96,13 @@ def _working_encoder(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 def import_file(project, path: Path, stage: str, **kw) -> dict:
-    from preceptor.engine.embed_data import PairImportOptions, import_pairs
+    from preceptor.engine.embed.data import PairImportOptions, import_pairs
 
     return consume(import_pairs(project, path, PairImportOptions(stage=stage, **kw)))
 
 
 def stage_config(stage: str, init: Path | str, base: Path | str, **settings) -> dict:
-    from preceptor.engine.embed import EmbedSettings
+    from preceptor.engine.embed.settings import EmbedSettings
 
     st = EmbedSettings(**{"batch_size": 8, "learning_rate": 1e-3, "max_steps": 60, "save_steps": 1000, **settings})
     return {"stage": stage, "init": str(init), "base": str(base), "base_name": str(base), "settings": dataclasses.asdict(st)}
@@ -110,8 +110,8 @@ def stage_config(stage: str, init: Path | str, base: Path | str, **settings) -> 
 
 def run_inline(project, config: dict, parent_id: int | None = None) -> tuple[dict, object]:
     """run_stage in this process through a RunContext built here (no worker process)."""
-    from preceptor.engine.embed import run_stage
     from preceptor.engine.train.context import RunContext
+    from preceptor.engine.train.embed_stage import run_stage
 
     run = q_runs.create(project.store, "embed", config, parent_id=parent_id)
     run_dir = project.runs_dir() / f"{run.id}-embed"
@@ -230,7 +230,7 @@ def test_import_pairs_rejects_a_bad_stage_name(project, tmp_path):
 def test_retrieval_metrics_match_hand_computed_values():
     import numpy as np
 
-    from preceptor.engine.embed_eval import retrieval_metrics
+    from preceptor.engine.embed.retrieval import retrieval_metrics
 
     docs = np.eye(4, dtype=np.float32)
     # query 0 ranks doc 0 first (relevant); query 1 ranks doc 3, 2, 1 — relevant doc 1 at rank 3
@@ -245,7 +245,7 @@ def test_retrieval_metrics_match_hand_computed_values():
 def test_mining_never_returns_a_true_positive():
     import numpy as np
 
-    from preceptor.engine.embed_eval import mine_hard_negatives
+    from preceptor.engine.embed.retrieval import mine_hard_negatives
 
     # An encoder that scores every true positive of an anchor highest (worst case for mining):
     # texts are embedded by their topic letter; anchors with several positives share topics.
@@ -274,7 +274,7 @@ def test_mining_never_returns_a_true_positive():
 
 
 def test_mining_with_a_real_model_excludes_positives_and_prefers_close_documents(encoder):
-    from preceptor.engine.embed_eval import TextEncoder, load_model, mine_hard_negatives
+    from preceptor.engine.embed.retrieval import TextEncoder, load_model, mine_hard_negatives
 
     enc = TextEncoder(load_model(encoder))
     rows = toy_rows(3)
@@ -326,7 +326,7 @@ class FixedSimilarity:
     (0.50, 0.48, 0.01, None),  # no worse than a base model that never separated them: not a collapse
 ])
 def test_collapse_alarm_rules(t, u, base_gap, expected):
-    from preceptor.engine.embed_eval import collapse_diagnostics
+    from preceptor.engine.embed.retrieval import collapse_diagnostics
 
     rows = [(f"a{i}", f"p{i}", f"g{i}") for i in range(40)]
     rep = collapse_diagnostics(FixedSimilarity(40, t, u), rows, sample=200, base_gap=base_gap)
@@ -384,7 +384,7 @@ def test_the_seed_recipe_collapses_and_the_alarm_fires(project, tmp_path, encode
     assert "embedding collapse suspected" in run.warning
     assert "positive-only data with CosineSimilarityLoss" in run.warning
     # the same diagnostics on the healthy first stage's model stay quiet on the template data
-    from preceptor.engine.embed_eval import TextEncoder, collapse_diagnostics, load_model
+    from preceptor.engine.embed.retrieval import TextEncoder, collapse_diagnostics, load_model
 
     triples = [(r["anchor"], r["positive"], r["group"]) for r in seed_template_rows()]
     quiet = collapse_diagnostics(TextEncoder(load_model(healthy["model_path"])), [(a, p, g) for a, p, g in
@@ -395,13 +395,16 @@ def test_the_seed_recipe_collapses_and_the_alarm_fires(project, tmp_path, encode
 
 
 def test_stages_chain_each_from_the_previous_model(project, tmp_path, encoder):
-    """train_embed (inline: the worker's code in a thread) — stage 2 starts from stage 1's output."""
-    from preceptor.engine.embed import TrainEmbedOptions, train_embed
+    """The curriculum through the one launch path (inline: the worker's code in threads) —
+    stage 1's run starts stage 2's, which starts from stage 1's output."""
+    from preceptor.engine.train import curriculum
+    from preceptor.engine.train.plan import plan, start
 
     import_file(project, write_jsonl(tmp_path / "a.jsonl", toy_rows(8, seed=1)), "first", val_ratio=0.25)
     import_file(project, write_jsonl(tmp_path / "b.jsonl", toy_rows(8, seed=2)), "second", val_ratio=0.25)
     project.update_settings({"embed": {"base": str(encoder), "batch_size": 8, "learning_rate": 1e-3, "save_steps": 1000}})
-    events = list(train_embed(project, TrainEmbedOptions(max_steps=20, inline=True)))
+    first = start(project, plan(project, "embed", {"max_steps": 20}, launch={"launcher": "inline"}))
+    events = list(curriculum.follow(project, first.id))
     done = events[-1]
     assert isinstance(done, Done)
     r1, r2 = done.summary["stages"]
@@ -421,18 +424,18 @@ def test_stages_chain_each_from_the_previous_model(project, tmp_path, encoder):
 
 
 def test_train_embed_refuses_a_stage_without_data(project):
-    from preceptor.engine.embed import TrainEmbedOptions, train_embed
+    from preceptor.engine.train.plan import plan
 
     with pytest.raises(PreceptorError) as err:
-        list(train_embed(project, TrainEmbedOptions(stages=("nothing",))))
+        plan(project, "embed", {"stages": ["nothing"]})
     assert err.value.message == "stage 'nothing' has no training pairs"
     with pytest.raises(PreceptorError) as err:
-        list(train_embed(project, TrainEmbedOptions()))
+        plan(project, "embed", {})
     assert err.value.message.endswith("[embed] stages is empty and no --stages given")
 
 
 def test_e5_prefixes_are_detected():
-    from preceptor.engine.embed_eval import detect_prefixes
+    from preceptor.engine.embed.retrieval import detect_prefixes
 
     class M:
         prompts: dict = {}
@@ -449,7 +452,7 @@ def test_e5_prefixes_are_detected():
 # -- the shipped demo curriculum --------------------------------------------------------
 
 def test_demo_curriculum_queries_never_name_the_drug_they_should_find():
-    from preceptor.engine.embed_data import demo_files
+    from preceptor.engine.embed.data import demo_files
 
     files = {stage: path for stage, path, _ in demo_files()}
     rows = [json.loads(line) for line in files["consumer_query"].read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -462,7 +465,7 @@ def test_demo_curriculum_queries_never_name_the_drug_they_should_find():
 
 
 def test_demo_import_sets_the_stage_order_and_publishes_stage3_queries(project):
-    from preceptor.engine.embed_data import import_demo
+    from preceptor.engine.embed.data import import_demo
 
     s = consume(import_demo(project))
     assert s["stages"] == ["drug_class", "safety_type", "consumer_query"]
@@ -479,8 +482,8 @@ def test_demo_import_sets_the_stage_order_and_publishes_stage3_queries(project):
 
 
 def test_report_section_lists_stage_metrics_and_alarms(trained_toy):
-    from preceptor.engine.embed_report import embedding_section
-    from preceptor.engine.report import ReportOptions
+    from preceptor.engine.results.report import ReportOptions
+    from preceptor.engine.results.report.embedding import embedding_section
 
     project, summary, run = trained_toy
     sec = embedding_section(project, ReportOptions())
@@ -492,8 +495,8 @@ def test_report_section_lists_stage_metrics_and_alarms(trained_toy):
 
 
 def test_a_cancelled_stage_keeps_a_checkpoint_and_resumes_to_the_end(project, tmp_path, encoder):
-    from preceptor.engine.embed import run_stage
     from preceptor.engine.train.context import RunContext, latest_checkpoint
+    from preceptor.engine.train.embed_stage import run_stage
     from preceptor.errors import Cancelled
 
     import_file(project, write_jsonl(tmp_path / "toy.jsonl", toy_rows(6)), "toy", val_ratio=0.25)
@@ -527,8 +530,8 @@ def test_a_cancelled_stage_keeps_a_checkpoint_and_resumes_to_the_end(project, tm
 def test_the_packaged_minilm_is_healthy_on_the_demo_safety_stage():
     """The real encoder separates true from unrelated pairs: the alarm stays quiet."""
     from preceptor.engine import models
-    from preceptor.engine.embed_data import demo_files
-    from preceptor.engine.embed_eval import TextEncoder, collapse_diagnostics, load_model
+    from preceptor.engine.embed.data import demo_files
+    from preceptor.engine.embed.retrieval import TextEncoder, collapse_diagnostics, load_model
 
     path = {s: p for s, p, _ in demo_files()}["safety_type"]
     rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]

@@ -70,11 +70,11 @@ def test_train_embed_through_the_runner_prints_metrics_and_diagnostics(tmp_path,
 def test_retrieval_outputs_are_paired_judged_and_exported_as_negatives(trained_toy, tmp_path):  # noqa: F811
     """Two retrievers answer the held-out queries; their ranked lists are ordinary outputs,
     paired and judged by the existing code, then exported as (query, positive, hard negative)."""
-    from preceptor.engine.embed_data import NegativesOptions, export_negatives
-    from preceptor.engine.generate import GenerateOptions, generate
-    from preceptor.engine.judge import ExpertSession
-    from preceptor.engine.pairs import PairMakeOptions, make_pairs
-    from preceptor.engine.retriever import parse_ranked
+    from preceptor.engine.embed.retrievers import parse_ranked
+    from preceptor.engine.export.negatives import NegativesOptions, export_negatives
+    from preceptor.engine.generation.generate import GenerateOptions, generate
+    from preceptor.engine.judging.experts import ExpertSession
+    from preceptor.engine.judging.pairs import PairMakeOptions, make_pairs
 
     project, summary, _ = trained_toy
     base_sys, ft_sys = summary["base_system"], summary["system"]

@@ -12,7 +12,16 @@ from preceptor.db import metrics as q
 from preceptor.db import outputs as q_outputs
 from preceptor.db import systems as q_systems
 from preceptor.engine import events
-from preceptor.engine.evaluate import EvalOptions, evaluate, mean_ci, system_table, wilson, win_rate
+from preceptor.engine.evaluation.evaluate import (
+    EvalOptions,
+    mean_ci,
+    system_table,
+    wilson,
+    win_rate,
+)
+from preceptor.engine.evaluation.evaluate import (
+    run_eval as eval_events,
+)
 from preceptor.errors import PreceptorError
 
 ROWS = [
@@ -30,7 +39,7 @@ FAST = ["rougeL", "bleu", "facet_f1", "key_terms", "triple_exact", "triple_soft"
 
 
 def populate(project, rows=ROWS, with_reference: bool = True) -> None:
-    from preceptor.engine.data import ImportOptions, import_prompts
+    from preceptor.engine.ingest.prompts import ImportOptions, import_prompts
 
     path = project.root / "items.jsonl"
     with path.open("w") as fh:
@@ -43,13 +52,13 @@ def populate(project, rows=ROWS, with_reference: bool = True) -> None:
 
 
 def run_eval(project, **kw):
-    return events.run(evaluate(project, EvalOptions(split="all", **{"metrics": FAST, **kw})))
+    return events.run(eval_events(project, EvalOptions(split="all", **{"metrics": FAST, **kw})))
 
 
 def test_eval_stores_values_equal_to_the_libraries(project) -> None:
     from rouge_score import rouge_scorer
 
-    from preceptor.engine.metrics.textual import UnicodeTokenizer
+    from preceptor.engine.evaluation.metrics.text import UnicodeTokenizer
 
     populate(project)
     summary = run_eval(project)
@@ -97,7 +106,7 @@ def test_reference_teacher_scores_other_systems_against_teacher_outputs(project)
     b = {o.prompt_id: o for o in q_outputs.for_system(project.store, base.id)}
     t = {o.prompt_id: o for o in q_outputs.for_system(project.store, teacher.id)}
     vals = q.values_for_outputs(project.store, [o.id for o in b.values()], "rougeL", "teacher")
-    sc = __import__("preceptor.engine.metrics", fromlist=["scorer"]).scorer("rougeL")
+    sc = __import__("preceptor.engine.evaluation.metrics", fromlist=["scorer"]).scorer("rougeL")
     for pid, o in b.items():
         assert vals[o.id] == sc.score([o.text], [t[pid].text])[0]
     assert q.values_for_outputs(project.store, [o.id for o in t.values()], "rougeL", "teacher") == {}
@@ -146,7 +155,7 @@ def test_bertscore_and_perplexity_in_eval(project, tiny_encoder: Path, tiny_lm: 
 def test_wilson_and_mean_ci_hand_computed() -> None:
     lo, hi = wilson(7, 10)
     assert (round(lo, 4), round(hi, 4)) == (0.3968, 0.8922)
-    assert wilson(0, 0) == (None, None)
+    assert wilson(0, 0) is None  # no interval without trials
     m = mean_ci([1.0, 2.0, 3.0, 4.0])
     # mean 2.5, sd 1.29099, t(0.975, 3) = 3.18245 -> half 2.05426
     assert m["mean"] == 2.5 and m["n"] == 4

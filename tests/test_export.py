@@ -12,13 +12,8 @@ from pathlib import Path
 import pytest
 
 from preceptor.engine.events import run
-from preceptor.engine.export import (
-    DPOExportOptions,
-    dpo_records,
-    export_dpo,
-    export_votes,
-    manifest_path,
-)
+from preceptor.engine.export.dpo import DPOExportOptions, dpo_records, export_dpo, manifest_path
+from preceptor.engine.export.votes import export_votes
 from preceptor.errors import PreceptorError
 from tests.test_stats_support import Judged
 

@@ -11,9 +11,14 @@ from preceptor.cli import main
 from preceptor.db import outputs as q_outputs
 from preceptor.db import systems as q_systems
 from preceptor.engine import events
-from preceptor.engine import systems as eng_systems
-from preceptor.engine.data import ImportOptions, import_prompts
-from preceptor.engine.generate import GenerateOptions, LocalGenerator, LocalSettings, generate
+from preceptor.engine.generation import systems as eng_systems
+from preceptor.engine.generation.generate import (
+    GenerateOptions,
+    LocalGenerator,
+    LocalSettings,
+    generate,
+)
+from preceptor.engine.ingest.prompts import ImportOptions, import_prompts
 from preceptor.engine.models import preferred_dtype
 from preceptor.errors import Cancelled, PreceptorError
 from preceptor.prompts import templates
@@ -255,7 +260,7 @@ def test_lora_adapter_systems_generate_with_the_adapter_merged(project, tmp_path
 
 
 def test_retriever_systems_go_through_their_backend(project, tmp_path, monkeypatch):
-    import preceptor.engine.retriever as retriever
+    import preceptor.engine.embed.retrievers as retriever
 
     seen: list[list[str]] = []
 

@@ -13,7 +13,8 @@ from preceptor.db import outputs as q_outputs
 from preceptor.db import prompts as q_prompts
 from preceptor.db import systems as q_systems
 from preceptor.engine import events
-from preceptor.engine.data import ImportOptions, hash_split, import_prompts
+from preceptor.engine.ingest.prompts import ImportOptions, import_prompts
+from preceptor.engine.ingest.splits import hash_split
 from preceptor.errors import PreceptorError
 
 
@@ -224,7 +225,7 @@ def test_cancel_rolls_back(project, tmp_path):
 
 
 def test_json_array_streams_in_small_chunks(tmp_path):
-    from preceptor.engine.readers import read_json_array
+    from preceptor.engine.ingest.readers import read_json_array
 
     rows = [{"prompt": f"p{i} caf\u00e9 \u0e22\u0e32", "n": i} for i in range(50)]
     p = tmp_path / "a.json"

@@ -11,7 +11,7 @@ import pytest
 from preceptor.cli import main
 from preceptor.db import prompts as q_prompts
 from preceptor.engine.events import run
-from preceptor.engine.import_judgments import ImportJudgmentsOptions, import_judgments
+from preceptor.engine.judging.imported import ImportJudgmentsOptions, import_judgments
 from preceptor.errors import PreceptorError
 from tests.test_judge_support import make_all_pairs, seed_outputs
 
@@ -47,11 +47,11 @@ def test_llmbar_import_counts_and_stays_in_its_collection(project):
     # left out of the project's own prompts, statistics and queue unless named
     assert len(q_prompts.select(store)) == 9
     assert len(q_prompts.select(store, q_prompts.PromptFilter(collections=["llmbar-natural"]))) == 100
-    from preceptor.engine.status import project_status
+    from preceptor.engine.views import project_status
 
     assert project_status(project)["prompts"]["total"] == 9
     from preceptor.db import judging as q
-    from preceptor.engine.pairs import PairFilter, resolve_filter
+    from preceptor.engine.judging.pairs import PairFilter, resolve_filter
 
     assert q.count_pairs(store, resolve_filter(store, PairFilter())) == 9
     assert q.count_pairs(store, resolve_filter(store, PairFilter(collection="llmbar-natural"))) == 100

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from preceptor.db import judging as q
-from preceptor.engine.judge import ExpertSession, JudgeSettings, add_expert, list_experts
-from preceptor.engine.pairs import PairFilter
+from preceptor.engine.judging.experts import ExpertSession, add_expert, list_experts
+from preceptor.engine.judging.pairs import PairFilter
+from preceptor.engine.judging.settings import JudgeSettings
 from preceptor.errors import PreceptorError
 from tests.test_judge_support import make_all_pairs, seed_outputs
 
@@ -171,7 +172,7 @@ def test_reservation_of_a_dead_process_lapses_at_once(project):
     _setup(project, 1, experts=("Alice", "Bob"), splits=("val",))
     code = textwrap.dedent(f"""
         from preceptor.project import Project
-        from preceptor.engine.judge import ExpertSession
+        from preceptor.engine.judging.experts import ExpertSession
         p = Project.open({str(project.root)!r})
         print(ExpertSession(p, "Alice").next().pair_id)
     """)
@@ -240,7 +241,7 @@ def test_skip_passes_the_pair_to_others(project):
 
 
 def test_bad_item_leaves_the_queue_until_cleared(project):
-    from preceptor.engine.judge import clear_bad_item
+    from preceptor.engine.judging.experts import clear_bad_item
 
     _setup(project, 3, splits=("val",))
     s = ExpertSession(project, "Alice")
@@ -311,7 +312,7 @@ def test_vote_survives_the_process_being_killed(project):
     code = textwrap.dedent(f"""
         import os, signal
         from preceptor.project import Project
-        from preceptor.engine.judge import ExpertSession
+        from preceptor.engine.judging.experts import ExpertSession
         p = Project.open({str(project.root)!r})
         s = ExpertSession(p, "Alice")
         pair = s.next()
@@ -339,7 +340,7 @@ def test_m004_backfills_pairs_made_before_it(tmp_path):
     from preceptor.db import migrations
     from preceptor.db.store import Store
 
-    store = Store(tmp_path / "old.db", migrate=False)
+    store = Store(tmp_path / "old.db")
     migrations.migrate(store, target=3)  # a database from before m004_judging_extra
     c = store.conn
     ts = "2026-01-01T00:00:00.000Z"

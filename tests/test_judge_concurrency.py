@@ -9,14 +9,14 @@ import textwrap
 import time
 from pathlib import Path
 
-from preceptor.engine.judge import add_expert
+from preceptor.engine.judging.experts import add_expert
 from tests.test_judge_support import make_all_pairs, seed_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = textwrap.dedent("""
     import json, os, sys, time
     from preceptor.project import Project
-    from preceptor.engine.judge import ExpertSession
+    from preceptor.engine.judging.experts import ExpertSession
     root, expert, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     p = Project.open(root)
     s = ExpertSession(p, expert)

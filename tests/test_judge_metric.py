@@ -8,9 +8,9 @@ from preceptor.db import outputs as q_outputs
 from preceptor.db import prompts as q_prompts
 from preceptor.db import systems as q_systems
 from preceptor.db.store import now
-from preceptor.engine.data import text_hash
 from preceptor.engine.events import run
-from preceptor.engine.metric_judge import MetricJudgeOptions, judge_metric, metric_vote
+from preceptor.engine.ingest.splits import text_hash
+from preceptor.engine.judging.metric_judge import MetricJudgeOptions, judge_metric, metric_vote
 from tests.test_judge_support import make_all_pairs
 
 ITEMS = [
@@ -71,8 +71,8 @@ def test_metric_vote_rules():
 
 
 def test_both_bad_never_becomes_a_dpo_pair(project):
-    from preceptor.engine.export import DPOExportOptions, dpo_records
-    from preceptor.engine.judge import ExpertSession, add_expert
+    from preceptor.engine.export.dpo import DPOExportOptions, dpo_records
+    from preceptor.engine.judging.experts import ExpertSession, add_expert
     from tests.test_judge_support import seed_outputs
 
     project.update_settings({"judge": {"overlap_share": 0.0, "repeat_share": 0.0}})

@@ -14,7 +14,7 @@ import statistics
 import time
 
 from preceptor.db.store import now
-from preceptor.engine.judge import ExpertSession, add_expert
+from preceptor.engine.judging.experts import ExpertSession, add_expert
 
 N_PAIRS = int(os.environ.get("PRECEPTOR_BENCH_PAIRS", "20000"))
 DONE_SHARE = 0.9

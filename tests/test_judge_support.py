@@ -8,7 +8,7 @@ from preceptor.db import outputs as q_outputs
 from preceptor.db import prompts as q_prompts
 from preceptor.db import systems as q_systems
 from preceptor.db.store import now
-from preceptor.engine.data import text_hash
+from preceptor.engine.ingest.splits import text_hash
 
 
 def seed_outputs(project: Any, n: int, *, splits: tuple[str, ...] = ("train", "val", "test"), identical_every: int = 0,
@@ -41,6 +41,6 @@ def seed_outputs(project: Any, n: int, *, splits: tuple[str, ...] = ("train", "v
 
 def make_all_pairs(project: Any, systems: tuple[str, str] = ("alpha", "beta"), **kw: Any) -> dict[str, Any]:
     from preceptor.engine.events import run
-    from preceptor.engine.pairs import PairMakeOptions, make_pairs
+    from preceptor.engine.judging.pairs import PairMakeOptions, make_pairs
 
     return run(make_pairs(project, PairMakeOptions(systems=systems, **kw)))

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from preceptor.db import cache as q_cache
-from preceptor.engine.llm import BUDGET_EXCEEDED, LLMClient, cache_key
+from preceptor.engine.generation.llm import BUDGET_EXCEEDED, LLMClient, cache_key
 from preceptor.errors import Cancelled
 from preceptor.testing.llm_server import StubServer
 

@@ -10,15 +10,15 @@ import pytest
 
 from preceptor.db import judging as q
 from preceptor.engine.events import run
-from preceptor.engine.judge import load_rubric
-from preceptor.engine.llm_judge import (
+from preceptor.engine.judging.llm_judge import (
     LLMJudgeOptions,
     judge_llm,
     judge_variables,
     load_template,
     parse_verdict,
 )
-from preceptor.engine.pairs import PairFilter
+from preceptor.engine.judging.pairs import PairFilter
+from preceptor.engine.judging.settings import load_rubric
 from preceptor.testing.llm_server import StubServer
 from tests.test_judge_support import make_all_pairs, seed_outputs
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from preceptor.engine import metrics as M
-from preceptor.engine.metrics.textual import script_language
+from preceptor.engine.evaluation import metrics as M
+from preceptor.engine.evaluation.metrics.text import script_language
 
 
 def test_registry_names_and_unknown_metric() -> None:
@@ -41,7 +41,7 @@ def test_rougeL_hand_computed_and_equal_to_library() -> None:
 def test_rougeL_thai_and_korean_are_tokenised_not_dropped() -> None:
     from rouge_score import rouge_scorer
 
-    from preceptor.engine.metrics.textual import UnicodeTokenizer
+    from preceptor.engine.evaluation.metrics.text import UnicodeTokenizer
 
     sc = M.scorer("rougeL")
     # Thai has no spaces: characters are the tokens; LCS 2 of 3 -> F = 2/3
@@ -79,7 +79,7 @@ def test_bleu_equals_sacrebleu_sentence_bleu() -> None:
 def test_corpus_bleu_matches_sacrebleu() -> None:
     import sacrebleu
 
-    from preceptor.engine.metrics.textual import corpus_bleu
+    from preceptor.engine.evaluation.metrics.text import corpus_bleu
 
     preds, refs = ["a b c d e", "f g h i"], ["a b c d x", "f g h i"]
     assert corpus_bleu(preds, refs) == pytest.approx(sacrebleu.corpus_bleu(preds, [refs]).score / 100)
@@ -101,7 +101,7 @@ def test_script_language(text: str, lang: str) -> None:
 
 
 def _hf(encoder: Path) -> str:
-    from preceptor.engine.metrics.textual import hf_folder
+    from preceptor.engine.evaluation.metrics.text import hf_folder
 
     return str(hf_folder(encoder))
 
@@ -222,7 +222,7 @@ def test_perplexity_long_output_is_truncated(tiny_lm: Path) -> None:
 
 
 def test_eval_loss_perplexity() -> None:
-    from preceptor.engine.metrics.ppl import from_eval_loss
+    from preceptor.engine.evaluation.metrics.perplexity import from_eval_loss
 
     assert from_eval_loss(math.log(7.5)) == pytest.approx(7.5)
     assert from_eval_loss(None) is None and from_eval_loss(float("nan")) is None
@@ -232,7 +232,7 @@ def test_scorers_import_nothing_heavy_until_built() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import preceptor.engine.metrics, preceptor.engine.evaluate, preceptor.engine.report, "
+    code = ("import sys; import preceptor.engine.evaluation.metrics, preceptor.engine.evaluation.evaluate, preceptor.engine.results.report, "
             "preceptor.db.metrics, preceptor.cli.eval; "
             "print(json.dumps(sorted(m for m in ('torch','bert_score','transformers','rouge_score','sacrebleu') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
@@ -243,7 +243,7 @@ def test_scorers_import_nothing_heavy_until_built() -> None:
 def test_bertscore_with_the_packaged_minilm_equals_the_library() -> None:
     import bert_score
 
-    from preceptor.engine.metrics.textual import resolve_encoder
+    from preceptor.engine.evaluation.metrics.text import resolve_encoder
 
     folder = resolve_encoder(None)
     sc = M.scorer("bertscore_f1")

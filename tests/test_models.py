@@ -10,6 +10,8 @@ import pytest
 
 from preceptor.cli import main
 from preceptor.engine import events, models
+from preceptor.engine.models import conversion as model_setup
+from preceptor.engine.models import loading
 from preceptor.errors import PreceptorError
 
 
@@ -24,7 +26,7 @@ def test_packaged_files_are_found_without_importing_their_packages():
 
 
 def test_resolve_lm(tmp_path, monkeypatch):
-    assert models.resolve_lm(models.PACKAGED_STUDENT) == models.converted_dir()
+    assert models.resolve_lm(models.PACKAGED_STUDENT) == models.converted_dir(models.PACKAGED_STUDENT)
     assert models.resolve_lm(str(tmp_path)) == tmp_path.resolve()
     assert models.resolve_lm("Qwen/Qwen3-1.7B") == "Qwen/Qwen3-1.7B"
     with pytest.raises(PreceptorError) as err:
@@ -47,9 +49,9 @@ def test_encoder_path(tmp_path):
 
 
 def test_preferred_dtype_follows_the_cpu(monkeypatch):
-    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(loading, "cpu_has_fast_bf16", lambda: True)
     assert models.preferred_dtype("cpu") == "bf16"
-    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(loading, "cpu_has_fast_bf16", lambda: False)
     assert models.preferred_dtype("cpu") == "fp32"
 
 
@@ -108,7 +110,7 @@ def test_setup_converts_once(tmp_path, monkeypatch):
             (tmp / models.MARKER).write_text(json.dumps({"conversion_version": models.CONVERSION_VERSION}))
         return {"params": 1e6, "seconds": 0.0}
 
-    monkeypatch.setattr(models, "convert_gguf", fake_convert)
+    monkeypatch.setattr(model_setup, "convert_gguf", fake_convert)
     first = events.run(models.setup())
     assert first["converted"] is True and len(calls) == 1 and calls[0].suffix == ".gguf"
     assert first["student"] == str(tmp_path / "models" / models.PACKAGED_STUDENT)
@@ -126,13 +128,13 @@ def test_known_models_and_cli_list(capsys):
     out = capsys.readouterr().out
     assert re.search(r"^smollm2-135m-instruct\s+causal-lm\s+yes\s+ok$", out, re.M)
     assert re.search(r"^all-minilm-l6-v2\s+encoder\s+yes\s+ok$", out, re.M)
-    assert f"smollm2-135m-instruct: {models.converted_dir()}" in out
+    assert f"smollm2-135m-instruct: {models.converted_dir(models.PACKAGED_STUDENT)}" in out
 
 
 def test_models_setup_cli_is_fast_when_done(capsys):
     assert main(["models", "setup"]) == 0
     out = capsys.readouterr().out
-    assert f"Student smollm2-135m-instruct: {models.converted_dir()} (already set up)" in out
+    assert f"Student smollm2-135m-instruct: {models.converted_dir(models.PACKAGED_STUDENT)} (already set up)" in out
 
 
 @pytest.mark.slow

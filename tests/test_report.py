@@ -10,8 +10,8 @@ import pytest
 
 from preceptor.db import metrics as q
 from preceptor.db import runs as q_runs
-from preceptor.engine import report as R
-from preceptor.engine.evaluate import system_table
+from preceptor.engine.evaluation.evaluate import system_table
+from preceptor.engine.results import report as R
 from preceptor.errors import PreceptorError
 from tests.test_eval import FAST, populate, run_eval
 
@@ -111,7 +111,7 @@ def test_registered_sections_render_in_every_format(evaluated, monkeypatch) -> N
 def test_training_section_curves_and_eval_perplexity(evaluated) -> None:
     run = q_runs.create(evaluated.store, "sft", {"lr": 1e-4})
     q_runs.add_metrics(evaluated.store, run.id, [(1, "loss", 2.0), (2, "loss", 1.5), (2, "eval_loss", math.log(5.0))])
-    sec = R._training_section(evaluated, R.ReportOptions())
+    sec = R.core.training_section(evaluated, R.ReportOptions())
     assert sec is not None and "| 1 | sft | queued | 1.500 | 1.609 | 5.000 |" in sec.markdown
     assert "train_loss.svg" in sec.images and "<polyline" in sec.images["train_loss.svg"]
 

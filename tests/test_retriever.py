@@ -6,14 +6,14 @@ import pytest
 
 from preceptor.db import embed as q_embed
 from preceptor.db import systems as q_systems
-from preceptor.engine import retriever
-from preceptor.engine.retriever import RetrieverBackend, parse_ranked, rank_of, render_ranked
+from preceptor.engine.embed import retrievers as retriever
+from preceptor.engine.embed.retrievers import RetrieverBackend, parse_ranked, rank_of, render_ranked
 from preceptor.errors import PreceptorError
 from tests.test_embed import DOCS, encoder  # noqa: F401  (session fixture)
 
 
 def add_corpus(project, name: str, docs: list[str]) -> None:
-    from preceptor.engine.embed_data import doc_key
+    from preceptor.engine.embed.data import doc_key
 
     with project.store.tx():
         q_embed.ensure_corpus(project.store, name)
@@ -71,7 +71,7 @@ def test_unknown_or_empty_corpus_is_a_clear_error(project, encoder):  # noqa: F8
 
 
 def test_reciprocal_rank_scorer_reads_the_rank_of_the_reference():
-    from preceptor.engine.retriever import ReciprocalRank
+    from preceptor.engine.embed.retrievers import ReciprocalRank
 
     lists = [render_ranked([(0.9, "a"), (0.8, "b"), (0.7, "c")])] * 3 + ["a prose answer about b"]
     assert ReciprocalRank().score(lists, ["a", "c", "zzz", "b"]) == [1.0, pytest.approx(1 / 3), 0.0, None]

@@ -225,7 +225,7 @@ def test_latest_checkpoint_needs_trainer_state(tmp_path):
 # -- DPO data ---------------------------------------------------------------------------
 
 def test_dpo_pairs_from_the_db_use_the_export(project, monkeypatch):
-    from preceptor.engine import export
+    from preceptor.engine.export import dpo as export
     from preceptor.engine.train import dpo
 
     calls = []

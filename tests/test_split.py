@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from preceptor.engine import events
-from preceptor.engine.data import ImportOptions, hash_split, import_prompts
+from preceptor.engine.ingest.prompts import ImportOptions, import_prompts
+from preceptor.engine.ingest.splits import hash_split
 
 ratios = st.tuples(st.floats(0.0, 0.45), st.floats(0.0, 0.45))
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from preceptor.engine import stats
-from preceptor.engine.stats import StatsOptions, compute
+from preceptor.engine.results import stats
+from preceptor.engine.results.stats import StatsOptions, compute
 from preceptor.errors import PreceptorError
 from tests.test_stats_support import Judged
 
@@ -327,7 +327,7 @@ def _check_pandalm_kappas(project, rows: list[dict]) -> None:
 def _pandalm_rows():
     from pathlib import Path
 
-    from preceptor.engine.readers import read_json_array
+    from preceptor.engine.ingest.readers import read_json_array
 
     path = Path(__file__).parent / "fixtures" / "pandalm_excerpt.json"
     rows = [rec for _, rec in read_json_array(path)]  # holds a bare NaN label (no vote)
@@ -347,7 +347,7 @@ def test_pandalm_annotator_kappas_equal_sklearn(project) -> None:
 def test_pandalm_kappas_through_import_judgments(project) -> None:
     """The same cross-check on the file imported by `preceptor import-judgments --format pandalm`."""
     from preceptor.engine.events import run
-    from preceptor.engine.import_judgments import ImportJudgmentsOptions, import_judgments
+    from preceptor.engine.judging.imported import ImportJudgmentsOptions, import_judgments
 
     path, rows = _pandalm_rows()
     run(import_judgments(project, path, ImportJudgmentsOptions(format="pandalm", collection="pandalm")))

@@ -24,7 +24,7 @@ def _judged(project) -> Judged:
 
 
 def test_report_sections_registered_and_filled(project) -> None:
-    from preceptor.engine.report import build_sections, registered
+    from preceptor.engine.results.report import build_sections, registered
 
     _judged(project)
     sections = {s.key: s for s in build_sections(project)}  # imports preceptor.engine.*_report
@@ -46,7 +46,7 @@ def test_report_sections_registered_and_filled(project) -> None:
 
 
 def test_report_sections_absent_without_judgments(project) -> None:
-    from preceptor.engine import stats_report
+    from preceptor.engine.results.report import judging as stats_report
 
     assert stats_report.win_rates_section(project, None) is None
     assert stats_report.league_section(project, None) is None

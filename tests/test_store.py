@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from preceptor.db import migrations
+from preceptor.db import migrations, open_database
 from preceptor.db import prompts as q_prompts
 from preceptor.db import runs as q_runs
 from preceptor.db.store import Store
@@ -28,7 +28,7 @@ def test_pragmas(project):
 
 def test_database_from_v1_migrates_to_head_with_data_intact(tmp_path):
     path = tmp_path / "old.db"
-    old = Store(path, migrate=False)
+    old = Store(path)
     assert migrations.migrate(old, target=1) == ["m001_initial"]
     with old.tx():
         old.execute("INSERT INTO collections (name, kind, created_at) VALUES ('c', 'prompts', 'now')")
@@ -37,7 +37,7 @@ def test_database_from_v1_migrates_to_head_with_data_intact(tmp_path):
     assert old.schema_version == 1
     assert old.scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'judgments'") == 0
     old.close()
-    new = Store(path)  # opening brings it to head
+    new = open_database(path)  # opening brings it to head
     assert new.schema_version == migrations.head()
     assert new.scalar("SELECT text FROM prompts") == "hello"
     assert new.scalar("SELECT COUNT(*) FROM judgments") == 0
@@ -48,7 +48,7 @@ def test_database_from_v1_migrates_to_head_with_data_intact(tmp_path):
 
 def test_a_failing_migration_leaves_no_trace(tmp_path, monkeypatch):
     path = tmp_path / "x.db"
-    Store(path).close()
+    open_database(path).close()
 
     def m999_broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half (x)")
@@ -56,9 +56,9 @@ def test_a_failing_migration_leaves_no_trace(tmp_path, monkeypatch):
 
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, m999_broken])
     with pytest.raises(RuntimeError):
-        Store(path)
+        open_database(path)
     monkeypatch.undo()
-    s = Store(path)
+    s = open_database(path)
     assert s.scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'half'") == 0
     assert s.scalar("SELECT COUNT(*) FROM schema_migrations WHERE name = 'm999_broken'") == 0
     s.close()

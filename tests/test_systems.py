@@ -9,7 +9,7 @@ import pytest
 from preceptor import config as cfg
 from preceptor.cli import main
 from preceptor.db import systems as q_systems
-from preceptor.engine import systems
+from preceptor.engine.generation import systems
 from preceptor.errors import PreceptorError
 
 

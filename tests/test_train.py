@@ -20,7 +20,7 @@ from preceptor.db import prompts as q_prompts
 from preceptor.db import runs as q_runs
 from preceptor.db import systems as q_systems
 from preceptor.engine import events
-from preceptor.engine.data import ImportOptions, import_prompts
+from preceptor.engine.ingest.prompts import ImportOptions, import_prompts
 from preceptor.engine.train import runner, settings, worker
 from preceptor.engine.train.context import latest_checkpoint
 from preceptor.engine.train.settings import DPOSettings, SFTSettings
@@ -255,7 +255,7 @@ def test_sft_on_the_packaged_student_then_generate(project):
 
     if not is_converted(converted_dir(PACKAGED_STUDENT)):
         pytest.skip("the packaged student is not set up (run `preceptor models setup`)")
-    from preceptor.engine.generate import GenerateOptions, generate
+    from preceptor.engine.generation.generate import GenerateOptions, generate
 
     data = project.root / "ddi.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"Mechanism of {d}?", "response_teacher": f"{d} inhibits {t}.", "group": d}) + "\n"

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.anyio
 
 
 def vote_all(project, verdicts):
-    from preceptor.engine.judge import ExpertSession, PairFilter
+    from preceptor.engine.judging.experts import ExpertSession
+    from preceptor.engine.judging.pairs import PairFilter
 
     session = ExpertSession(project, "Dr Bo", PairFilter(split="train"), create=True)
     served = []

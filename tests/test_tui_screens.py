@@ -12,7 +12,8 @@ pytestmark = pytest.mark.anyio
 
 
 def vote(project, name, verdicts):
-    from preceptor.engine.judge import ExpertSession, PairFilter
+    from preceptor.engine.judging.experts import ExpertSession
+    from preceptor.engine.judging.pairs import PairFilter
 
     session = ExpertSession(project, name, PairFilter(), create=True)
     for v in verdicts:

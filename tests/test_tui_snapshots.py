@@ -55,7 +55,8 @@ def test_judge_snapshot_narrow_after_flag(project, snap_compare):
 
 
 def test_dashboard_snapshot(project, snap_compare):
-    from preceptor.engine.judge import ExpertSession, PairFilter
+    from preceptor.engine.judging.experts import ExpertSession
+    from preceptor.engine.judging.pairs import PairFilter
 
     judged_project(project, 12)
     session = ExpertSession(project, "Dr Snap", PairFilter(), create=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.test_embed import encoder  # noqa: F401  (session fixture)
 from tests.tui_helpers import wait_for
 
 pytestmark = pytest.mark.anyio
@@ -125,3 +126,120 @@ async def test_generate_from_the_form(project, tiny_lm, anyio_backend):
     done = [o for o in q_outputs.for_system(project.store, base.id)]
     assert len(done) == 2 and all(o.text is not None for o in done)
     assert len(app.errors) == 1
+
+
+@pytest.mark.timeout(120)
+async def test_the_app_launches_through_the_plan_with_the_accelerate_table(project, tiny_lm, anyio_backend, monkeypatch):
+    """A project set to train with accelerate trains with accelerate when launched from the app:
+    the app calls the same plan (pre-flight, launcher, command) as `preceptor train sft`."""
+    import sys
+
+    from preceptor.db import runs as q_runs
+    from preceptor.engine.train import plan as launch_plan
+    from preceptor.tui.app import PreceptorApp
+    from preceptor.tui.screens.train import RunForm
+
+    sft_project(project, tiny_lm)
+    project.update_settings({"train": {"accelerate": {"launcher": "accelerate", "num_processes": 2,
+                                                      "mixed_precision": "no"}}})
+    planned: list = []
+
+    def fake_start(proj, p, wait=False):  # record the plan; no accelerate process is needed
+        planned.append(p)
+        run = q_runs.create(proj.store, p.kind, p.config)
+        q_runs.set_status(proj.store, run.id, "cancelled", error="not started (test)")
+        return q_runs.get(proj.store, run.id)
+
+    monkeypatch.setattr(launch_plan, "start", fake_start)
+    app = PreceptorApp(project, start="train")
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunForm), 5)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: bool(planned), 15)
+    p = planned[0]
+    assert p.launcher == "accelerate" and p.accelerate == {"num_processes": 2, "mixed_precision": "no"}
+    assert p.command[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert p.command[3:9] == ["--num_processes", "2", "--multi_gpu", "--mixed_precision", "no", "-m"]
+    assert p.command[9:] == ["preceptor.engine.train.worker", "--project", str(project.root), "--run", "0"]
+    assert p.data["train"] == 8 and p.data["sources"] == {"teacher": 8}  # the data pre-flight ran
+    assert p.notes[0].startswith("SFT data: 8 train / 2 val examples from teacher (8)")
+    assert app.errors == []
+
+
+@pytest.mark.timeout(240)
+async def test_closing_the_app_does_not_stop_a_curriculum(project, tmp_path, anyio_backend, encoder):  # noqa: F811
+    """An embedding curriculum launched from the app runs in the detached runner: each stage's
+    process starts the next, so the later stages run after the app is closed."""
+    from preceptor.db import runs as q_runs
+    from preceptor.engine.train import runner
+    from preceptor.tui.app import PreceptorApp
+    from preceptor.tui.screens.train import RunForm
+    from tests.test_embed import import_file, toy_rows, write_jsonl
+
+    import_file(project, write_jsonl(tmp_path / "a.jsonl", toy_rows(4, seed=1)), "first", val_ratio=0.25)
+    import_file(project, write_jsonl(tmp_path / "b.jsonl", toy_rows(4, seed=2)), "second", val_ratio=0.25)
+    project.update_settings({"embed": {"base": str(encoder), "batch_size": 8, "learning_rate": 1e-3,
+                                       "save_steps": 1000, "max_steps": 3, "threads": 1}})
+    app = PreceptorApp(project, start="train")
+    async with app.run_test(size=(100, 32)) as pilot:
+        screen = app.screen
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunForm), 5)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: screen.watching is not None, 15)
+        first = screen.watching
+    # the app is closed while stage 1 is (at most) still going
+    assert q_runs.get(project.store, first).status in ("queued", "running", "succeeded")
+    done1 = runner.wait(project, first, timeout=150)
+    assert done1.status == "succeeded", done1.error
+    second = next(r for r in q_runs.list_runs(project.store) if r.parent_id == first)
+    assert second.config["stage"] == "second" and second.config["init"].endswith("model")
+    done2 = runner.wait(project, second.id, timeout=150)
+    assert done2.status == "succeeded", done2.error
+    assert [r.config["stage"] for r in sorted(q_runs.list_runs(project.store), key=lambda r: r.id)] == ["first", "second"]
+
+
+@pytest.mark.timeout(60)
+async def test_the_runs_table_is_live_and_cancel_asks_first(project, anyio_backend, monkeypatch):
+    import os
+
+    from textual.widgets import DataTable
+
+    from preceptor.db import runs as q_runs
+    from preceptor.db import systems as q_systems
+    from preceptor.engine.train import runner
+    from preceptor.tui.app import PreceptorApp
+    from preceptor.tui.widgets.dialogs import ConfirmModal
+
+    store = project.store
+    done = q_runs.create(store, "sft", {})
+    q_runs.set_status(store, done.id, "running")
+    system = q_systems.upsert(store, "ft-7", role="ft", backend="hf", model="m")
+    q_runs.update(store, done.id, system_id=system.id)
+    q_runs.set_status(store, done.id, "succeeded")
+    live = q_runs.create(store, "dpo", {})
+    q_runs.set_status(store, live.id, "running")  # this process: alive
+    assert q_runs.get(store, live.id).pid == os.getpid()
+    q_runs.add_metrics(store, live.id, [(1, "loss", 2.0), (2, "loss", 1.5), (3, "loss", 1.2)])
+    cancelled: list[int] = []
+    monkeypatch.setattr(runner, "cancel", lambda proj, run_id: cancelled.append(run_id))
+    app = PreceptorApp(project, start="train")
+    async with app.run_test(size=(100, 32)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.query_one("#runs-table", DataTable).row_count == 2, 10)
+        table = screen.query_one("#runs-table", DataTable)
+        rows = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(table.row_count)}
+        assert rows[str(live.id)][2:4] == ["running", "3"]  # live status and the step reached
+        assert rows[str(done.id)][2] == "succeeded" and rows[str(done.id)][5] == "ft-7"  # the system it registered
+        await wait_for(pilot, lambda: screen.watching == live.id, 10)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), 5)
+        await pilot.press("n")  # changed their mind: nothing is cancelled
+        await pilot.pause(0.2)
+        assert cancelled == []
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), 5)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: cancelled == [live.id], 5)
+    assert app.errors == []

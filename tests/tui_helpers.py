@@ -15,7 +15,7 @@ def judged_project(project: Any, n: int = 12, *, settings: dict[str, Any] | None
     import hashlib
 
     from preceptor.engine.events import run
-    from preceptor.engine.pairs import PairMakeOptions, make_pairs
+    from preceptor.engine.judging.pairs import PairMakeOptions, make_pairs
 
     project.update_settings({"judge": {"repeat_share": 0.0, "overlap_share": 0.0, **(settings or {})}})
     store = project.store

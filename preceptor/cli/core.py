@@ -40,7 +40,7 @@ def init_cmd(ctx: click.Context, directory: str | None, name: str | None) -> Non
 @project_option
 def import_cmd(project_dir: str | None, file: str, as_json: bool, **options: object) -> None:
     """Import prompts from FILE (CSV, TSV, JSONL, JSON array or Parquet), atomically."""
-    from preceptor.engine.data import ImportOptions, import_prompts
+    from preceptor.engine.ingest.prompts import ImportOptions, import_prompts
 
     opts = ImportOptions(**{k: v for k, v in options.items()})  # type: ignore[arg-type]
     with open_project(project_dir) as project:
@@ -64,7 +64,7 @@ def import_cmd(project_dir: str | None, file: str, as_json: bool, **options: obj
 @project_option
 def status_cmd(project_dir: str | None, as_json: bool) -> None:
     """Counts of prompts, systems, outputs, runs, judgments and exports."""
-    from preceptor.engine.status import project_status
+    from preceptor.engine.views import project_status
 
     with open_project(project_dir) as project:
         st = project_status(project)

@@ -33,7 +33,7 @@ from preceptor.cli.common import (
 @project_option
 def import_pairs_cmd(project_dir: str | None, file: str, as_json: bool, **options: Any) -> None:
     """Import (anchor, positive[, negative][, score]) pairs from FILE into a stage, atomically."""
-    from preceptor.engine.embed_data import PairImportOptions, import_pairs
+    from preceptor.engine.embed.data import PairImportOptions, import_pairs
 
     opts = PairImportOptions(**options)
     with open_project(project_dir) as project:
@@ -97,7 +97,7 @@ def format_stages(reports: list[dict[str, Any]]) -> str:
 @click.option("--lr", "learning_rate", type=float, help="Peak learning rate.")
 @click.option("--loss", type=click.Choice(["mnrl", "cosine"]), help="mnrl (default) or cosine (scored pairs).")
 @click.option("--threads", type=int, help="Torch threads in the training process.")
-@click.option("--inline", is_flag=True, help="Run the stages in this process instead of a worker process (debugging).")
+@click.option("--inline", is_flag=True, help="Run the stages in threads of this process instead of worker processes (debugging).")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-stage reports as JSON.")
 @project_option
 def train_embed_cmd(project_dir: str | None, base: str | None, stages: str | None, demo: bool, max_steps: int | None,
@@ -110,13 +110,16 @@ def train_embed_cmd(project_dir: str | None, base: str | None, stages: str | Non
     run folder and registered as a retriever system. Ctrl-C cancels the running stage
     (it keeps a checkpoint; `preceptor train resume RUN` continues it).
     """
-    from preceptor.engine.embed import TrainEmbedOptions, train_embed
+    from preceptor.cli.train import plan_and_start
+    from preceptor.engine.train import curriculum
 
-    opts = TrainEmbedOptions(base=base, stages=tuple(s.strip() for s in stages.split(",") if s.strip()) if stages else None,
-                             demo=demo, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
-                             learning_rate=learning_rate, loss=loss, threads=threads, inline=inline)
+    overrides = {"base": base, "stages": [s.strip() for s in stages.split(",") if s.strip()] if stages else None,
+                 "demo": demo, "max_steps": max_steps, "epochs": epochs, "batch_size": batch_size,
+                 "learning_rate": learning_rate, "loss": loss, "threads": threads}
     with open_project(project_dir) as project:
-        summary = drive(train_embed(project, opts, cancel_on_sigint()), "train embed", quiet=as_json)
+        started = plan_and_start(project, "embed", overrides, {"launcher": "inline" if inline else None}, False, as_json)
+        assert started is not None
+        summary = drive(curriculum.follow(project, started["run_id"], cancel_on_sigint()), "train embed", quiet=as_json)
     reports = summary.get("stages", [])
     if as_json:
         echo_json(summary)
@@ -147,7 +150,7 @@ def train_embed_cmd(project_dir: str | None, base: str | None, stages: str | Non
 def export_negatives_cmd(project_dir: str | None, out: str, stage: str, source: str, split: str, into_stage: bool,
                          force: bool, as_json: bool) -> None:
     """Write judged pairs as (prompt, chosen as positive, rejected as hard negative) JSONL rows for a stage."""
-    from preceptor.engine.embed_data import NegativesOptions, export_negatives
+    from preceptor.engine.export.negatives import NegativesOptions, export_negatives
 
     opts = NegativesOptions(stage=stage, source=source, split=split, force=force, into_stage=into_stage)
     with open_project(project_dir) as project:

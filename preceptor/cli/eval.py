@@ -29,15 +29,15 @@ def eval_cmd(project_dir: str | None, systems: str | None, reference: str | None
              collection: str | None, metric_names: str | None, force: bool, win_pair: str | None,
              win_metric: str | None, sample_n: int | None, seed: int | None, as_json: bool) -> None:
     """Score outputs against their reference; values are stored and reused on the next run."""
-    from preceptor.engine.evaluate import EvalOptions, evaluate, settings, win_rate
-    from preceptor.engine.report import ReportOptions, terminal_summary
+    from preceptor.engine.evaluation.evaluate import EvalOptions, run_eval, settings, win_rate
+    from preceptor.engine.results.report import ReportOptions, terminal_summary
     from preceptor.errors import PreceptorError
 
     opts = EvalOptions(systems=_csv(systems), reference=reference, split=split, collection=collection,
                        metrics=_csv(metric_names), force=force)
     with open_project(project_dir) as project:
         st = settings(project)
-        summary = drive(evaluate(project, opts, cancel=cancel_on_sigint(), st=st), "eval", quiet=as_json)
+        summary = drive(run_eval(project, opts, cancel=cancel_on_sigint(), st=st), "eval", quiet=as_json)
         win = None
         if win_pair:
             pair = _csv(win_pair) or []
@@ -79,7 +79,7 @@ def report_cmd(project_dir: str | None, fmt: str, out_dir: str | None, reference
                collection: str | None, systems: str | None, metric: str | None, sample_n: int | None,
                seed: int | None, examples: int) -> None:
     """Write the project report (timestamped; never overwrites) and print a summary."""
-    from preceptor.engine.report import ReportOptions, build_report, terminal_summary
+    from preceptor.engine.results.report import ReportOptions, build_report, terminal_summary
 
     opts = ReportOptions(reference=reference, split=split, collection=collection, systems=_csv(systems),
                          metric=metric, n=sample_n, seed=seed, examples=examples)

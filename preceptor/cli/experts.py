@@ -18,7 +18,7 @@ def experts_group() -> None:
 def add_cmd(project_dir: str | None, name: str) -> None:
     """Register an expert."""
     from preceptor.db import judging as q
-    from preceptor.engine.judge import _check_name
+    from preceptor.engine.judging.experts import _check_name
 
     with open_project(project_dir) as project:
         _, registered, created = q.add_expert(project.store, _check_name(name))
@@ -34,7 +34,7 @@ def add_cmd(project_dir: str | None, name: str) -> None:
 def list_cmd(project_dir: str | None, as_json: bool) -> None:
     """The experts and how many votes each has cast."""
     from preceptor.db import judging as q
-    from preceptor.engine.judge import list_experts
+    from preceptor.engine.judging.experts import list_experts
 
     with open_project(project_dir) as project:
         experts = list_experts(project.store)

@@ -23,7 +23,7 @@ def export_group() -> None:
 
 
 def _replace(out: Path) -> None:
-    from preceptor.engine.export import manifest_path
+    from preceptor.engine.export.dpo import manifest_path
 
     for p in (out, manifest_path(out)):
         if p.is_dir():
@@ -52,7 +52,7 @@ def _replace(out: Path) -> None:
 def export_dpo_cmd(project_dir: str | None, out: str, fmt: str, style: str, source: str, min_confidence: float,
                    split: str, collection: str | None, systems: tuple[str, str] | None, force: bool, as_json: bool) -> None:
     """Write judged pairs as DPO training data to OUT, with a manifest next to it."""
-    from preceptor.engine.export import DPOExportOptions, export_dpo
+    from preceptor.engine.export.dpo import DPOExportOptions, export_dpo
 
     opts = DPOExportOptions(split=split, source=source, min_confidence=min_confidence, collection=collection,
                             style=style, systems=tuple(systems) if systems else None)
@@ -84,7 +84,7 @@ def export_dpo_cmd(project_dir: str | None, out: str, fmt: str, style: str, sour
 def export_votes_cmd(project_dir: str | None, out: str, fmt: str | None, split: str, collection: str | None,
                      all_history: bool, force: bool) -> None:
     """Write every vote (judge, verdict, sides shown, unsafe flags, time) to OUT for audit."""
-    from preceptor.engine.export import export_votes
+    from preceptor.engine.export.votes import export_votes
 
     path = Path(out)
     fmt = fmt or ("jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "csv")

@@ -23,7 +23,7 @@ def generate_cmd(project_dir: str | None, system: str, split: str, collection: s
     Failed items are stored with their error and retried by the next run. Ctrl-C stops
     after the current batch; what was answered is kept.
     """
-    from preceptor.engine.generate import GenerateOptions, generate
+    from preceptor.engine.generation.generate import GenerateOptions, generate
 
     opts = GenerateOptions(system=system, split=split, collection=collection, limit=limit, force=force)
     with open_project(project_dir) as project:

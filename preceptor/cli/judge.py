@@ -31,7 +31,7 @@ def pair_filter_options(fn: Any) -> Any:
 
 
 def _filter(systems: str | None, split: str | None, task: str | None, collection: str | None) -> Any:
-    from preceptor.engine.pairs import PairFilter, parse_systems
+    from preceptor.engine.judging.pairs import PairFilter, parse_systems
 
     return PairFilter(systems=parse_systems(systems) if systems else None, split=split, task=task, collection=collection)
 
@@ -49,7 +49,7 @@ def judge_group() -> None:
 def next_cmd(project_dir: str | None, expert: str, systems: str | None, split: str | None, task: str | None,
              collection: str | None, as_json: bool) -> None:
     """Serve (and reserve) the next pair for an expert: the prompt and answers A and B, blind."""
-    from preceptor.engine.judge import ExpertSession
+    from preceptor.engine.judging.experts import ExpertSession
 
     with open_project(project_dir) as project:
         session = ExpertSession(project, expert, _filter(systems, split, task, collection), detached=True)
@@ -82,7 +82,7 @@ def next_cmd(project_dir: str | None, expert: str, systems: str | None, split: s
 def record_cmd(project_dir: str | None, expert: str, pair_id: int, verdict: str, unsafe: str | None, note: str | None,
                as_json: bool) -> None:
     """Record an expert's verdict on a served pair (committed before this returns)."""
-    from preceptor.engine.judge import ExpertSession
+    from preceptor.engine.judging.experts import ExpertSession
 
     with open_project(project_dir) as project:
         session = ExpertSession(project, expert, detached=True)
@@ -100,7 +100,7 @@ def record_cmd(project_dir: str | None, expert: str, pair_id: int, verdict: str,
 @project_option
 def undo_cmd(project_dir: str | None, expert: str, as_json: bool) -> None:
     """Take back your last vote; the pair is served to you again."""
-    from preceptor.engine.judge import ExpertSession
+    from preceptor.engine.judging.experts import ExpertSession
 
     with open_project(project_dir) as project:
         pair = ExpertSession(project, expert, detached=True).undo()
@@ -117,7 +117,7 @@ def undo_cmd(project_dir: str | None, expert: str, as_json: bool) -> None:
 @project_option
 def history_cmd(project_dir: str | None, expert: str, limit: int, as_json: bool) -> None:
     """Your votes, newest first (change one with `judge change`)."""
-    from preceptor.engine.judge import ExpertSession
+    from preceptor.engine.judging.experts import ExpertSession
 
     with open_project(project_dir) as project:
         rows = ExpertSession(project, expert).history(limit)
@@ -138,7 +138,7 @@ def history_cmd(project_dir: str | None, expert: str, limit: int, as_json: bool)
 @project_option
 def change_cmd(project_dir: str | None, expert: str, judgment_id: int, verdict: str, unsafe: str | None, note: str | None) -> None:
     """Change a past vote (a new judgment supersedes it; the old one stays in the audit trail)."""
-    from preceptor.engine.judge import ExpertSession
+    from preceptor.engine.judging.experts import ExpertSession
 
     with open_project(project_dir) as project:
         jid = ExpertSession(project, expert).change(judgment_id, verdict, unsafe=(unsafe,) if unsafe else (), note=note)
@@ -152,7 +152,7 @@ def change_cmd(project_dir: str | None, expert: str, judgment_id: int, verdict: 
 @project_option
 def flag_cmd(project_dir: str | None, expert: str, prompt_id: int, reason: str) -> None:
     """Flag a bad item: the prompt leaves statistics, exports and the queue until cleared."""
-    from preceptor.engine.judge import ExpertSession
+    from preceptor.engine.judging.experts import ExpertSession
 
     with open_project(project_dir) as project:
         ExpertSession(project, expert).flag_bad_item(prompt_id, reason)
@@ -164,7 +164,7 @@ def flag_cmd(project_dir: str | None, expert: str, prompt_id: int, reason: str) 
 @project_option
 def unflag_cmd(project_dir: str | None, prompt_id: int) -> None:
     """Clear a bad-item flag."""
-    from preceptor.engine.judge import clear_bad_item
+    from preceptor.engine.judging.experts import clear_bad_item
 
     with open_project(project_dir) as project:
         clear_bad_item(project.store, prompt_id)
@@ -213,7 +213,7 @@ def llm_cmd(project_dir: str | None, systems: str | None, split: str | None, tas
             system: str | None, model: str | None, api_base: str | None, swap: str | None, budget: float | None,
             reference_guided: bool | None, limit: int | None, force: bool, as_json: bool) -> None:
     """Judge pairs with an LLM (default: the project's [judge] setting, offline the packaged model)."""
-    from preceptor.engine.llm_judge import LLMJudgeOptions, judge_llm
+    from preceptor.engine.judging.llm_judge import LLMJudgeOptions, judge_llm
 
     opts = LLMJudgeOptions(pairs=_filter(systems, split, task, collection), system=system, model=model, api_base=api_base,
                            swap=swap, budget_usd=budget, reference_guided=reference_guided, limit=limit, force=force)
@@ -235,7 +235,7 @@ def llm_cmd(project_dir: str | None, systems: str | None, split: str | None, tas
 def metric_cmd(project_dir: str | None, metric: str, systems: str | None, split: str | None, task: str | None,
                collection: str | None, force: bool, as_json: bool) -> None:
     """Vote per pair by an automatic metric against the reference (ties when equal)."""
-    from preceptor.engine.metric_judge import MetricJudgeOptions, judge_metric
+    from preceptor.engine.judging.metric_judge import MetricJudgeOptions, judge_metric
 
     opts = MetricJudgeOptions(metric=metric, pairs=_filter(systems, split, task, collection), force=force)
     cancel = cancel_on_sigint()
@@ -256,7 +256,7 @@ def metric_cmd(project_dir: str | None, metric: str, systems: str | None, split:
 @project_option
 def import_judgments_cmd(project_dir: str | None, file: str, fmt: str, collection: str | None, as_json: bool) -> None:
     """Import human pairwise labels (LLMBar, PandaLM, or a generic file) into their own collection."""
-    from preceptor.engine.import_judgments import ImportJudgmentsOptions, import_judgments
+    from preceptor.engine.judging.imported import ImportJudgmentsOptions, import_judgments
 
     with open_project(project_dir) as project:
         s = drive(import_judgments(project, Path(file), ImportJudgmentsOptions(format=fmt, collection=collection)),

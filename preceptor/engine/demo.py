@@ -106,7 +106,7 @@ class Stages:
 
 
 def _gen(project: Any, system: str, collection: str, split: str = "all", cancel: Any = None) -> EventStream:
-    from preceptor.engine.generate import GenerateOptions, generate
+    from preceptor.engine.generation.generate import GenerateOptions, generate
 
     return generate(project, GenerateOptions(system=system, split=split, collection=collection), cancel)
 
@@ -117,7 +117,7 @@ def _gen_line(s: dict[str, Any]) -> str:
 
 
 def _pairs(project: Any, a: str, b: str, split: str, collection: str) -> EventStream:
-    from preceptor.engine.pairs import PairMakeOptions, make_pairs
+    from preceptor.engine.judging.pairs import PairMakeOptions, make_pairs
 
     return make_pairs(project, PairMakeOptions(systems=(a, b), split=split, collection=collection))
 
@@ -127,10 +127,15 @@ def _pairs_line(s: dict[str, Any]) -> str:
     return ", ".join(f"{k.replace('_', ' ')} {s[k]}" for k in keys if k in s)
 
 
-def _train(project: Any, kind: str, config: dict[str, Any], cancel: Any) -> EventStream:
+def _train(project: Any, kind: str, overrides: dict[str, Any], cancel: Any) -> EventStream:
+    """A training run through the same launch path as `preceptor train` and the app (plan, then start)."""
     from preceptor.engine.train import runner
+    from preceptor.engine.train.plan import plan, start
 
-    run = runner.start(project, kind, config)
+    launch_plan = plan(project, kind, overrides)
+    for note in launch_plan.notes:
+        yield Log("info", note)
+    run = start(project, launch_plan)
     yield Log("info", f"run {run.id} ({kind}) started in its own process")
     try:
         yield from runner.watch(project, run.id, cancel)
@@ -149,15 +154,15 @@ def _train_line(s: dict[str, Any]) -> str:
 
 
 def _judge_llm(project: Any, collection: str, systems: tuple[str, str] | None, split: str) -> EventStream:
-    from preceptor.engine.llm_judge import LLMJudgeOptions, judge_llm
-    from preceptor.engine.pairs import PairFilter
+    from preceptor.engine.judging.llm_judge import LLMJudgeOptions, judge_llm
+    from preceptor.engine.judging.pairs import PairFilter
 
     return judge_llm(project, LLMJudgeOptions(pairs=PairFilter(systems=systems, split=split, collection=collection)))
 
 
 def _judge_metric(project: Any, collection: str, systems: tuple[str, str] | None, split: str) -> EventStream:
-    from preceptor.engine.metric_judge import MetricJudgeOptions, judge_metric
-    from preceptor.engine.pairs import PairFilter
+    from preceptor.engine.judging.metric_judge import MetricJudgeOptions, judge_metric
+    from preceptor.engine.judging.pairs import PairFilter
 
     return judge_metric(project, MetricJudgeOptions(metric="rougeL", pairs=PairFilter(systems=systems, split=split,
                                                                                         collection=collection)))
@@ -173,7 +178,7 @@ def _metric_line(s: dict[str, Any]) -> str:
 
 
 def _stats(project: Any, collection: str) -> EventStream:
-    from preceptor.engine.stats import StatsOptions, compute
+    from preceptor.engine.results.stats import StatsOptions, compute
 
     result = compute(project, StatsOptions(split="val", collection=collection, min_n=3, n_boot=200))
     yield Done(result)
@@ -204,15 +209,15 @@ def _stats_line(s: dict[str, Any]) -> str:
 
 
 def _export(project: Any, out: Path, collection: str) -> EventStream:
-    from preceptor.engine.export import DPOExportOptions, export_dpo
+    from preceptor.engine.export.dpo import DPOExportOptions, export_dpo
 
     return export_dpo(project, out, DPOExportOptions(split="train", source="all", collection=collection), fmt="jsonl")
 
 
 def _eval(project: Any, collection: str) -> EventStream:
-    from preceptor.engine.evaluate import EvalOptions, evaluate
+    from preceptor.engine.evaluation.evaluate import EvalOptions, run_eval
 
-    return evaluate(project, EvalOptions(split="val", collection=collection, reference="gold"))
+    return run_eval(project, EvalOptions(split="val", collection=collection, reference="gold"))
 
 
 def _eval_line(s: dict[str, Any]) -> str:
@@ -231,7 +236,7 @@ def _eval_line(s: dict[str, Any]) -> str:
 def _import_demo(project: Any, fast: bool, cancel: Any) -> EventStream:
     """Import the demo items: the subset in its own collection, the rest in ``demo``."""
     from preceptor.db import prompts as q_prompts
-    from preceptor.engine.data import ImportOptions, import_prompts
+    from preceptor.engine.ingest.prompts import ImportOptions, import_prompts
 
     items = demo_items()
     flag = "fast" if fast else "small"
@@ -258,7 +263,7 @@ def _import_demo(project: Any, fast: bool, cancel: Any) -> EventStream:
 
 
 def _configure(project: Any, opts: DemoOptions) -> None:
-    from preceptor.engine import systems
+    from preceptor.engine.generation import systems
 
     table = project.table("generate")
     if "max_new_tokens" not in table:
@@ -311,12 +316,9 @@ def run_demo(opts: DemoOptions = DemoOptions(), cancel: threading.Event | None =
                           lambda s: f"{s['imported']} items imported ({', '.join(s['collections']) or 'already there'})")
         yield from st.run("generate base", _gen(project, "base", coll, cancel=cancel), _gen_line)
         yield from st.run("generate teacher", _gen(project, "teacher", coll, cancel=cancel), _gen_line)
-        from preceptor.engine.train import settings as tset
-        from preceptor.engine.train.settings import DPOSettings, SFTSettings
-
-        sft = tset.resolve(project, SFTSettings, None, max_steps=sft_steps, batch_size=4, grad_accum=1,
-                           collection=coll, name="ft-demo" if not opts.fast else "ft-demo-fast", save_steps=sft_steps)
-        sft_summary = yield from st.run("train SFT (LoRA, own process)", _train(project, "sft", {"settings": tset.to_dict(sft)}, cancel), _train_line)
+        sft = {"max_steps": sft_steps, "batch_size": 4, "grad_accum": 1, "collection": coll,
+               "name": "ft-demo" if not opts.fast else "ft-demo-fast", "save_steps": sft_steps}
+        sft_summary = yield from st.run("train SFT (LoRA, own process)", _train(project, "sft", sft, cancel), _train_line)
         if sft_summary.get("status") != "succeeded":
             raise_stage("SFT", sft_summary)
         yield from st.run("generate ft", _gen(project, "ft", coll, cancel=cancel), _gen_line)
@@ -329,9 +331,9 @@ def run_demo(opts: DemoOptions = DemoOptions(), cancel: threading.Event | None =
         out = project.exports_dir() / f"demo-dpo-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
         exp = yield from st.run("export dpo --split train --source all", _export(project, out, coll),
                                 lambda s: f"{s.get('n', 0)} preference pairs → {s.get('path')}")
-        dpo = tset.resolve(project, DPOSettings, None, max_steps=dpo_steps, batch_size=2, grad_accum=1,
-                           name="dpo-demo" if not opts.fast else "dpo-demo-fast", save_steps=dpo_steps)
-        dpo_summary = yield from st.run("train DPO (from the SFT adapter)", _train(project, "dpo", {"settings": tset.to_dict(dpo), "pairs": exp["path"]}, cancel), _train_line)
+        dpo = {"max_steps": dpo_steps, "batch_size": 2, "grad_accum": 1, "pairs": exp["path"],
+               "name": "dpo-demo" if not opts.fast else "dpo-demo-fast", "save_steps": dpo_steps}
+        dpo_summary = yield from st.run("train DPO (from the SFT adapter)", _train(project, "dpo", dpo, cancel), _train_line)
         if dpo_summary.get("status") != "succeeded":
             raise_stage("DPO", dpo_summary)
         yield from st.run("generate dpo (val)", _gen(project, "dpo", coll, split="val", cancel=cancel), _gen_line)

@@ -18,6 +18,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from preceptor.errors import PreceptorError
+from preceptor.project import Project
+from preceptor.tui.context import ShowError, UiContext
 
 log = logging.getLogger("preceptor.tui")
 
@@ -89,27 +91,26 @@ class PreceptorApp(App[None]):
         Binding("ctrl+q", "app.quit", "Quit", show=True, priority=True),
     ]
 
-    def __init__(self, project: Any, *, start: str = "dashboard", expert: str | None = None,
+    def __init__(self, project: Project, *, start: str = "dashboard", expert: str | None = None,
                  watch_run: int | None = None) -> None:
         super().__init__()
-        self.project = project
+        self.ctx = UiContext(project, expert=expert, watch_run=watch_run)
         self.start_mode = start
-        self.expert = expert
-        self.watch_run = watch_run
         self.errors: list[BaseException] = []
         self.sub_title = str(getattr(project.settings, "name", "") or project.root.name)
+
+    @property
+    def project(self) -> Project:
+        return self.ctx.project
 
     # -- lifecycle ----------------------------------------------------------------------
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode if self.start_mode in self.MODES else "dashboard")
 
-    def open_project(self) -> Any:
-        """A fresh connection to the same project, for use inside one thread worker."""
-        from preceptor.project import Project
-
-        return Project.open(self.project.root)
-
     # -- errors: the one place --------------------------------------------------------
+    def on_show_error(self, msg: ShowError) -> None:
+        self.show_error(msg.error)
+
     def show_error(self, exc: BaseException) -> None:
         """Show any failure as a titled modal with the hint; the app keeps running."""
         self.errors.append(exc)
@@ -160,5 +161,5 @@ class PreceptorApp(App[None]):
         return run
 
 
-def run_app(project: Any, **kwargs: Any) -> None:
+def run_app(project: Project, **kwargs: Any) -> None:
     PreceptorApp(project, **kwargs).run()

@@ -3,7 +3,7 @@
 Pairs come from a TRL-format file (``--pairs FILE``: JSONL or a JSON array with
 ``prompt`` / ``chosen`` / ``rejected``, each a string or a list of chat messages; an
 optional ``split`` column keeps ``val`` rows for evaluation) or straight from the
-project's judged train-split pairs through :func:`preceptor.engine.export.dpo_records`
+project's judged train-split pairs through :func:`preceptor.engine.export.dpo.dpo_records`
 (``--from-db``; val-split pairs, if any, are the eval set). A string prompt is rendered
 with the student's template, exactly as students are asked.
 
@@ -82,7 +82,7 @@ def read_pairs(path: Path | str, system_prompt: str | None = None) -> tuple[list
 
 def db_pairs(project: Any, s: DPOSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """(train rows, val rows, export stats) from the project's judgments (contract E)."""
-    from preceptor.engine.export import DPOExportOptions, dpo_records
+    from preceptor.engine.export.dpo import DPOExportOptions, dpo_records
 
     opts = DPOExportOptions(split="train", source=s.source, min_confidence=s.min_confidence, collection=s.collection,
                             style="conversational")

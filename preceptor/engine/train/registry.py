@@ -15,7 +15,7 @@ from preceptor.errors import PreceptorError
 KINDS: dict[str, str] = {
     "sft": "preceptor.engine.train.sft:run",
     "dpo": "preceptor.engine.train.dpo:run",
-    "embed": "preceptor.engine.embed:run_stage",
+    "embed": "preceptor.engine.train.embed_stage:run_stage",
 }
 
 

@@ -37,10 +37,11 @@ from preceptor.engine.train.context import (
 )
 from preceptor.errors import PreceptorError
 
-LAUNCHERS = ("python", "accelerate")
+LAUNCHERS = ("python", "accelerate", "inline")
 WORKER_MODULE = "preceptor.engine.train.worker"
 WORKER_OUT = "worker.out"
 _CHILDREN: dict[int, subprocess.Popen] = {}  # launched here; polled so they never linger as zombies
+_INLINE: dict[int, tuple[threading.Thread, threading.Event]] = {}  # runs executed in a thread of this process
 
 
 def build_command(project_root: Path | str, run_id: int, launcher: str = "python",
@@ -53,11 +54,11 @@ def build_command(project_root: Path | str, run_id: int, launcher: str = "python
     (a DeepSpeed JSON file), ``main_process_port`` and ``extra_args`` (passed as given).
     """
     worker = ["-m", WORKER_MODULE, "--project", str(project_root), "--run", str(run_id)]
-    if launcher == "python":
+    if launcher in ("python", "inline"):  # inline runs the same worker code in a thread instead
         return [sys.executable, *worker]
     if launcher != "accelerate":
         raise PreceptorError("Unknown launcher", f"launcher {launcher!r} is not one of {', '.join(LAUNCHERS)}",
-                             "Use --launcher python (one process) or --launcher accelerate.")
+                             "Use --launcher python (one process), accelerate, or inline (a thread of this process).")
     opts = dict(accelerate or {})
     known = {"num_processes", "num_machines", "mixed_precision", "config_file", "deepspeed_config",
              "main_process_port", "extra_args"}
@@ -102,8 +103,26 @@ def _worker_env(config: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+def _spawn_inline(project: Any, run: Run, wait: bool) -> Run:
+    """Execute the run's worker code in a thread of this process (tests, debugging)."""
+    from preceptor.engine.train import worker
+
+    cancel = threading.Event()
+    thread = threading.Thread(target=worker.execute, args=(project.root, run.id), kwargs={"cancel": cancel},
+                              name=f"preceptor-run-{run.id}", daemon=True)
+    _INLINE[run.id] = (thread, cancel)
+    thread.start()
+    if wait:
+        thread.join()
+    got = q_runs.get(project.store, run.id)
+    assert got is not None
+    return got
+
+
 def _spawn(project: Any, run: Run, wait: bool) -> Run:
     launch = run.config.get("launch") or {}
+    if launch.get("launcher") == "inline":
+        return _spawn_inline(project, run, wait)
     cmd = build_command(project.root, run.id, launch.get("launcher", "python"), launch.get("accelerate"))
     run_dir = Path(run.dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +158,7 @@ def start(project: Any, kind: str, config: dict[str, Any], *, parent_id: int | N
     return _spawn(project, run, wait)
 
 
-def _get(project: Any, run_id: int) -> Run:
+def get_run(project: Any, run_id: int) -> Run:
     run = q_runs.get(project.store, run_id)
     if run is None:
         known = ", ".join(str(r.id) for r in q_runs.list_runs(project.store, limit=10)) or "none yet"
@@ -151,6 +170,9 @@ def _reap() -> None:
     for rid, proc in list(_CHILDREN.items()):
         if proc.poll() is not None:
             del _CHILDREN[rid]
+    for rid, (thread, _) in list(_INLINE.items()):
+        if not thread.is_alive():
+            del _INLINE[rid]
 
 
 def summary_of(project: Any, run: Run) -> dict[str, Any]:
@@ -178,7 +200,7 @@ def watch(project: Any, run_id: int, cancel: threading.Event | None = None, poll
     Setting ``cancel`` stops *watching* (raises ``Cancelled``); the run goes on. To stop
     the run itself call :func:`cancel`.
     """
-    run = _get(project, run_id)
+    run = get_run(project, run_id)
     events_path = Path(run.dir) / EVENTS_NAME if run.dir else None
     offset = 0
     last_rowid = 0
@@ -186,7 +208,7 @@ def watch(project: Any, run_id: int, cancel: threading.Event | None = None, poll
     while True:
         _reap()
         q_runs.mark_dead_runs(project.store)
-        run = _get(project, run_id)
+        run = get_run(project, run_id)
         finished = run.status in q_runs.TERMINAL
         for rowid, step, name, value in q_runs.metrics_after(project.store, run_id, last_rowid):
             last_rowid = rowid
@@ -222,7 +244,7 @@ def watch(project: Any, run_id: int, cancel: threading.Event | None = None, poll
 
 def cancel(project: Any, run_id: int) -> None:
     """Ask a run to stop: SIGTERM → the trainer saves a checkpoint and the run ends ``cancelled``."""
-    run = _get(project, run_id)
+    run = get_run(project, run_id)
     if run.status in q_runs.TERMINAL:
         raise PreceptorError("Run not active", f"run {run.id} is already {run.status}",
                              f"Nothing to cancel. `preceptor train resume {run.id}` continues an interrupted or cancelled run.")
@@ -230,6 +252,11 @@ def cancel(project: Any, run_id: int) -> None:
         q_runs.set_status(project.store, run.id, "cancelled", error="cancelled before it started")
         return
     launcher = (run.config.get("launch") or {}).get("launcher", "python")
+    if launcher == "inline":
+        inline = _INLINE.get(run.id)
+        if inline is not None:
+            inline[1].set()
+        return
     try:
         if launcher == "accelerate":
             os.killpg(os.getpgid(run.pid), signal.SIGTERM)  # every rank stops at the same step
@@ -241,7 +268,7 @@ def cancel(project: Any, run_id: int) -> None:
 
 def resume(project: Any, run_id: int, *, wait: bool = False) -> Run:
     """Continue a stopped run from its newest checkpoint (same run id, same config)."""
-    run = _get(project, run_id)
+    run = get_run(project, run_id)
     if run.status not in ("interrupted", "cancelled", "failed"):
         hint = {"succeeded": "It finished; start a new run instead.",
                 "running": f"It is still running; follow it with `preceptor train show {run.id} --follow`.",
@@ -252,7 +279,7 @@ def resume(project: Any, run_id: int, *, wait: bool = False) -> Run:
     config = dict(run.config)
     config["resumes"] = int(config.get("resumes", 0)) + 1
     q_runs.requeue(project.store, run.id, config)
-    return _spawn(project, _get(project, run.id), wait)
+    return _spawn(project, get_run(project, run.id), wait)
 
 
 def wait(project: Any, run_id: int, timeout: float | None = None, poll: float = 0.2) -> Run:
@@ -261,7 +288,7 @@ def wait(project: Any, run_id: int, timeout: float | None = None, poll: float = 
     while True:
         _reap()
         q_runs.mark_dead_runs(project.store)
-        run = _get(project, run_id)
+        run = get_run(project, run_id)
         if run.status in q_runs.TERMINAL:
             return run
         if timeout is not None and time.monotonic() - t0 > timeout:

@@ -64,7 +64,7 @@ class _Heartbeat(threading.Thread):
         from preceptor.db import runs as q_runs
         from preceptor.db.store import Store
 
-        store = Store(self.db_path, migrate=False)
+        store = Store(self.db_path)
         try:
             while not self.stop.wait(HEARTBEAT_S):
                 try:

@@ -23,7 +23,7 @@ lexicon file (TSV, header ``id group form terms``)
 
 :meth:`DomainPack.mentions` finds every lexicon mention in a text (longest match, case
 folded, punctuation-insensitive: "P-gp", "p gp" and "P gp" are the same), each with its
-sentence number; the metrics in :mod:`preceptor.engine.metrics.domain` are built on it.
+sentence number; the metrics in :mod:`preceptor.engine.evaluation.metrics.domain` are built on it.
 """
 
 from __future__ import annotations

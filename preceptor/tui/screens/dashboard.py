@@ -38,31 +38,20 @@ class DashboardStats(Message):
 
 def gather(project: Any) -> DashboardData:
     """Counts (fast): project status, judging progress per expert and per system pair."""
-    from preceptor.engine.status import project_status
+    from preceptor.engine.views import judging_progress, project_status
 
-    status = project_status(project)
-    experts = None
-    pairs: list[dict[str, Any]] = []
-    try:
-        from preceptor.db import judging as q_judging
-        from preceptor.engine.pairs import pair_summary
-
-        votes = q_judging.expert_vote_counts(project.store)
-        experts = [{"expert": name, "votes": votes.get(name, 0)} for _, name in q_judging.list_experts(project.store)]
-        pairs = pair_summary(project)
-    except ImportError:
-        pass
-    return DashboardData(status, experts, None, "", pairs)
+    progress = judging_progress(project)
+    return DashboardData(project_status(project), progress["experts"], None, "", progress["pairs"])
 
 
 def latest_figures(project: Any, status: dict[str, Any]) -> DashboardStats:
     """Win rates and the Bradley-Terry league (slower: bootstrap CIs)."""
     if not status.get("judgments"):
         return DashboardStats(None, "No judgments yet: figures appear once pairs are judged.")
-    try:
-        from preceptor.engine import stats as stats_mod
-    except ImportError:
-        return DashboardStats(None, "Statistics are not available in this installation yet.")
+    from preceptor.engine.results import (
+        stats as stats_mod,  # numpy / scipy: loaded when first needed
+    )
+
     try:
         return DashboardStats(stats_mod.compute(project, stats_mod.StatsOptions(n_boot=200)), "")
     except PreceptorError as exc:
@@ -95,7 +84,7 @@ class DashboardScreen(EngineScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="dashboard")
     def load(self) -> None:
-        project = self.papp.open_project()
+        project = self.open_project()
         try:
             data = gather(project)
             self.post_message(data)

@@ -23,7 +23,7 @@ from preceptor.tui.screens.tables import rows_table
 PAGE = 500
 
 
-from preceptor.engine.browse import item_details, search_prompts  # noqa: E402  (light: db queries only)
+from preceptor.engine.views import item_details, search_prompts  # noqa: E402  (light: db queries only)
 
 
 class Found(Message):
@@ -105,7 +105,7 @@ class DataScreen(EngineScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-search")
     def search(self, query: str) -> None:
-        project = self.papp.open_project()
+        project = self.open_project()
         try:
             rows, total = search_prompts(project, query)
         finally:
@@ -135,7 +135,7 @@ class DataScreen(EngineScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-item")
     def load_item(self, prompt_id: int) -> None:
-        project = self.papp.open_project()
+        project = self.open_project()
         try:
             details = item_details(project, prompt_id)
         finally:

@@ -17,7 +17,6 @@ from textual.worker import get_current_worker
 
 from preceptor.engine.events import Done
 from preceptor.errors import PreceptorError
-from preceptor.tui.availability import engine_module
 from preceptor.tui.screens.base import EngineScreen, guarded
 from preceptor.tui.screens.tables import kv_table, rows_table
 
@@ -79,7 +78,8 @@ class ExportScreen(EngineScreen):
         self.action_preview()
 
     def export_options(self) -> Any:
-        export = engine_module("preceptor.engine.export")
+        from preceptor.engine.export import dpo as export
+
         text = self.query_one("#x-min-confidence", Input).value.strip() or "0"
         try:
             conf = float(text)
@@ -108,8 +108,9 @@ class ExportScreen(EngineScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="export-preview")
     def preview(self, opts: Any) -> None:
-        export = engine_module("preceptor.engine.export")
-        project = self.papp.open_project()
+        from preceptor.engine.export import dpo as export
+
+        project = self.open_project()
         try:
             try:
                 rows, info = export.dpo_records(project, opts)
@@ -147,7 +148,7 @@ class ExportScreen(EngineScreen):
         try:
             opts = self.export_options()
         except PreceptorError as exc:
-            self.papp.show_error(exc)
+            self.show_error(exc)
             return
         fmt = str(self.query_one("#x-format", Select).value)
         out_text = self.query_one("#x-out", Input).value.strip()
@@ -164,8 +165,9 @@ class ExportScreen(EngineScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="export-write")
     def write_file(self, out: Path, opts: Any, fmt: str) -> None:
-        export = engine_module("preceptor.engine.export")
-        project = self.papp.open_project()
+        from preceptor.engine.export import dpo as export
+
+        project = self.open_project()
         summary: dict[str, Any] = {}
         try:
             for ev in export.export_dpo(project, out, opts, fmt=fmt, cancel=get_current_worker().cancelled_event):

@@ -1,6 +1,6 @@
 """Judge: answers A and B side by side, blind, one key per verdict.
 
-All judging logic lives in ``preceptor.engine.judge.ExpertSession``; this screen only
+All judging logic lives in ``preceptor.engine.judging.experts.ExpertSession``; this screen only
 calls it. One session per screen, with its own project connection; calls into it are
 serialised by a lock because the next pair is preloaded in a thread worker while the
 expert reads the current one, so a keystroke's path (record the vote, show the next
@@ -21,8 +21,10 @@ from textual.containers import Container, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
+from preceptor.engine.judging import experts as judge
+from preceptor.engine.judging.pairs import PairFilter
+from preceptor.engine.judging.settings import JudgeSettings, load_rubric
 from preceptor.errors import PreceptorError
-from preceptor.tui.availability import engine_module
 from preceptor.tui.screens.base import EngineScreen, guarded
 from preceptor.tui.widgets.answer import AnswerPane
 from preceptor.tui.widgets.dialogs import ChoiceModal, TextModal, TextPrompt
@@ -53,9 +55,8 @@ Which side is A and which is B is random per pair; systems are never named.
 
 def rubric_text(project: Any) -> str:
     """The judging guidelines named by ``[judge] rubric`` (the domain pack's rubric by default)."""
-    judge = engine_module("preceptor.engine.judge")
-    settings = project.section("judge", judge.JudgeSettings)
-    return judge.load_rubric(settings.rubric)
+    settings = project.section("judge", JudgeSettings)
+    return load_rubric(settings.rubric)
 
 
 class SessionReady(Message):
@@ -144,7 +145,7 @@ class JudgeScreen(EngineScreen):
 
     def on_mount(self) -> None:
         self.query_one("#prompt-box").border_title = "Prompt"
-        name = self.papp.expert
+        name = self.ctx.expert
         if name:
             self.start_session(name)
         else:
@@ -161,11 +162,10 @@ class JudgeScreen(EngineScreen):
     @guarded
     def ask_name(self) -> None:
         try:
-            judge = engine_module("preceptor.engine.judge")
             experts = judge.list_experts(self.project.store)
         except PreceptorError as exc:
             self._status(f"{exc.title}: {exc.message}")
-            self.papp.show_error(exc)
+            self.show_error(exc)
             return
         if not experts:
             self.app.push_screen(TextPrompt("Who is judging? Type your name.", "your name"), self._named)
@@ -193,9 +193,8 @@ class JudgeScreen(EngineScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="judge-session")
     def start_session(self, name: str) -> None:
-        judge = engine_module("preceptor.engine.judge")
-        project = self.papp.open_project()
-        flt = getattr(self.papp, "pair_filter", None) or judge.PairFilter()
+        project = self.open_project()
+        flt = self.ctx.pair_filter or PairFilter()
         session = judge.ExpertSession(project, name, flt, create=True)
         first = session.next()
         self.post_message(SessionReady(session, session.name, first))
@@ -206,10 +205,10 @@ class JudgeScreen(EngineScreen):
             self.session.release()
         self.session = msg.session
         self.expert = msg.expert
-        self.papp.expert = msg.expert
+        self.ctx.expert = msg.expert
         self.sub_title = f"judging as {msg.expert}"
         self._show(msg.pair, None)
-        hook = self.ready_hook or getattr(self.papp, "judge_ready_hook", None)
+        hook = self.ready_hook or self.ctx.judge_ready_hook
         if hook is not None:
             self.call_after_refresh(hook)
         if msg.pair is not None:

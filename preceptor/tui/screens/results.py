@@ -13,7 +13,6 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
-from preceptor.tui.availability import engine_module
 from preceptor.tui.screens.base import EngineScreen, guarded
 from preceptor.tui.screens.tables import bt_tables, render_any, win_rate_table
 
@@ -61,8 +60,11 @@ class ResultsScreen(EngineScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="results")
     def compute(self) -> None:
-        stats_mod = engine_module("preceptor.engine.stats")
-        project = self.papp.open_project()
+        from preceptor.engine.results import (
+            stats as stats_mod,  # numpy / scipy: loaded when first needed
+        )
+
+        project = self.open_project()
         try:
             self.post_message(StatsReady(stats_mod.compute(project, stats_mod.StatsOptions())))
         finally:
@@ -103,8 +105,9 @@ class ResultsScreen(EngineScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="report")
     def write_report(self, fmt: str) -> None:
-        report = engine_module("preceptor.engine.report")
-        project = self.papp.open_project()
+        from preceptor.engine.results import report
+
+        project = self.open_project()
         try:
             path = report.build_report(project, fmt=fmt)
         finally:

@@ -1,8 +1,9 @@
 """Generate / Train: launch generation and training runs from forms, watch them live.
 
-Training runs go through the runner (``preceptor.engine.train.runner``): each run is
-its own process, so closing the app never stops it and reopening shows it still going.
-Generation runs in a thread worker of the app (``preceptor.engine.generate``).
+Training runs are launched exactly as ``preceptor train`` launches them
+(``preceptor.engine.train.plan``: plan, then start): each run is its own process, so closing
+the app never stops it (an embedding curriculum included: each stage starts the next) and
+reopening shows it still going. Generation runs in a thread worker of the app.
 """
 
 from __future__ import annotations
@@ -20,68 +21,62 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 from textual.worker import get_current_worker
 
+from preceptor import config as cfg
+from preceptor.engine import views
+from preceptor.engine.embed.settings import EmbedSettings, load_settings
 from preceptor.engine.events import Done, Log, Metric, Progress
+from preceptor.engine.generation.generate import GenerateOptions
+from preceptor.engine.train import settings as tsettings
+from preceptor.engine.train.settings import DPOSettings, SFTSettings
 from preceptor.errors import Cancelled, PreceptorError
-from preceptor.tui.availability import engine_module
+from preceptor.tui.context import ShowError
 from preceptor.tui.screens.base import EngineScreen, guarded
+from preceptor.tui.widgets.dialogs import ConfirmModal
 from preceptor.tui.widgets.form import SettingsForm
 
-# kind -> (module holding the settings dataclass, class name, title)
-FORMS: dict[str, tuple[str, str, str]] = {
-    "generate": ("preceptor.engine.generate", "GenerateOptions", "Generate answers"),
-    "sft": ("preceptor.engine.train.settings", "SFTSettings", "Supervised fine-tuning (LoRA)"),
-    "dpo": ("preceptor.engine.train.settings", "DPOSettings", "DPO on judged pairs"),
-    "embed": ("preceptor.engine.embed", "EmbedSettings", "Embedding model curriculum"),
+# kind -> (settings dataclass, title)
+FORMS: dict[str, tuple[type, str]] = {
+    "generate": (GenerateOptions, "Generate answers"),
+    "sft": (SFTSettings, "Supervised fine-tuning (LoRA)"),
+    "dpo": (DPOSettings, "DPO on judged pairs"),
+    "embed": (EmbedSettings, "Embedding model curriculum"),
 }
+TRAINING = ("sft", "dpo", "embed")
 
 LOSS_NAMES = ("loss", "train_loss", "train/loss")
 
 
 def settings_class(kind: str) -> type:
-    module, name, title = FORMS[kind]
-    cls = getattr(engine_module(module), name, None)
-    if cls is None:
-        raise PreceptorError("Not available", f"{title}: {module}.{name} is missing.", "Update preceptor.")
-    return cls
+    return FORMS[kind][0]
 
 
 def current_settings(project: Any, kind: str) -> Any:
     """What the form starts from: preset, then preceptor.toml (None where there is no table)."""
-    cls = settings_class(kind)
     if kind in ("sft", "dpo"):
-        return engine_module("preceptor.engine.train.settings").resolve(project, cls)
+        return tsettings.resolve(project, settings_class(kind))
     if kind == "embed":
-        return engine_module("preceptor.engine.embed").load_settings(project)
+        return load_settings(project)
     return None
 
 
 def build_job(project: Any, kind: str, changes: dict[str, Any]) -> Any:
-    """Validate the form's changes the way the CLI validates flags; return what to launch.
+    """Validate the form's changes the way the CLI validates flags (fast: settings only).
 
-    sft/dpo: the runner config; embed: TrainEmbedOptions; generate: GenerateOptions.
+    Training kinds return the overrides for :func:`preceptor.engine.train.plan.plan`, which the
+    launch worker calls (data pre-flight, launcher, command) exactly as the CLI does;
+    generate returns the GenerateOptions.
     """
-    from preceptor import config as cfg
-
-    cls = settings_class(kind)
-    where = f"{FORMS[kind][2]} form"
+    where = f"{FORMS[kind][1]} form"
     if kind in ("sft", "dpo"):
-        tsettings = engine_module("preceptor.engine.train.settings")
         changes = dict(changes)
         preset = changes.pop("preset", None)
-        settings = tsettings.resolve(project, cls, preset=preset, **changes)
-        return {"settings": tsettings.to_dict(settings)}
+        tsettings.resolve(project, settings_class(kind), preset=preset, **changes)  # refuses bad values here
+        return {"preset": preset, **changes}
     if kind == "embed":
-        embed = engine_module("preceptor.engine.embed")
-        settings = cfg.override(embed.load_settings(project), where, **changes)
-        return embed.TrainEmbedOptions(
-            base=getattr(settings, "base", None), stages=tuple(getattr(settings, "stages", ()) or ()) or None,
-            max_steps=getattr(settings, "max_steps", None), batch_size=getattr(settings, "batch_size", None),
-            learning_rate=getattr(settings, "learning_rate", None), epochs=getattr(settings, "epochs", None),
-            loss=getattr(settings, "loss", None), threads=getattr(settings, "threads", None))
-    from preceptor.db import systems as q_systems
-
-    opts = cfg.section(cls, {k: v for k, v in changes.items() if v is not None}, where)
-    q_systems.resolve(project.store, opts.system)  # an unknown system is refused here, naming the known ones
+        cfg.override(load_settings(project), where, **changes)
+        return dict(changes)
+    opts = cfg.section(GenerateOptions, {k: v for k, v in changes.items() if v is not None}, where)
+    views.check_system(project, opts.system)  # an unknown system is refused here, naming the known ones
     return opts
 
 
@@ -121,7 +116,7 @@ class RunForm(ModalScreen[Any]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="form-dialog"):
-            yield Label(Text(FORMS[self.kind][2], style="bold"))
+            yield Label(Text(FORMS[self.kind][1], style="bold"))
             with VerticalScroll(id="form-body"):
                 yield SettingsForm(self.cls, self.current, choices=self.choices, id="form")
             with Horizontal(classes="buttons"):
@@ -140,7 +135,7 @@ class RunForm(ModalScreen[Any]):
             form = self.query_one("#form", SettingsForm)
             job = self.validate(form.raw_values(changed_only=self.kind != "generate"))
         except PreceptorError as exc:
-            self.app.show_error(exc)  # type: ignore[attr-defined]
+            self.app.post_message(ShowError(exc))
             return
         self.dismiss(job)
 
@@ -158,6 +153,7 @@ class TrainScreen(EngineScreen):
         Binding("r", "resume_run", "Resume"),
         Binding("l", "list_runs", "Reload", show=False),
     ]
+    REFRESH_S = 2.0  # the runs table is re-read this often while a run is active
 
     def __init__(self) -> None:
         super().__init__()
@@ -165,7 +161,7 @@ class TrainScreen(EngineScreen):
         self.watch_key = ""
         self.series: dict[str, tuple[list[float], list[float]]] = {}
         self.generation_worker: Any = None
-        self.runs: list[Any] = []
+        self.runs: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
         from textual_plotext import PlotextPlot
@@ -181,10 +177,11 @@ class TrainScreen(EngineScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)
-        table.add_columns("id", "kind", "status", "created", "system / note")
+        table.add_columns("id", "kind", "status", "step", "created", "system / note")
         self.query_one("#run-log", RichLog).border_title = "Log"
         self._draw_plot()
         self.action_list_runs()
+        self.set_interval(self.REFRESH_S, self._refresh_if_active)
 
     def on_screen_resume(self) -> None:
         self.action_list_runs()
@@ -193,13 +190,15 @@ class TrainScreen(EngineScreen):
     def action_list_runs(self) -> None:
         self.list_runs()
 
+    def _refresh_if_active(self) -> None:
+        if any(r["status"] in ("queued", "running") for r in self.runs):
+            self.list_runs()
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-list")
     def list_runs(self) -> None:
-        from preceptor.db import runs as q_runs
-
-        project = self.papp.open_project()
+        project = self.open_project()
         try:
-            self.post_message(RunsListed(q_runs.list_runs(project.store, limit=200)))
+            self.post_message(RunsListed(views.runs_overview(project)))
         finally:
             project.close()
 
@@ -210,55 +209,57 @@ class TrainScreen(EngineScreen):
         cursor = table.cursor_row
         table.clear()
         for r in msg.runs:
-            note = (r.error or r.warning or "")[:60]
-            table.add_row(str(r.id), r.kind, r.status, r.created_at[:16].replace("T", " "), note, key=str(r.id))
-        ids = [r.id for r in msg.runs]
+            what = r["system"] or r["note"] or (f"stage {r['stage']}" if r["stage"] else "")
+            table.add_row(str(r["id"]), r["kind"], r["status"], "" if r["step"] is None else str(r["step"]),
+                          r["created_at"][:16].replace("T", " "), what[:60], key=str(r["id"]))
+        ids = [r["id"] for r in msg.runs]
         if self.watching in ids:
             table.move_cursor(row=ids.index(self.watching))
         elif msg.runs and 0 <= cursor < len(msg.runs):
             table.move_cursor(row=cursor)
-        target = self.papp.watch_run
+        target = self.ctx.watch_run
         if target is not None and self.watching is None:
-            self.papp.watch_run = None
+            self.ctx.watch_run = None
             self.follow(target)
         elif self.watching is None and msg.runs and not self.watch_key:
             # reopening the app: follow the run still going, else show the latest one
-            active = [r for r in msg.runs if r.status in ("queued", "running")]
-            self.follow((active or msg.runs)[0].id)
+            active = [r for r in msg.runs if r["status"] in ("queued", "running")]
+            self.follow((active or msg.runs)[0]["id"])
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:
             self.follow(int(event.row_key.value))
 
-    def selected_run(self) -> Any:
+    def selected_run(self) -> dict[str, Any] | None:
         """The run under the cursor (the cursor follows the run being watched)."""
         table = self.query_one("#runs-table", DataTable)
         if self.runs and 0 <= table.cursor_row < len(self.runs):
             return self.runs[table.cursor_row]
-        return next((r for r in self.runs if r.id == self.watching), None)
+        return next((r for r in self.runs if r["id"] == self.watching), None)
 
     # -- watching ------------------------------------------------------------------------------
     def follow(self, run_id: int) -> None:
-        run = next((r for r in self.runs if r.id == run_id), None)
+        run = next((r for r in self.runs if r["id"] == run_id), None)
         self.watching = run_id
         self.watch_key = f"run:{run_id}"
-        ids = [r.id for r in self.runs]
+        ids = [r["id"] for r in self.runs]
         if run_id in ids:
             self.query_one("#runs-table", DataTable).move_cursor(row=ids.index(run_id))
         self.series = {}
         self.query_one("#run-log", RichLog).clear()
         bar = self.query_one("#run-progress", ProgressBar)
         bar.update(total=None, progress=0)
-        kind = run.kind if run else "run"
-        self._head(f"Run {run_id} ({kind}): {run.status if run else 'loading'}")
+        kind = run["kind"] if run else "run"
+        self._head(f"Run {run_id} ({kind}): {run['status'] if run else 'loading'}")
         self._draw_plot()
         self.follow_events(run_id)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-watch")
     def follow_events(self, run_id: int) -> None:
-        runner = engine_module("preceptor.engine.train.runner")
+        from preceptor.engine.train import runner
+
         worker = get_current_worker()
-        project = self.papp.open_project()
+        project = self.open_project()
         key = f"run:{run_id}"
         try:
             self._pump(runner.watch(project, run_id, cancel=worker.cancelled_event), key)
@@ -287,6 +288,7 @@ class TrainScreen(EngineScreen):
         log = self.query_one("#run-log", RichLog)
         bar = self.query_one("#run-progress", ProgressBar)
         plot_dirty = False
+        next_run: int | None = None
         for ev in msg.events:
             if isinstance(ev, Progress):
                 bar.update(total=ev.total, progress=ev.done)
@@ -310,16 +312,23 @@ class TrainScreen(EngineScreen):
                     log.write(Text(str(s["error"]), style="red"))
                 if bar.total is not None and status == "succeeded":
                     bar.update(progress=bar.total)
+                if s.get("next_run") and status == "succeeded":  # a curriculum's next stage
+                    next_run = int(s["next_run"])
+                    log.write(Text(f"next stage: run {next_run}", style="bold"))
                 self.list_runs()
         if plot_dirty:
             self._draw_plot()
+        if next_run is not None:
+            self.ctx.watch_run = next_run
+            self.watching = None
+            self.list_runs()
 
     def _title(self) -> str:
         if self.watch_key.startswith("run:"):
-            run = next((r for r in self.runs if r.id == self.watching), None)
-            return f"Run {self.watching} ({run.kind if run else 'run'})"
+            run = next((r for r in self.runs if r["id"] == self.watching), None)
+            return f"Run {self.watching} ({run['kind'] if run else 'run'})"
         kind = self.watch_key.split(":", 1)[0]
-        return FORMS[kind][2] if kind in FORMS else "Job"
+        return FORMS[kind][1] if kind in FORMS else "Job"
 
     def _head(self, text: str) -> None:
         self.query_one("#run-head", Static).update(Text(text))
@@ -354,67 +363,59 @@ class TrainScreen(EngineScreen):
             if job is None:
                 return
             if kind == "generate":
-                self.run_inline(kind, job)
-            elif kind == "embed":
-                self.run_inline(kind, job)
+                self.run_generation(job)
             else:
                 self.launch(kind, job)
 
         choices = None
         if kind == "generate":
-            from preceptor.db import systems as q_systems
-
-            choices = {"system": [s.name for s in q_systems.all_systems(self.project.store)],
-                       "split": ["all", "train", "val", "test", "val,test"]}
+            choices = {"system": views.system_names(self.project), "split": ["all", "train", "val", "test", "val,test"]}
         self.app.push_screen(RunForm(kind, cls, current, validate, choices), launched)
 
     def _generate_defaults(self, cls: type) -> Any:
-        from preceptor.db import systems as q_systems
-
-        systems = q_systems.all_systems(self.project.store)
-        name = next((s.name for s in systems if s.role == "base"), systems[0].name if systems else "base")
+        name = views.default_generate_system(self.project) or "base"
         try:
             return cls(system=name)
         except (TypeError, ValueError, PreceptorError):
             return None
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-launch")
-    def launch(self, kind: str, config: dict[str, Any]) -> None:
-        runner = engine_module("preceptor.engine.train.runner")
-        project = self.papp.open_project()
+    def launch(self, kind: str, overrides: dict[str, Any]) -> None:
+        """The same launch path as ``preceptor train``: plan (settings, data pre-flight, launcher), then start."""
+        from preceptor.engine.train.plan import plan, start
+
+        project = self.open_project()
         try:
-            run = runner.start(project, kind, config)
+            run = start(project, plan(project, kind, overrides))
         finally:
             project.close()
         self.post_message(RunLaunched(run.id))
 
     def on_run_launched(self, msg: RunLaunched) -> None:
         self.notify(f"Run {msg.run_id} started; it keeps going if you close the app.")
-        self.papp.watch_run = msg.run_id
+        self.ctx.watch_run = msg.run_id
         self.watching = None
         self.list_runs()
 
-    def run_inline(self, kind: str, opts: Any) -> None:
-        """Generation and the embedding curriculum run as event streams in a thread worker."""
+    def run_generation(self, opts: Any) -> None:
+        """Generation runs as an event stream in a thread worker of the app."""
         self.watching = None
-        self.watch_key = f"{kind}:{time.monotonic()}"
+        self.watch_key = f"generate:{time.monotonic()}"
         self.series = {}
         self.query_one("#run-log", RichLog).clear()
         self.query_one("#run-progress", ProgressBar).update(total=None, progress=0)
-        self._head(f"{FORMS[kind][2]}: starting…")
+        self._head(f"{FORMS['generate'][1]}: starting…")
         self._draw_plot()
-        self.generation_worker = self.inline_events(kind, opts, self.watch_key)
+        self.generation_worker = self.generation_events(opts, self.watch_key)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-inline")
-    def inline_events(self, kind: str, opts: Any, key: str) -> None:
+    def generation_events(self, opts: Any, key: str) -> None:
+        from preceptor.engine.generation.generate import generate
+
         worker = get_current_worker()
-        project = self.papp.open_project()
+        project = self.open_project()
         try:
-            if kind == "generate":
-                events = engine_module("preceptor.engine.generate").generate(project, opts, cancel=worker.cancelled_event)
-            else:
-                events = engine_module("preceptor.engine.embed").train_embed(project, opts, cancel=worker.cancelled_event)
-            self._pump(events, key)
+            self._pump(generate(project, opts, cancel=worker.cancelled_event), key)
         except Cancelled:
             self.post_message(RunEvents(key, [Log("warning", "cancelled; finished work is kept")]))
         finally:
@@ -427,15 +428,23 @@ class TrainScreen(EngineScreen):
             self.notify("Stopping after the current step…")
             return
         run = self.selected_run()
-        if run is None or run.status not in ("queued", "running"):
+        if run is None or run["status"] not in ("queued", "running"):
             self.notify("No running run selected.", severity="warning")
             return
-        self.cancel_run(run.id)
+        run_id = run["id"]
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.cancel_run(run_id)
+
+        self.app.push_screen(ConfirmModal(f"Cancel run {run_id} ({run['kind']})? It saves a checkpoint first; "
+                                          "`r` resumes it later. (y / n)"), confirmed)
 
     @work(thread=True, exclusive=False, exit_on_error=False, group="train-cancel")
     def cancel_run(self, run_id: int) -> None:
-        runner = engine_module("preceptor.engine.train.runner")
-        project = self.papp.open_project()
+        from preceptor.engine.train import runner
+
+        project = self.open_project()
         try:
             runner.cancel(project, run_id)
         finally:
@@ -445,15 +454,16 @@ class TrainScreen(EngineScreen):
     @guarded
     def action_resume_run(self) -> None:
         run = self.selected_run()
-        if run is None or run.status not in ("interrupted", "cancelled", "failed"):
+        if run is None or run["status"] not in ("interrupted", "cancelled", "failed"):
             self.notify("Select an interrupted, cancelled or failed run to resume.", severity="warning")
             return
-        self.resume_run(run.id)
+        self.resume_run(run["id"])
 
     @work(thread=True, exclusive=False, exit_on_error=False, group="train-resume")
     def resume_run(self, run_id: int) -> None:
-        runner = engine_module("preceptor.engine.train.runner")
-        project = self.papp.open_project()
+        from preceptor.engine.train import runner
+
+        project = self.open_project()
         try:
             run = runner.resume(project, run_id)
         finally:

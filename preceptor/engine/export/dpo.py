@@ -1,0 +1,523 @@
+"""``preceptor export dpo``: DPO preference data that trains as-is in TRL.
+
+Which pairs become training rows (each excluded pair is counted under the first rule it
+fails, and an export that would be empty is an error listing those counts):
+
+1. ``bad_item`` — the prompt was flagged as a bad item.
+2. ``missing_output`` — one of the two answers has no text (a failed generation).
+3. ``no_votes`` — no effective vote from the chosen source (superseded votes, skips and
+   self-consistency repeats never count; each judge counts once per pair, its newest vote).
+4. The verdict. Judges are ranked in tiers, **human (expert and imported labels) > llm >
+   metric**; the highest tier holding a real verdict decides, by majority of its decisive
+   votes. Within that tier, tie / both-bad votes abstain when there are decisive votes;
+   if the tier holds only tie or both-bad votes the pair is excluded as ``tie`` /
+   ``both_bad`` (a human's "neither" is not overruled by a machine). ``unparsed`` and
+   ``inconsistent`` verdicts are not judgments: the next tier decides, and a pair with
+   nothing else is excluded under that name. An even split of decisive votes is ``conflict``.
+   With ``source="agreed"``, the human tier and the LLM tier must both decide and agree
+   (``no_human_vote``, ``no_llm_vote``, ``disagreement``).
+5. ``low_confidence`` — the mean confidence of the votes that carried the decision is below
+   ``min_confidence``. A human vote without a confidence counts as 1.0, an LLM or metric
+   vote without one as 0.0 (unknown).
+6. ``unsafe_chosen`` — any effective vote flagged the winning answer unsafe: an unsafe
+   answer is never ``chosen`` (it may well be ``rejected``).
+7. ``identical`` — chosen and rejected have the same text.
+8. ``duplicate`` — the same (prompt, chosen, rejected) was already exported.
+
+The prompt is always the **student's** rendered prompt
+(:func:`preceptor.prompts.templates.student_messages`), never the grounded teacher's prompt
+with reference facts. Splits follow the prompt's split (default ``train``), so a val or
+test prompt never enters training data.
+
+Formats (TRL): ``standard`` rows are ``{"prompt": str, "chosen": str, "rejected": str}``
+(the prompt text is the system turn, a blank line, then the user turn(s)); ``conversational``
+rows are ``{"prompt": [system, user messages], "chosen": [assistant message],
+"rejected": [assistant message]}``. Metadata columns follow (pair and prompt ids, split,
+task, systems, deciding source, judges, agreement, confidence, template hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from preceptor.db import exports as q
+from preceptor.db import prompts as q_prompts
+from preceptor.db.prompts import Prompt, PromptFilter
+from preceptor.db.store import now
+from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
+from preceptor.engine.export.files import (
+    check_out,
+    manifest_path,
+    preceptor_version,
+    sha256_file,
+    sha256_folder,
+    write_jsonl,
+)
+from preceptor.errors import PreceptorError
+
+SCHEMA = "preceptor.dpo-export/1"
+SOURCES = ("expert", "llm", "metric", "agreed", "all")
+STYLES = ("standard", "conversational")
+FORMATS = ("jsonl", "parquet", "hf")
+SPLIT_CHOICES = ("train", "val", "test", "all")
+TIERS = (("human", ("expert", "imported")), ("llm", ("llm",)), ("metric", ("metric",)))
+_TIER_OF = {k: name for name, kinds in TIERS for k in kinds}
+_SOURCE_TIER = {"expert": "human", "llm": "llm", "metric": "metric"}
+RULES = ("bad_item", "missing_output", "no_votes", "no_human_vote", "no_llm_vote", "tie", "both_bad", "unparsed",
+         "inconsistent", "conflict", "disagreement", "low_confidence", "unsafe_chosen", "identical", "duplicate")
+META_COLUMNS = ("pair_id", "prompt_id", "split", "task", "collection", "chosen_system", "rejected_system",
+                "chosen_output_id", "rejected_output_id", "source", "judges", "n_votes", "agreement", "confidence",
+                "template_hash")
+
+
+@dataclass(frozen=True)
+class DPOExportOptions:
+    split: str = "train"
+    source: str = "all"
+    min_confidence: float = 0.0
+    collection: str | None = None
+    style: str = "standard"
+    systems: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLIT_CHOICES:
+            raise PreceptorError("Invalid option", f"--split {self.split!r} is not one of {', '.join(SPLIT_CHOICES)}",
+                                 "DPO training data is the train split (the default).")
+        if self.source not in SOURCES:
+            raise PreceptorError("Invalid option", f"--source {self.source!r} is not one of {', '.join(SOURCES)}",
+                                 "Use expert, llm, metric, agreed or all.")
+        if self.style not in STYLES:
+            raise PreceptorError("Invalid option", f"--style {self.style!r} is not one of {', '.join(STYLES)}",
+                                 "Use standard or conversational.")
+        if not 0.0 <= float(self.min_confidence) <= 1.0:
+            raise PreceptorError("Invalid option", f"--min-confidence {self.min_confidence} is not in [0, 1]",
+                                 "Use e.g. 0.7.")
+        if self.systems is not None and len(self.systems) != 2:
+            raise PreceptorError("Invalid option", f"systems {self.systems!r} must name two systems", "Give two names.")
+
+
+# ----------------------------------------------------------------------------------------------
+# deciding a pair
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _V:
+    kind: str
+    judge: str
+    label: str  # a | b | tie | both_bad | unparsed | inconsistent
+    confidence: float | None
+    unsafe_a: bool
+    unsafe_b: bool
+
+
+def _conf(v: _V) -> float:
+    if v.confidence is not None:
+        return float(v.confidence)
+    return 1.0 if v.kind in ("expert", "imported") else 0.0
+
+
+def _decide_tier(votes: list[_V]) -> tuple[str, list[_V]]:
+    """("a"|"b", carrying votes) or (exclusion reason, []) for the votes of one tier."""
+    a = [v for v in votes if v.label == "a"]
+    b = [v for v in votes if v.label == "b"]
+    if a or b:
+        if len(a) == len(b):
+            return "conflict", []
+        return ("a", a) if len(a) > len(b) else ("b", b)
+    ties = sum(v.label == "tie" for v in votes)
+    bad = sum(v.label == "both_bad" for v in votes)
+    if ties or bad:
+        return ("tie" if ties > bad else "both_bad"), []
+    return ("inconsistent" if any(v.label == "inconsistent" for v in votes) else "unparsed"), []
+
+
+def decide(votes: list[_V], source: str) -> tuple[str, list[_V], str | None]:
+    """(outcome, votes that carried it, deciding tier): outcome "a"/"b" or an exclusion reason."""
+    if len(votes) == 1 and source != "agreed":  # the common case, decided without building tiers
+        v = votes[0]  # type: ignore[index]
+        tier = _TIER_OF[v.kind]
+        if source != "all" and _SOURCE_TIER[source] != tier:
+            return "no_votes", [], None
+        if v.label == "a" or v.label == "b":
+            return v.label, [v], tier
+        return v.label, [], (tier if v.label in ("tie", "both_bad") else None)
+    tiers: dict[str, list[_V]] = defaultdict(list)
+    kind_tier = _TIER_OF
+    for v in votes:
+        tiers[kind_tier[v.kind]].append(v)
+    if source == "agreed":
+        if not tiers["human"]:
+            return "no_human_vote", [], None
+        if not tiers["llm"]:
+            return "no_llm_vote", [], None
+        h, hv = _decide_tier(tiers["human"])
+        if h not in ("a", "b"):
+            return h, [], "human"
+        m, mv = _decide_tier(tiers["llm"])
+        if m not in ("a", "b"):
+            return m, [], "llm"
+        if h != m:
+            return "disagreement", [], None
+        return h, hv + mv, "agreed"
+    wanted = {"expert": ("human",), "llm": ("llm",), "metric": ("metric",), "all": ("human", "llm", "metric")}[source]
+    fallback: str | None = None
+    for name in wanted:
+        if not tiers[name]:
+            continue
+        outcome, carried = _decide_tier(tiers[name])
+        if outcome in ("unparsed", "inconsistent"):
+            fallback = fallback or outcome
+            continue
+        return outcome, carried, name
+    return (fallback or "no_votes"), [], None
+
+
+# ----------------------------------------------------------------------------------------------
+# the student's prompt
+# ----------------------------------------------------------------------------------------------
+
+class _StudentPrompts:
+    """The student's rendered prompt per prompt (``student_messages``), with its template hash.
+
+    ``student_messages`` renders one fixed template around the prompt text; calling it
+    100,000 times is most of an export's time, so the template is rendered once around a
+    placeholder and filled per prompt. The shortcut is checked against the real call on
+    the first prompt and every 500th after; any difference turns it off for good.
+    """
+
+    MARK = "\x00preceptor-prompt\x00"
+    CHECK_EVERY = 500
+
+    def __init__(self, store: Any = None) -> None:
+        self.store = store
+        try:
+            from preceptor.prompts.templates import student_messages
+        except ImportError:  # the templates module is not installed yet in this tree
+            student_messages = None  # type: ignore[assignment]
+        self.fn = student_messages
+        self.hashes: set[str] = set()
+        self.shape: tuple[list[dict[str, str]], str] | None = None
+        self.fast = student_messages is not None
+        self.calls = 0
+
+    def _real(self, prompt_id: int, text: str) -> tuple[list[dict[str, str]], str | None]:
+        prompt = q_prompts.get(self.store, prompt_id) if self.store is not None and prompt_id else None
+        if prompt is None:
+            prompt = Prompt(prompt_id, text, None, "train", None, "", "", {}, None, None)
+        msgs, h = self.fn(prompt)  # type: ignore[misc]
+        return [{"role": m["role"], "content": m["content"]} for m in msgs if m["role"] in ("system", "user")], h
+
+    def _filled(self, text: str) -> tuple[list[dict[str, str]], str] | None:
+        if self.shape is None:
+            try:
+                self.shape = self._real(0, self.MARK)  # type: ignore[assignment]
+            except Exception:  # noqa: BLE001 - the template rejects the placeholder: no shortcut
+                self.fast = False
+                return None
+        msgs, h = self.shape
+        return [{"role": m["role"], "content": m["content"].replace(self.MARK, text).strip()} for m in msgs], h
+
+    def __call__(self, pid: int, text: str) -> tuple[list[dict[str, str]], str | None]:
+        if self.fn is None:
+            out: tuple[list[dict[str, str]], str | None] = ([{"role": "user", "content": text}], None)
+        elif self.fast:
+            filled = self._filled(text)
+            if filled is not None and self.calls % self.CHECK_EVERY == 0:
+                real = self._real(pid, text)
+                if real != filled:
+                    self.fast, filled = False, None
+                out = real
+            else:
+                out = filled if filled is not None else self._real(pid, text)
+            self.calls += 1
+        else:
+            out = self._real(pid, text)
+        if out[1] and out[1] not in self.hashes:
+            self.hashes.add(out[1])
+        return out
+
+
+def _prompt_text(messages: list[dict[str, str]]) -> str:
+    return "\n\n".join(m["content"] for m in messages)
+
+
+# ----------------------------------------------------------------------------------------------
+# records
+# ----------------------------------------------------------------------------------------------
+
+def _filter(project: Any, opts: DPOExportOptions) -> PromptFilter:
+    if opts.collection and q.collection_kind(project.store, opts.collection) is None:
+        names = ", ".join(q.collection_names(project.store)) or "none"
+        raise PreceptorError("Unknown collection", f"no collection named {opts.collection!r}", f"Collections: {names}.")
+    # the project's own collections, listed (cheaper per row than the filter's sub-query)
+    own = [opts.collection] if opts.collection else q.collection_names(project.store, kind="prompts") or None
+    return PromptFilter(split=None if opts.split == "all" else opts.split, collections=own, include_bad=True)
+
+
+_SOURCE_KINDS: dict[str, tuple[str, ...] | None] = {
+    "expert": ("expert", "imported"), "llm": ("llm",), "metric": ("metric",), "agreed": ("expert", "imported", "llm"),
+    "all": None}
+
+
+def _effective(pair: tuple[Any, ...], rows: list[tuple[Any, ...]]) -> list[_V]:
+    """One vote per judge (its newest; rows come oldest first), repeats left out."""
+    a, b = pair[q.P_OUTPUT_A], pair[q.P_OUTPUT_B]
+    if len(rows) == 1:  # the common case
+        r = rows[0]
+        if r[q.V_REPEAT]:
+            return []
+        return [_vote(r, a, b)]
+    latest: dict[tuple[str, str], _V] = {}
+    for r in rows:
+        if not r[q.V_REPEAT]:
+            latest[(r[q.V_KIND], str(r[q.V_JUDGE]))] = _vote(r, a, b)
+    return list(latest.values())
+
+
+def _vote(r: tuple[Any, ...], a: int, b: int) -> _V:
+    verdict = r[q.V_VERDICT]
+    if verdict == "win":
+        w = r[q.V_WINNER]
+        label = "a" if w == a else "b" if w == b else "unparsed"
+    else:
+        label = verdict
+    return _V(r[q.V_KIND], str(r[q.V_JUDGE]), label, r[q.V_CONFIDENCE], bool(r[q.V_UNSAFE_A]), bool(r[q.V_UNSAFE_B]))
+
+
+def iter_dpo_records(project: Any, opts: DPOExportOptions, stats: dict[str, Any],
+                     cancel: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+    """Yield export rows one by one; ``stats`` ({"excluded", "considered", ...}) is complete
+    once the generator is exhausted."""
+    flt = _filter(project, opts)
+    student = _StudentPrompts(project.store)
+    excluded = {r: 0 for r in RULES}
+    sources: dict[str, int] = {}
+    stats.update(excluded=excluded, considered=0, exported=0, sources=sources, prompt_template_hashes=[],
+                 student_prompt="student_messages" if student.fn else "plain user turn (templates module missing)")
+    seen: set[bytes] = set()
+    want = set(opts.systems) if opts.systems else None
+    conversational = opts.style == "conversational"
+    min_conf = float(opts.min_confidence)
+    considered = exported = 0
+    names = q.system_names(project.store)
+    for i, (row, vote_rows) in enumerate(q.pairs_with_votes(project.store, flt, kinds=_SOURCE_KINDS[opts.source])):
+        if i % 1000 == 0:
+            check_cancel(cancel)
+        sys_a, sys_b = names.get(row[q.P_SYSTEM_A]), names.get(row[q.P_SYSTEM_B])
+        if want is not None and {sys_a, sys_b} != want:
+            continue
+        considered += 1
+        if row[q.P_BAD_ITEM] is not None:
+            excluded["bad_item"] += 1
+            continue
+        ta, tb = row[q.P_TEXT_A], row[q.P_TEXT_B]
+        if ta is None or tb is None or not ta.strip() or not tb.strip():
+            excluded["missing_output"] += 1
+            continue
+        pv = _effective(row, vote_rows)
+        if not pv:
+            excluded["no_votes"] += 1
+            continue
+        outcome, carried, tier = decide(pv, opts.source)
+        if outcome != "a" and outcome != "b":
+            excluded[outcome] += 1
+            continue
+        single = len(pv) == 1  # one vote decided it: the common case, without the generic bookkeeping
+        confidence = _conf(carried[0]) if single else sum(_conf(v) for v in carried) / len(carried)
+        if min_conf > 0 and confidence < min_conf:
+            excluded["low_confidence"] += 1
+            continue
+        if outcome == "a":
+            if (pv[0].unsafe_a if single else any(v.unsafe_a for v in pv)):
+                excluded["unsafe_chosen"] += 1
+                continue
+            chosen, rejected = ta, tb
+            chosen_system, rejected_system = sys_a, sys_b
+            chosen_id, rejected_id = row[q.P_OUTPUT_A], row[q.P_OUTPUT_B]
+        else:
+            if (pv[0].unsafe_b if single else any(v.unsafe_b for v in pv)):
+                excluded["unsafe_chosen"] += 1
+                continue
+            chosen, rejected = tb, ta
+            chosen_system, rejected_system = sys_b, sys_a
+            chosen_id, rejected_id = row[q.P_OUTPUT_B], row[q.P_OUTPUT_A]
+        if chosen.strip() == rejected.strip():
+            excluded["identical"] += 1
+            continue
+        prompt_id = row[q.P_PROMPT_ID]
+        messages, thash = student(prompt_id, row[q.P_PROMPT_TEXT])
+        turns = "\x1f".join(f"{m['role']}\x1e{m['content']}" for m in messages)
+        key = hashlib.blake2b(f"{turns}\x1d{chosen}\x1f{rejected}".encode(), digest_size=20).digest()
+        if key in seen:
+            excluded["duplicate"] += 1
+            continue
+        seen.add(key)
+        n_decisive = 1 if single else sum(1 for v in pv if (v.label == "a" or v.label == "b")
+                                          and (tier == "agreed" or _TIER_OF[v.kind] == tier))
+        if conversational:
+            rec: dict[str, Any] = {"prompt": messages, "chosen": [{"role": "assistant", "content": chosen}],
+                                   "rejected": [{"role": "assistant", "content": rejected}]}
+        else:
+            rec = {"prompt": _prompt_text(messages), "chosen": chosen, "rejected": rejected}
+        rec["pair_id"] = row[q.P_PAIR_ID]
+        rec["prompt_id"] = prompt_id
+        rec["split"] = row[q.P_SPLIT]
+        rec["task"] = row[q.P_TASK]
+        rec["collection"] = row[q.P_COLLECTION]
+        rec["chosen_system"] = chosen_system
+        rec["rejected_system"] = rejected_system
+        rec["chosen_output_id"] = chosen_id
+        rec["rejected_output_id"] = rejected_id
+        rec["source"] = tier
+        rec["judges"] = ",".join(sorted(f"{v.kind}:{v.judge}" for v in carried)) if len(carried) > 1 \
+            else f"{carried[0].kind}:{carried[0].judge}"
+        rec["n_votes"] = len(pv)
+        rec["agreement"] = len(carried) / n_decisive if n_decisive else 1.0
+        rec["confidence"] = confidence
+        rec["template_hash"] = thash
+        exported += 1
+        sources[tier] = sources.get(tier, 0) + 1  # type: ignore[index]
+        stats["considered"], stats["exported"] = considered, exported
+        yield rec
+    stats["considered"], stats["exported"] = considered, exported
+    stats["prompt_template_hashes"] = sorted(student.hashes)
+    stats["out_of_split"] = q.count_pairs_outside(project.store, flt) if opts.split != "all" else 0
+
+
+def _empty_error(opts: DPOExportOptions, stats: dict[str, Any]) -> PreceptorError:
+    counts = {k: v for k, v in stats["excluded"].items() if v}
+    listed = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+    where = f"split {opts.split}" + (f", collection {opts.collection}" if opts.collection else "")
+    msg = f"no pair qualifies ({where}, source {opts.source}): {stats['considered']} pairs considered; excluded: {listed}"
+    if stats.get("out_of_split"):
+        msg += f"; {stats['out_of_split']} judged pairs are in other splits"
+    hint = "Judge more pairs"
+    if opts.source != "all":
+        hint += ", try --source all"
+    if opts.min_confidence > 0:
+        hint += ", lower --min-confidence"
+    if stats.get("out_of_split") and opts.split != "all":
+        hint += ", or pick another --split (val/test prompts never enter training data by default)"
+    return PreceptorError("Empty export", msg, hint + ".")
+
+
+def dpo_records(project: Any, opts: DPOExportOptions = DPOExportOptions()) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """TRL rows and the counts ({"excluded": {rule: n}, "considered", ...}); empty → PreceptorError."""
+    stats: dict[str, Any] = {}
+    rows = list(iter_dpo_records(project, opts, stats))
+    if not rows:
+        raise _empty_error(opts, stats)
+    return rows, stats
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+# ----------------------------------------------------------------------------------------------
+
+def _arrow_schema(style: str):  # -> pyarrow.Schema
+    import pyarrow as pa
+
+    msg = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    text = msg if style == "conversational" else pa.string()
+    fields = [("prompt", text), ("chosen", msg if style == "conversational" else pa.string()),
+              ("rejected", msg if style == "conversational" else pa.string()),
+              ("pair_id", pa.int64()), ("prompt_id", pa.int64()), ("split", pa.string()), ("task", pa.string()),
+              ("collection", pa.string()), ("chosen_system", pa.string()), ("rejected_system", pa.string()),
+              ("chosen_output_id", pa.int64()), ("rejected_output_id", pa.int64()), ("source", pa.string()),
+              ("judges", pa.string()), ("n_votes", pa.int64()), ("agreement", pa.float64()),
+              ("confidence", pa.float64()), ("template_hash", pa.string())]
+    return pa.schema(fields)
+
+
+def _write_parquet(rows: Iterable[dict[str, Any]], tmp: Path, style: str) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _arrow_schema(style)
+    n = 0
+    writer = pq.ParquetWriter(tmp, schema)
+    try:
+        batch: list[dict[str, Any]] = []
+        for rec in rows:
+            batch.append(rec)
+            if len(batch) >= 10_000:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                n += len(batch)
+                batch.clear()
+        if batch or n == 0:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            n += len(batch)
+    finally:
+        writer.close()
+    return n
+
+
+def _write_hf(rows: list[dict[str, Any]], tmp: Path, style: str) -> int:
+    import datasets
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist(rows, schema=_arrow_schema(style))
+    datasets.Dataset(table).save_to_disk(str(tmp))
+    return len(rows)
+
+
+def export_dpo(project: Any, out: Path, opts: DPOExportOptions = DPOExportOptions(), fmt: str = "jsonl",
+               cancel: threading.Event | None = None) -> EventStream:
+    """Write the DPO export (file + manifest + an ``exports`` row); Done({"path","n","sha256","excluded",...})."""
+    if fmt not in FORMATS:
+        raise PreceptorError("Invalid option", f"--format {fmt!r} is not one of {', '.join(FORMATS)}", "Use jsonl, parquet or hf.")
+    out = Path(out).expanduser().resolve()
+    check_out(out)
+    stats: dict[str, Any] = {}
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    yield Log("info", f"exporting DPO pairs (split {opts.split}, source {opts.source}, style {opts.style}) to {out}")
+    rows = iter_dpo_records(project, opts, stats, cancel)
+    try:
+        if fmt == "jsonl":
+            n = write_jsonl(rows, tmp)
+        elif fmt == "parquet":
+            n = _write_parquet(rows, tmp, opts.style)
+        else:
+            collected = list(rows)
+            if not collected:
+                raise _empty_error(opts, stats)
+            n = _write_hf(collected, tmp, opts.style)
+        check_cancel(cancel)
+        if n == 0:
+            raise _empty_error(opts, stats)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            if tmp.is_dir():
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink()
+    digest = sha256_folder(out) if fmt == "hf" else sha256_file(out)
+    manifest = {
+        "schema": SCHEMA, "kind": "dpo", "path": str(out), "format": fmt, "style": opts.style, "n": n,
+        "sha256": digest, "sha256_of": "the data folder's files" if fmt == "hf" else "the data file",
+        "filters": {**asdict(opts), "systems": list(opts.systems) if opts.systems else None},
+        "considered": stats["considered"], "excluded": stats["excluded"],
+        "out_of_split": stats.get("out_of_split", 0), "sources": stats["sources"],
+        "rules": "votes: human > llm > metric, majority within the deciding tier; see preceptor.engine.export.dpo",
+        "columns": ["prompt", "chosen", "rejected", *META_COLUMNS],
+        "student_prompt": stats["student_prompt"], "prompt_template_hashes": stats["prompt_template_hashes"],
+        "project": str(project.root), "project_schema_version": project.store.schema_version,
+        "preceptor_version": preceptor_version(), "created_at": now(),
+    }
+    manifest_path(out).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    export_id = q.record_export(project.store, "dpo", str(out), manifest["filters"], n, digest, manifest)
+    yield Progress(n, n, f"{n} pairs")
+    yield Done({"path": str(out), "manifest": str(manifest_path(out)), "n": n, "sha256": digest,
+                "excluded": stats["excluded"], "considered": stats["considered"], "export_id": export_id,
+                "format": fmt, "style": opts.style, "out_of_split": stats.get("out_of_split", 0)})

@@ -1,0 +1,493 @@
+"""Blind pairwise judging by experts: the queue, votes, undo, history and bad items.
+
+The TUI and ``preceptor judge next/record`` both drive an :class:`ExpertSession`:
+
+* ``next()`` reserves a pair for this expert (a reservation lapses after
+  ``[judge] reservation_minutes``, or at once when its process on this host is gone), so
+  two experts never get the same pair at once. Pairs the LLM judge found contested come
+  first, then a shuffled order.
+* Sides are randomised per expert and per pair, deterministically from ``[judge] seed``,
+  so a pair served again (after undo, or from the CLI) shows the same sides. The labels
+  ``A``/``B`` are the sides as shown; the engine maps them to output ids.
+* The overlap share of pairs (``overlap_share``) needs ``overlap_k`` experts; a repeat
+  share (``repeat_share``) is shown to the same expert again, sides swapped, after
+  ``repeat_gap`` more votes. Repeats are tagged and never supersede or count as votes.
+* Every write is one ``BEGIN IMMEDIATE`` transaction, committed before the call returns.
+  Nothing is overwritten: a changed vote is a new row that supersedes the old one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from preceptor.db import judging as q
+from preceptor.engine.judging.pairs import PairFilter, resolve_filter, unit_hash
+from preceptor.engine.judging.settings import JudgeSettings
+from preceptor.errors import PreceptorError
+
+__all__ = [
+    "Expert", "Side", "ServedPair", "ExpertSession", "add_expert", "list_experts", "clear_bad_item", "EXPERT_VERDICTS",
+]
+
+EXPERT_VERDICTS = ("A", "B", "tie", "both_bad")
+
+
+# --- experts -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Expert:
+    id: int
+    name: str
+
+
+def _check_name(name: str) -> str:
+    clean = " ".join((name or "").split())
+    if not clean:
+        raise PreceptorError("Invalid name", "an expert's name cannot be empty", "Give a name, e.g. `preceptor experts add \"Dr Ada\"`.")
+    if len(clean) > 80 or any(not c.isprintable() for c in clean):
+        raise PreceptorError("Invalid name", f"expert name {clean[:40]!r}… is too long or has control characters",
+                             "Use a short printable name (at most 80 characters).")
+    return clean
+
+
+def add_expert(store: Any, name: str) -> Expert:
+    """Register an expert; a name that differs only in case is the same expert."""
+    eid, registered, _ = q.add_expert(store, _check_name(name))
+    return Expert(eid, registered)
+
+
+def list_experts(store: Any) -> list[Expert]:
+    return [Expert(i, n) for i, n in q.list_experts(store)]
+
+
+def get_expert(store: Any, name: str) -> Expert:
+    found = q.get_expert(store, _check_name(name))
+    if found is None:
+        known = ", ".join(e.name for e in list_experts(store)) or "none yet"
+        raise PreceptorError("Unknown expert", f"no expert named {name!r}",
+                             f"Add them with `preceptor experts add {name!r}` (known experts: {known}).")
+    return Expert(*found)
+
+
+def clear_bad_item(store: Any, prompt_id: int) -> None:
+    if not q.set_bad_item(store, prompt_id, None):
+        raise PreceptorError("Unknown prompt", f"no prompt with id {prompt_id}", "Use an id from `preceptor judge flags`.")
+
+
+# --- serving -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Side:
+    label: str  # "A" (left) | "B" (right)
+    output_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ServedPair:
+    pair_id: int
+    prompt_id: int
+    prompt: str
+    reference: str | None
+    left: Side
+    right: Side
+    repeat: bool
+    done: int
+    total: int
+
+    def side(self, label: str) -> Side:
+        return self.left if label == "A" else self.right
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``judge next --json`` prints: sides as shown, no system names, no output ids."""
+        return {"pair_id": self.pair_id, "prompt_id": self.prompt_id, "prompt": self.prompt, "reference": self.reference,
+                "A": self.left.text, "B": self.right.text, "repeat": self.repeat, "done": self.done, "total": self.total}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+class ExpertSession:
+    """One expert judging (thread-safe; one per TUI screen or CLI call)."""
+
+    PROGRESS_TTL = 10.0  # counting every pair of a large project is slow: refreshed in preload(), not per vote
+
+    def __init__(self, project: Any, expert: str, flt: PairFilter = PairFilter(), *, create: bool = False,
+                 detached: bool = False) -> None:
+        """``detached``: reservations outlive this process (lapse by time only), for scripted
+        ``judge next`` / ``judge record`` calls made by separate processes."""
+        self.project = project
+        self.store = project.store
+        self.settings: JudgeSettings = project.section("judge", JudgeSettings)
+        self.expert = add_expert(self.store, expert) if create else get_expert(self.store, expert)
+        self.filter = flt
+        self.query = resolve_filter(self.store, flt)
+        self.hostname = socket.gethostname()
+        self.host = f"{self.hostname}/{uuid.uuid4().hex[:12]}"  # this session, for its reservations
+        self.pid = os.getpid()
+        self.detached = detached
+        self._lock = threading.RLock()
+        self._current: ServedPair | None = None
+        self._preloaded: ServedPair | None = None
+        self._count = q.expert_action_count(self.store, self.expert.name)
+        self._progress: tuple[float, tuple[int, int]] | None = None
+        self._served_at: dict[int, float] = {}
+
+    # -- helpers -----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.expert.name
+
+    def _ttl(self) -> float:
+        return self.settings.reservation_minutes * 60.0
+
+    def default_left(self, pair_id: int, output_a: int, output_b: int) -> int:
+        """The output shown on the left to this expert: a fair coin per expert and pair."""
+        u = unit_hash(self.settings.seed, "side", q.norm_name(self.expert.name), pair_id)
+        return output_a if u < 0.5 else output_b
+
+    def _build(self, pair_id: int, left_output_id: int, repeat: bool, row: dict[str, Any] | None = None) -> ServedPair:
+        row = row or q.get_pair(self.store, pair_id)
+        if row is None:
+            raise PreceptorError("Unknown pair", f"no pair with id {pair_id}", "Use the pair id that `judge next` printed.")
+        texts = {row["output_a"]: row["text_a"] or "", row["output_b"]: row["text_b"] or ""}
+        if left_output_id not in texts:
+            left_output_id = self.default_left(pair_id, row["output_a"], row["output_b"])
+        right = row["output_b"] if left_output_id == row["output_a"] else row["output_a"]
+        done, total = self._progress[1] if self._progress is not None else self.progress()
+        return ServedPair(pair_id, row["prompt_id"], row["prompt"], row["reference"],
+                          Side("A", left_output_id, texts[left_output_id]), Side("B", right, texts[right]),
+                          repeat, done, total)
+
+    def _clean_reservations(self, t: float) -> None:
+        q.drop_expired_reservations(self.store, t)
+        for r in q.reservations_of_others(self.store, self.expert.id, t):
+            host = (r["host"] or "").rsplit("/", 1)[0]
+            if host == self.hostname and r["pid"] and r["pid"] != self.pid and not _pid_alive(r["pid"]):
+                q.drop_reservation(self.store, r["pair_id"], r["expert_id"])
+
+    def _pick(self, t: float, exclude: tuple[int, ...]) -> tuple[int, int, bool] | None:
+        """(pair id, left output id, repeat) of the next pair; call inside a transaction."""
+        rep = q.due_repeat(self.store, self.expert.id, self.query, self._count, t, exclude)
+        if rep is None:
+            pid = q.next_open_pair(self.store, self.query, self.expert.id, self.expert.name, t, exclude)
+            if pid is not None:
+                pair = q.get_pair(self.store, pid)
+                assert pair is not None
+                return pid, self.default_left(pid, pair["output_a"], pair["output_b"]), False
+            rep = q.due_repeat(self.store, self.expert.id, self.query, None, t, exclude)
+        if rep is None:
+            return None
+        pair = q.get_pair(self.store, rep["pair_id"])
+        assert pair is not None
+        swapped = pair["output_b"] if rep["left_output_id"] == pair["output_a"] else pair["output_a"]
+        return rep["pair_id"], swapped, True
+
+    def _reserve(self, pair_id: int, left: int, repeat: bool, t: float) -> None:
+        q.reserve(self.store, pair_id, self.expert.id, t + self._ttl(), repeat=repeat, left_output_id=left,
+                  host=self.host, pid=None if self.detached else self.pid, served_at=t)
+        self._served_at[pair_id] = time.monotonic()
+
+    # -- the contract ------------------------------------------------------------------
+    def next(self) -> ServedPair | None:
+        """Reserve and return the next pair for this expert (None when nothing is left)."""
+        with self._lock:
+            t = time.time()
+            pre, self._preloaded = self._preloaded, None
+            with self.store.tx():
+                self._clean_reservations(t)
+                keep = (pre.pair_id,) if pre else ()
+                q.drop_reservations_of(self.store, self.expert.id, host=self.host, pid=self.pid, keep=keep)
+                picked: tuple[int, int, bool] | None = None
+                if pre is not None and (pre.repeat or q.still_servable(self.store, pre.pair_id, self.expert.id, self.expert.name, t)):
+                    picked = (pre.pair_id, pre.left.output_id, pre.repeat)
+                else:
+                    if pre is not None:
+                        q.drop_reservation(self.store, pre.pair_id, self.expert.id)
+                    picked = self._pick(t, ())
+                if picked is None:
+                    self._current = None
+                    return None
+                self._reserve(*picked, t)
+            self._current = self._build(*picked)
+            return self._current
+
+    def preload(self) -> ServedPair | None:
+        """Reserve the pair after the current one, so the next ``next()`` returns at once.
+
+        Call it from a worker thread while the expert reads the current pair.
+        """
+        with self._lock:
+            if self._preloaded is not None:
+                return self._preloaded
+            t = time.time()
+            exclude = (self._current.pair_id,) if self._current else ()
+            with self.store.tx():
+                picked = self._pick(t, exclude)
+                if picked is None:
+                    return None
+                self._reserve(*picked, t)
+            self._preloaded = self._build(*picked)
+            preloaded = self._preloaded
+            stale = self._progress is None or time.monotonic() - self._progress[0] > self.PROGRESS_TTL
+        if stale:  # count others' votes too: in the worker, without holding the lock a vote needs
+            self._count_progress()
+        return preloaded
+
+    def pair(self, pair_id: int) -> ServedPair:
+        """The pair as it is (or would be) served to this expert: its reserved sides, else the default ones."""
+        with self._lock:
+            res = q.get_reservation(self.store, pair_id, self.expert.id)
+            if res is not None:
+                return self._build(pair_id, res["left_output_id"], bool(res["repeat"]))
+            row = q.get_pair(self.store, pair_id)
+            if row is None:
+                raise PreceptorError("Unknown pair", f"no pair with id {pair_id}", "Use the pair id that `judge next` printed.")
+            rep = q.repeat_of(self.store, self.expert.id, pair_id)
+            if rep is not None and rep["due_after"] <= self._count:  # served as a repeat, reservation lapsed since
+                swapped = row["output_b"] if rep["left_output_id"] == row["output_a"] else row["output_a"]
+                return self._build(pair_id, swapped, True, row)
+            return self._build(pair_id, self.default_left(pair_id, row["output_a"], row["output_b"]), False, row)
+
+    def _verdict_fields(self, pair: dict[str, Any], left: int, verdict: str, unsafe: tuple[str, ...] | list[str] | str) -> dict[str, Any]:
+        if verdict not in EXPERT_VERDICTS:
+            raise PreceptorError("Invalid verdict", f"verdict {verdict!r} is not one of A, B, tie, both_bad",
+                                 "A = the left answer is better, B = the right one; tie; both_bad = neither is acceptable.")
+        if isinstance(unsafe, str):
+            unsafe = (unsafe,)
+        labels: set[str] = set()
+        for u in unsafe or ():
+            u = str(u).strip()
+            if u == "both":
+                labels |= {"A", "B"}
+            elif u in ("A", "B"):
+                labels.add(u)
+            else:
+                raise PreceptorError("Invalid unsafe flag", f"unsafe {u!r} is not A, B or both", "Flag the side as shown: A, B or both.")
+        if left not in (pair["output_a"], pair["output_b"]):
+            raise PreceptorError("Invalid sides", f"output {left} is not part of pair {pair['id']}", "Serve the pair with `judge next` first.")
+        right = pair["output_b"] if left == pair["output_a"] else pair["output_a"]
+        by_label = {"A": left, "B": right}
+        unsafe_ids = {by_label[x] for x in labels}
+        fields: dict[str, Any] = {"left_output_id": left, "unsafe_a": pair["output_a"] in unsafe_ids,
+                                  "unsafe_b": pair["output_b"] in unsafe_ids}
+        if verdict in ("A", "B"):
+            fields.update(verdict="win", winner_output_id=by_label[verdict])
+        else:
+            fields.update(verdict=verdict, winner_output_id=None)
+        return fields
+
+    def record(self, pair: ServedPair, verdict: str, *, unsafe: tuple[str, ...] = (), note: str | None = None,
+               latency_ms: float | None = None) -> int:
+        """Store the verdict (A/B as shown); committed before this returns. Returns the judgment id."""
+        with self._lock:
+            row = q.get_pair(self.store, pair.pair_id)
+            if row is None:
+                raise PreceptorError("Unknown pair", f"no pair with id {pair.pair_id}", "Use the pair id that `judge next` printed.")
+            fields = self._verdict_fields(row, pair.left.output_id, verdict, unsafe)
+            if latency_ms is None and pair.pair_id in self._served_at:
+                latency_ms = (time.monotonic() - self._served_at[pair.pair_id]) * 1000.0
+            elif latency_ms is None:  # served by another process (scripted next/record): its reservation's time
+                res = q.get_reservation(self.store, pair.pair_id, self.expert.id)
+                if res is not None and res["served_at"]:
+                    latency_ms = max(0.0, (time.time() - res["served_at"]) * 1000.0)
+            with self.store.tx():
+                supersedes = None
+                first_vote = False
+                if not pair.repeat:
+                    cur = q.current_expert_judgment(self.store, self.expert.name, pair.pair_id)
+                    supersedes = cur["id"] if cur else None
+                    first_vote = cur is None or bool((cur.get("meta") or {}).get("undo"))
+                jid = q.insert_judgment(
+                    self.store, pair_id=pair.pair_id, judge_kind="expert", judge_id=self.expert.name,
+                    confidence=1.0, rationale=note or None, latency_ms=latency_ms, repeat=pair.repeat,
+                    supersedes=supersedes, **fields)
+                if pair.repeat:
+                    q.drop_repeat(self.store, self.expert.id, pair.pair_id)
+                else:
+                    before = self._complete(pair.pair_id)
+                    q.recount_expert_votes(self.store, pair.pair_id)
+                    self._adjust_done(before, self._complete(pair.pair_id))
+                    if first_vote and unit_hash(self.settings.seed, "repeat", q.norm_name(self.expert.name), pair.pair_id) < self.settings.repeat_share:
+                        q.add_repeat(self.store, self.expert.id, pair.pair_id, self._count + 1 + self.settings.repeat_gap,
+                                     fields["left_output_id"])
+                q.drop_reservation(self.store, pair.pair_id, self.expert.id)
+            self._count += 1
+            self._served_at.pop(pair.pair_id, None)
+            return jid
+
+    def skip(self, pair: ServedPair) -> None:
+        """Pass on this pair (recorded; others still get it; it stays in this expert's history)."""
+        with self._lock:
+            with self.store.tx():
+                cur = None if pair.repeat else q.current_expert_judgment(self.store, self.expert.name, pair.pair_id)
+                q.insert_judgment(self.store, pair_id=pair.pair_id, judge_kind="expert", judge_id=self.expert.name,
+                                  left_output_id=pair.left.output_id, verdict="skip", repeat=pair.repeat,
+                                  supersedes=cur["id"] if cur else None)
+                if pair.repeat:
+                    q.drop_repeat(self.store, self.expert.id, pair.pair_id)
+                else:
+                    q.recount_expert_votes(self.store, pair.pair_id)
+                q.drop_reservation(self.store, pair.pair_id, self.expert.id)
+            self._count += 1
+
+    def undo(self) -> ServedPair | None:
+        """Take back this expert's last vote (or skip) and serve that pair again, same sides."""
+        with self._lock:
+            last = q.last_action(self.store, self.expert.name)
+            if last is None:
+                return None
+            t = time.time()
+            with self.store.tx():
+                q.insert_judgment(self.store, pair_id=last["pair_id"], judge_kind="expert", judge_id=self.expert.name,
+                                  left_output_id=last["left_output_id"], verdict="skip", repeat=bool(last["repeat"]),
+                                  supersedes=last["id"], meta={"undo": True})
+                pair = q.get_pair(self.store, last["pair_id"])
+                assert pair is not None
+                if last["repeat"]:
+                    original = pair["output_b"] if last["left_output_id"] == pair["output_a"] else pair["output_a"]
+                    q.add_repeat(self.store, self.expert.id, last["pair_id"], 0, original)
+                else:
+                    before = self._complete(last["pair_id"])
+                    q.recount_expert_votes(self.store, last["pair_id"])
+                    self._adjust_done(before, self._complete(last["pair_id"]))
+                    q.drop_repeat(self.store, self.expert.id, last["pair_id"])
+                if self._preloaded is not None:
+                    q.drop_reservation(self.store, self._preloaded.pair_id, self.expert.id)
+                    self._preloaded = None
+                self._reserve(last["pair_id"], last["left_output_id"], bool(last["repeat"]), t)
+            self._current = self._build(last["pair_id"], last["left_output_id"], bool(last["repeat"]), pair)
+            return self._current
+
+    def history(self, limit: int = 200) -> list[dict[str, Any]]:
+        """This expert's current votes and skips, newest first, labelled as they were shown."""
+        out = []
+        for r in q.expert_history(self.store, self.expert.name, limit):
+            left = r["left_output_id"]
+            if r["verdict"] == "win":
+                verdict = "A" if r["winner_output_id"] == left else "B"
+            else:
+                verdict = r["verdict"]
+            unsafe = []
+            for out_id, flag in ((r["output_a"], r["unsafe_a"]), (r["output_b"], r["unsafe_b"])):
+                if flag:
+                    unsafe.append("A" if out_id == left else "B")
+            prompt = " ".join((r["prompt"] or "").split())
+            out.append({"judgment_id": r["id"], "pair_id": r["pair_id"], "prompt_id": r["prompt_id"],
+                        "prompt": prompt if len(prompt) <= 80 else prompt[:79] + "…", "verdict": verdict,
+                        "unsafe": sorted(unsafe), "note": r["rationale"], "repeat": bool(r["repeat"]),
+                        "time": r["created_at"], "latency_ms": r["latency_ms"]})
+        return out
+
+    def change(self, judgment_id: int, verdict: str, *, unsafe: tuple[str, ...] = (), note: str | None = None) -> int:
+        """Replace one of this expert's votes (A/B as it was shown) with a new, superseding judgment."""
+        with self._lock:
+            old = q.get_judgment(self.store, judgment_id)
+            if old is None or old["judge_kind"] != "expert" or old["judge_id"] != self.expert.name:
+                raise PreceptorError("Unknown vote", f"judgment {judgment_id} is not a vote of {self.expert.name}",
+                                     "Pick a vote from your history.")
+            if (old.get("meta") or {}).get("undo"):
+                raise PreceptorError("Unknown vote", f"judgment {judgment_id} is an undo, not a vote", "Pick a vote from your history.")
+            row = q.get_pair(self.store, old["pair_id"])
+            assert row is not None
+            fields = self._verdict_fields(row, old["left_output_id"], verdict, unsafe)
+            with self.store.tx():
+                if not q.is_current(self.store, judgment_id):
+                    raise PreceptorError("Vote already changed", f"judgment {judgment_id} was superseded by a later one",
+                                         "Change the newest vote for that pair (see your history).")
+                jid = q.insert_judgment(self.store, pair_id=old["pair_id"], judge_kind="expert", judge_id=self.expert.name,
+                                        confidence=1.0, rationale=note if note is not None else old.get("rationale"),
+                                        repeat=bool(old["repeat"]), supersedes=judgment_id,
+                                        meta={"changed_from": judgment_id}, **fields)
+                if not old["repeat"]:
+                    before = self._complete(old["pair_id"])
+                    q.recount_expert_votes(self.store, old["pair_id"])
+                    self._adjust_done(before, self._complete(old["pair_id"]))
+            return jid
+
+    def flag_bad_item(self, prompt_id: int, reason: str) -> None:
+        """Take a prompt out of statistics, exports and the queue until the flag is cleared."""
+        reason = " ".join((reason or "").split())
+        if not reason:
+            raise PreceptorError("Reason needed", "flagging a bad item needs a reason", "Say what is wrong, e.g. 'wrong reference'.")
+        if not q.set_bad_item(self.store, prompt_id, f"{reason} (flagged by {self.expert.name})"):
+            raise PreceptorError("Unknown prompt", f"no prompt with id {prompt_id}", "Flag the prompt of a served pair.")
+        self._progress = None
+
+    def llm_verdict(self, pair: ServedPair) -> dict[str, Any] | None:
+        """The LLM judge's verdict in this expert's side labels (None if hidden by the setting or absent)."""
+        mode = self.settings.show_llm_rationale
+        if mode == "never":
+            return None
+        if mode == "after_vote":
+            cur = q.current_expert_judgment(self.store, self.expert.name, pair.pair_id, repeat=pair.repeat)
+            if cur is None or cur["verdict"] not in ("win", "tie", "both_bad"):
+                return None
+        j = q.latest_judgment_of_kind(self.store, pair.pair_id, "llm")
+        if j is None:
+            return None
+        if j["verdict"] == "win":
+            winner = "A" if j["winner_output_id"] == pair.left.output_id else "B"
+        else:
+            winner = j["verdict"]
+        return {"winner": winner, "rationale": j.get("rationale") or "", "confidence": j.get("confidence"),
+                "judge": j["judge_id"], "criteria": (j.get("meta") or {}).get("criteria")}
+
+    def _complete(self, pair_id: int) -> bool:
+        return q.pair_complete(self.store, pair_id)
+
+    def _adjust_done(self, before: bool, after: bool) -> None:
+        if self._progress is not None and before != after:
+            t, (done, total) = self._progress
+            self._progress = (t, (done + (1 if after else -1), total))
+
+    def progress(self, refresh: bool = False) -> tuple[int, int]:
+        """(pairs with all the votes they need, pairs) under this session's filter.
+
+        Counted at most every ``PROGRESS_TTL`` seconds (this session's own votes update it at
+        once); ``refresh=True`` counts now.
+        """
+        t = time.monotonic()
+        if not refresh and self._progress is not None and t - self._progress[0] < self.PROGRESS_TTL:
+            return self._progress[1]
+        return self._count_progress()
+
+    def _count_progress(self) -> tuple[int, int]:
+        t = time.monotonic()
+        value = (q.count_pairs(self.store, self.query, complete_only=True), q.count_pairs(self.store, self.query))
+        with self._lock:
+            self._progress = (t, value)
+        return value
+
+    def release(self) -> None:
+        """Give back this session's reservations (closing the screen)."""
+        with self._lock:
+            with self.store.tx():
+                q.drop_reservations_of(self.store, self.expert.id, host=self.host, pid=self.pid)
+            self._preloaded = None
+            self._current = None
+
+    close = release
+
+    def __enter__(self) -> ExpertSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,521 @@
+"""Statistics over judgments: win rates, Bradley–Terry league, agreement and bias.
+
+Every figure is a dict ``{"value", "n", "ci", "method", "note"}``: ``value`` and ``ci`` are
+``None`` with a note ("n too small (n=3 < 5)", "no variation", ...) whenever the figure
+cannot honestly be given. Nothing here raises on small samples, all-tie data or a single
+system, and nothing returns NaN.
+
+Which votes count
+  Only *effective* judgments (a superseded vote counts once: only the newest in a chain),
+  ``skip`` never counts, and ``repeat`` judgments (the self-consistency sample) are used only
+  for self-consistency and position consistency, never counted twice elsewhere. Bad items
+  and imported human-label collections (``collections.kind = 'judgments'``) are left out
+  unless the collection is named.
+
+Agreement
+  Cohen's kappa and raw agreement compare labels "1" / "2" (the alphabetically first /
+  second system of the pair won), "tie" and "both_bad" ("with ties"), or only items both
+  raters decided ("without ties"). Fixing the orientation by system name, not by the side
+  shown, keeps an item's categories the same for every rater.
+
+Intervals
+  A share (win rate, agreement, bias) gets a 95 % Wilson interval when each prompt carries
+  at most one vote, and a percentile bootstrap over prompts when votes cluster (several
+  votes on one prompt are not independent). Bradley–Terry ratings and kappas get percentile
+  bootstrap intervals over prompts.
+
+Bradley–Terry
+  P(i beats j) = 1 / (1 + exp(θj − θi)); ties, both-bad and inconsistent verdicts count
+  half a win to each side. θ is the MLE
+  (L-BFGS through scipy) with a weak ridge (λ = 0.01) that keeps ratings finite when one
+  system wins every comparison, centred to mean 0; ``elo`` = 1000 + 400·θ/ln 10.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from preceptor.engine.intervals import boot_index_chunks, figure, share, wilson
+from preceptor.engine.judging.votes import HUMAN_KINDS, JUDGE_CHOICES, Vote, load_votes
+from preceptor.errors import PreceptorError
+
+LABELS_WITH_TIES = ("a", "b", "tie", "both_bad")
+BT_RIDGE = 0.01
+ELO_SCALE = 400.0 / math.log(10.0)
+
+
+@dataclass(frozen=True)
+class StatsOptions:
+    by: str | None = None
+    judge: str = "all"
+    split: str = "val,test"
+    collection: str | None = None
+    min_n: int = 5
+    n_boot: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.by not in (None, "task"):
+            raise PreceptorError("Invalid option", f"--by {self.by!r} is not supported", "Use --by task, or leave it out.")
+        if self.judge not in JUDGE_CHOICES:
+            raise PreceptorError("Invalid option", f"--judge {self.judge!r} is not one of {', '.join(JUDGE_CHOICES)}",
+                                 "Use --judge expert, llm, metric or all.")
+        if self.min_n < 1:
+            raise PreceptorError("Invalid option", f"--min-n {self.min_n} must be at least 1", "Use e.g. 5.")
+        if self.n_boot < 0:
+            raise PreceptorError("Invalid option", f"--n-boot {self.n_boot} must not be negative", "Use e.g. 1000.")
+
+
+# ----------------------------------------------------------------------------------------------
+# figures
+# ----------------------------------------------------------------------------------------------
+
+
+# ----------------------------------------------------------------------------------------------
+# agreement
+# ----------------------------------------------------------------------------------------------
+
+def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float | None:
+    """Cohen's kappa of two raters' labels (None when undefined: no items or no variation)."""
+    if len(a) != len(b):
+        raise ValueError("raters must label the same items")
+    n = len(a)
+    if n == 0:
+        return None
+    cats = sorted(set(a) | set(b), key=str)
+    idx = {c: i for i, c in enumerate(cats)}
+    m = np.zeros((len(cats), len(cats)))
+    for x, y in zip(a, b, strict=True):
+        m[idx[x], idx[y]] += 1
+    po = np.trace(m) / n
+    pe = float((m.sum(axis=1) / n) @ (m.sum(axis=0) / n))
+    if 1.0 - pe <= 1e-12:
+        return None
+    return float((po - pe) / (1.0 - pe))
+
+
+def agreement(a: Sequence[Any], b: Sequence[Any], clusters: Sequence[Any] | None = None, *, n_boot: int = 1000,
+              seed: int = 0, min_n: int = 5) -> dict[str, Any]:
+    """Raw agreement and Cohen's kappa of two raters over the same items, with bootstrap CIs."""
+    n = len(a)
+    same = [1.0 if x == y else 0.0 for x, y in zip(a, b, strict=True)]
+    clusters = list(clusters) if clusters is not None else list(range(n))
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i, c in enumerate(clusters):
+        groups[c].append(i)
+    per = list(groups.values())
+    raw = share([sum(same[i] for i in g) for g in per], [len(g) for g in per], n_boot=n_boot, seed=seed, min_n=min_n)
+    k = cohen_kappa(a, b)
+    ci = None
+    if k is not None and n >= min_n and n_boot > 0 and len(per) > 1:
+        rng = np.random.default_rng(seed)
+        vals = []
+        for _ in range(n_boot):
+            pick = rng.integers(0, len(per), size=len(per))
+            items = [i for j in pick for i in per[j]]
+            kb = cohen_kappa([a[i] for i in items], [b[i] for i in items])
+            if kb is not None:
+                vals.append(kb)
+        if vals:
+            ci = (float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5)))
+    kappa = figure(k, n, ci, method="bootstrap over prompts", min_n=min_n,
+                   note=None if k is not None else "no variation (kappa undefined)")
+    return {"n": n, "raw": raw, "kappa": kappa}
+
+
+# ----------------------------------------------------------------------------------------------
+# Bradley–Terry
+# ----------------------------------------------------------------------------------------------
+
+def bt_fit(wins: np.ndarray, ridge: float = BT_RIDGE, x0: np.ndarray | None = None) -> np.ndarray:
+    """Bradley–Terry strengths θ (mean 0) from ``wins[i, j]`` = (fractional) wins of i over j."""
+    from scipy.optimize import minimize
+
+    wins = np.asarray(wins, float)
+    s = wins.shape[0]
+    if s < 2:
+        return np.zeros(s)
+    games = wins + wins.T
+
+    def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        d = theta[:, None] - theta[None, :]
+        # log P(i beats j) = -log(1 + exp(-(θi - θj)))
+        logp = -np.logaddexp(0.0, -d)
+        f = -float((wins * logp).sum()) + 0.5 * ridge * float(theta @ theta)
+        p = 1.0 / (1.0 + np.exp(-d))  # P(i beats j)
+        g = -(wins.sum(axis=1) - (games * p).sum(axis=1)) + ridge * theta
+        return f, g
+
+    res = minimize(nll, np.zeros(s) if x0 is None else x0, jac=True, method="L-BFGS-B")
+    theta = np.asarray(res.x, float)
+    return theta - theta.mean()
+
+
+def bt_league(names: Sequence[str], per_prompt: np.ndarray, *, n_boot: int, seed: int, min_n: int) -> dict[str, Any]:
+    """League table from per-prompt win tensors ``per_prompt[p, i, j]`` with bootstrap CIs over prompts."""
+    s = len(names)
+    total = per_prompt.sum(axis=0) if per_prompt.size else np.zeros((s, s))
+    games = total + total.T
+    n_comparisons = int(round(games.sum() / 2))
+    out: dict[str, Any] = {"systems": list(names), "n": n_comparisons, "prompts": int(per_prompt.shape[0]),
+                           "rows": [], "note": None}
+    if s < 2:
+        out["note"] = "needs at least two systems compared"
+        return out
+    if n_comparisons < min_n:
+        out["note"] = f"n too small (n={n_comparisons} < {min_n})"
+    connected = _connected(games > 0)
+    if not connected:
+        out["note"] = (out["note"] + "; " if out["note"] else "") + "comparison graph not connected: ratings of separate groups are not comparable"
+    theta = bt_fit(total)
+    boots: list[np.ndarray] = []
+    m = per_prompt.shape[0]
+    if n_boot > 0 and m > 1 and n_comparisons >= min_n:
+        rng = np.random.default_rng(seed)
+        flat = per_prompt.reshape(m, s * s)
+        for idx in boot_index_chunks(m, n_boot, rng):
+            for row in idx:
+                w = np.bincount(row, minlength=m).astype(float) @ flat
+                boots.append(bt_fit(w.reshape(s, s), x0=theta))
+    boot = np.array(boots) if boots else None
+    wins = total.sum(axis=1)
+    order = np.argsort(-theta, kind="stable")
+    for rank, i in enumerate(order, 1):
+        ci = None
+        if boot is not None:
+            ci = (float(np.percentile(boot[:, i], 2.5)), float(np.percentile(boot[:, i], 97.5)))
+        played = int(round(games[i].sum()))
+        row = {
+            "rank": rank, "system": names[i], "comparisons": played, "wins": float(wins[i]),
+            "strength": figure(float(theta[i]), n_comparisons, ci, method="bootstrap over prompts", min_n=min_n),
+            "elo": figure(1000.0 + ELO_SCALE * float(theta[i]), n_comparisons,
+                          (1000.0 + ELO_SCALE * ci[0], 1000.0 + ELO_SCALE * ci[1]) if ci else None,
+                          method="bootstrap over prompts", min_n=min_n),
+        }
+        out["rows"].append(row)
+    return out
+
+
+def _connected(adj: np.ndarray) -> bool:
+    s = adj.shape[0]
+    seen, stack = {0}, [0]
+    while stack:
+        i = stack.pop()
+        for j in np.nonzero(adj[i])[0]:
+            if int(j) not in seen:
+                seen.add(int(j))
+                stack.append(int(j))
+    return len(seen) == s
+
+
+# ----------------------------------------------------------------------------------------------
+# votes
+# ----------------------------------------------------------------------------------------------
+
+
+def _latest_per_rater(votes: Iterable[Vote]) -> dict[tuple[str, int], Vote]:
+    """One vote per (rater, pair): the newest (votes arrive oldest first)."""
+    out: dict[tuple[str, int], Vote] = {}
+    for v in votes:
+        out[(v.rater, v.pair_id)] = v
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the statistics
+# ----------------------------------------------------------------------------------------------
+
+def win_rates(votes: Sequence[Vote], *, by_task: bool = False, n_boot: int = 1000, seed: int = 0,
+              min_n: int = 5) -> list[dict[str, Any]]:
+    """Per judge kind (and task) and system pair: wins, ties, both-bad, inconsistent (the LLM
+    judge's verdict changed with the order: no preference) and unparsed counts, and the win
+    rate of the first system over decisive votes with a 95 % CI."""
+    groups: dict[tuple[str, str | None, str, str], list[Vote]] = defaultdict(list)
+    for v in votes:
+        if v.repeat:
+            continue
+        s1, s2 = sorted((v.system_a, v.system_b))
+        groups[(v.kind, v.task if by_task else None, s1, s2)].append(v)
+    rows = []
+    for (kind, task, s1, s2), vs in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        per_prompt: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        w1 = w2 = ties = bad = incons = unparsed = 0
+        for v in vs:
+            win = v.winner_system()
+            if win is None:
+                ties += v.label == "tie"
+                bad += v.label == "both_bad"
+                incons += v.label == "inconsistent"
+                unparsed += v.label == "unparsed"
+                continue
+            first = win == s1
+            w1 += first
+            w2 += not first
+            per_prompt[v.prompt_id][0] += first
+            per_prompt[v.prompt_id][1] += 1
+        succ = [c[0] for c in per_prompt.values()]
+        tri = [c[1] for c in per_prompt.values()]
+        row = {"judge": kind, "system_1": s1, "system_2": s2, "wins_1": w1, "wins_2": w2, "ties": ties,
+               "both_bad": bad, "inconsistent": incons, "unparsed": unparsed, "votes": len(vs), "prompts": len({v.prompt_id for v in vs}),
+               "win_rate_1": share(succ, tri, n_boot=n_boot, seed=seed, min_n=min_n),
+               "tie_share": figure(ties / len(vs) if vs else None, len(vs), wilson(ties, len(vs)), method="wilson",
+                                   min_n=min_n)}
+        if by_task:
+            row["task"] = task
+        rows.append(row)
+    return rows
+
+
+def bradley_terry(votes: Sequence[Vote], *, n_boot: int = 1000, seed: int = 0, min_n: int = 5) -> dict[str, Any]:
+    """A league per judge kind over every system judged (tie, both-bad and inconsistent
+    verdicts = half a win each; unparsed ones are left out)."""
+    by_kind: dict[str, list[Vote]] = defaultdict(list)
+    for v in votes:
+        if v.repeat or v.label not in (*LABELS_WITH_TIES, "inconsistent"):
+            continue
+        by_kind[v.kind].append(v)
+    leagues = {}
+    for kind, vs in sorted(by_kind.items()):
+        names = sorted({v.system_a for v in vs} | {v.system_b for v in vs})
+        ix = {n: i for i, n in enumerate(names)}
+        prompts = sorted({v.prompt_id for v in vs})
+        px = {p: i for i, p in enumerate(prompts)}
+        t = np.zeros((len(prompts), len(names), len(names)))
+        for v in vs:
+            i, j, p = ix[v.system_a], ix[v.system_b], px[v.prompt_id]
+            if v.label == "a":
+                t[p, i, j] += 1
+            elif v.label == "b":
+                t[p, j, i] += 1
+            else:
+                t[p, i, j] += 0.5
+                t[p, j, i] += 0.5
+        leagues[kind] = bt_league(names, t, n_boot=n_boot, seed=seed, min_n=min_n)
+    return leagues
+
+
+def _labels(v: Vote, ties: bool) -> str | None:
+    """The label kappa compares: decisive votes are oriented by system name (the alphabetically
+    first system of the pair is "1"), one fixed orientation per item whatever side was shown."""
+    if v.label in ("a", "b"):
+        first_is_a = v.system_a <= v.system_b
+        return "1" if (v.label == "a") == first_is_a else "2"
+    if ties and v.label in ("tie", "both_bad"):
+        return v.label
+    return None
+
+
+def rater_agreement(votes: Sequence[Vote], *, n_boot: int = 1000, seed: int = 0, min_n: int = 5) -> list[dict[str, Any]]:
+    """Kappa and raw agreement (with and without ties) for each pair of raters with overlap.
+
+    Covers expert–expert, expert–LLM, imported human labels vs any judge, and metric judges
+    vs humans; LLM–LLM and metric–metric pairs are left out.
+    """
+    latest = _latest_per_rater(v for v in votes if not v.repeat)
+    by_rater: dict[str, dict[int, Vote]] = defaultdict(dict)
+    for (rater, pair), v in latest.items():
+        by_rater[rater][pair] = v
+    rows = []
+    for r1, r2 in combinations(sorted(by_rater), 2):
+        k1, k2 = r1.split(":", 1)[0], r2.split(":", 1)[0]
+        if k1 == k2 and k1 in ("llm", "metric"):
+            continue
+        if k1 not in HUMAN_KINDS and k2 not in HUMAN_KINDS:
+            continue
+        common = sorted(set(by_rater[r1]) & set(by_rater[r2]))
+        if not common:
+            continue
+        row: dict[str, Any] = {"rater_1": r1, "rater_2": r2, "comparison": "-".join(sorted({k1, k2}) if k1 != k2 else [k1, k2]),
+                               "overlap": len(common)}
+        for name, ties in (("with_ties", True), ("without_ties", False)):
+            a, b, cl = [], [], []
+            for p in common:
+                x, y = _labels(by_rater[r1][p], ties), _labels(by_rater[r2][p], ties)
+                if x is None or y is None:
+                    continue
+                a.append(x)
+                b.append(y)
+                cl.append(by_rater[r1][p].prompt_id)
+            row[name] = agreement(a, b, cl, n_boot=n_boot, seed=seed, min_n=min_n)
+        rows.append(row)
+    return rows
+
+
+def self_consistency(votes: Sequence[Vote], *, n_boot: int = 1000, seed: int = 0, min_n: int = 5) -> list[dict[str, Any]]:
+    """Each human judge's repeat votes against their own first vote on the same pair."""
+    first = _latest_per_rater(v for v in votes if not v.repeat)
+    per: dict[str, tuple[list[str], list[str], list[int]]] = defaultdict(lambda: ([], [], []))
+    for v in votes:
+        if not v.repeat or v.kind not in HUMAN_KINDS:
+            continue
+        orig = first.get((v.rater, v.pair_id))
+        if orig is None:
+            continue
+        x, y = _labels(orig, True), _labels(v, True)
+        if x is None or y is None:
+            continue
+        a, b, cl = per[v.rater]
+        a.append(x)
+        b.append(y)
+        cl.append(v.prompt_id)
+    return [{"rater": r, **agreement(a, b, cl, n_boot=n_boot, seed=seed, min_n=min_n)} for r, (a, b, cl) in sorted(per.items())]
+
+
+def position_bias(votes: Sequence[Vote], *, n_boot: int = 1000, seed: int = 0, min_n: int = 5) -> list[dict[str, Any]]:
+    """Per judge: first-position preference and position consistency.
+
+    First-position preference is the share of decisive verdicts won by the answer shown on
+    the left (for the LLM judge, each order it was asked counts, from ``meta.orders``).
+    Position consistency is the share of pairs judged in both orders whose verdict survives
+    the swap: the LLM judge's two orders of one judgment (a stored ``inconsistent`` verdict
+    counts as not surviving), or a judge's votes on one pair shown both ways (the repeat
+    sample shows the pair swapped).
+    """
+    rows = []
+    by_rater: dict[str, list[Vote]] = defaultdict(list)
+    for v in votes:
+        by_rater[v.rater].append(v)
+    for rater, vs in sorted(by_rater.items()):
+        kind = vs[0].kind
+        per_prompt: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for v in vs:
+            orders = v.orders if v.orders else (((v.left, v.label),) if v.left is not None else ())
+            for left, label in orders:
+                if label in ("a", "b"):
+                    per_prompt[v.prompt_id][0] += label == left
+                    per_prompt[v.prompt_id][1] += 1
+        first = share([c[0] for c in per_prompt.values()], [c[1] for c in per_prompt.values()],
+                      n_boot=n_boot, seed=seed, min_n=min_n)
+        cons: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        by_pair: dict[int, list[Vote]] = defaultdict(list)
+        for v in vs:
+            if len(v.orders) >= 2 or v.label == "inconsistent":
+                ok = v.label != "inconsistent" and len({lab for _, lab in v.orders}) == 1
+                cons[v.prompt_id][0] += ok
+                cons[v.prompt_id][1] += 1
+            elif v.left is not None and v.label in LABELS_WITH_TIES:
+                by_pair[v.pair_id].append(v)
+        for pv in by_pair.values():
+            la = {v.label for v in pv if v.left == "a"}
+            lb = {v.label for v in pv if v.left == "b"}
+            if la and lb:
+                cons[pv[0].prompt_id][0] += la == lb and len(la) == 1
+                cons[pv[0].prompt_id][1] += 1
+        consistency = share([c[0] for c in cons.values()], [c[1] for c in cons.values()], n_boot=n_boot, seed=seed,
+                            min_n=min_n)
+        if consistency["n"] == 0:
+            consistency["note"] = "no pair judged in both orders"
+        rows.append({"rater": rater, "kind": kind, "first_position_preference": first,
+                     "position_consistency": consistency})
+    return rows
+
+
+def length_bias(votes: Sequence[Vote], *, n_boot: int = 1000, seed: int = 0, min_n: int = 5) -> list[dict[str, Any]]:
+    """Per judge kind: how often the longer answer (characters) wins a decisive vote."""
+    rows = []
+    by_kind: dict[str, list[Vote]] = defaultdict(list)
+    for v in votes:
+        if not v.repeat and v.decisive and v.len_a != v.len_b:
+            by_kind[v.kind].append(v)
+    for kind, vs in sorted(by_kind.items()):
+        per: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for v in vs:
+            longer = "a" if v.len_a > v.len_b else "b"
+            per[v.prompt_id][0] += v.label == longer
+            per[v.prompt_id][1] += 1
+        rows.append({"judge": kind, "longer_wins": share([c[0] for c in per.values()], [c[1] for c in per.values()],
+                                                         n_boot=n_boot, seed=seed, min_n=min_n)})
+    return rows
+
+
+def human_majority(votes: Iterable[Vote]) -> dict[int, tuple[str, int]]:
+    """{pair_id: ("a"|"b", prompt_id)} where human decisive votes have a strict majority."""
+    count: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for v in _latest_per_rater(v for v in votes if not v.repeat and v.kind in HUMAN_KINDS).values():
+        if v.decisive:
+            c = count[v.pair_id]
+            c[0 if v.label == "a" else 1] += 1
+            c[2] = v.prompt_id
+    return {p: ("a" if c[0] > c[1] else "b", c[2]) for p, c in count.items() if c[0] != c[1]}
+
+
+def metric_vs_expert(votes: Sequence[Vote], pair_outputs: dict[int, tuple[int, int]],
+                     values: dict[tuple[str, str], dict[int, float]], *, n_boot: int = 1000, seed: int = 0,
+                     min_n: int = 5) -> list[dict[str, Any]]:
+    """Per metric: how often the answer with the higher metric value is the experts' winner."""
+    majority = human_majority(votes)
+    rows = []
+    for (name, ref), vals in sorted(values.items()):
+        per: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        ties = 0
+        for pair, (label, prompt) in majority.items():
+            oa, ob = pair_outputs.get(pair, (None, None))
+            va, vb = vals.get(oa), vals.get(ob)  # type: ignore[arg-type]
+            if va is None or vb is None:
+                continue
+            if va == vb:
+                ties += 1
+                continue
+            per[prompt][0] += ("a" if va > vb else "b") == label
+            per[prompt][1] += 1
+        fig = share([c[0] for c in per.values()], [c[1] for c in per.values()], n_boot=n_boot, seed=seed, min_n=min_n)
+        rows.append({"metric": name, "reference": ref, "agrees_with_experts": fig, "metric_ties": ties})
+    return rows
+
+
+def compute(project: Any, opts: StatsOptions = StatsOptions()) -> dict[str, Any]:
+    """All judging statistics for the selection in ``opts`` (JSON-able)."""
+    from preceptor.db import exports as q
+
+    votes = load_votes(project, split=opts.split, collection=opts.collection, judge=opts.judge)
+    kw = dict(n_boot=opts.n_boot, seed=opts.seed, min_n=opts.min_n)
+    pair_outputs: dict[int, tuple[int, int]] = {}
+    if any(v.kind in HUMAN_KINDS for v in votes):
+        pair_outputs = q.pair_outputs(project.store, sorted({v.pair_id for v in votes if v.kind in HUMAN_KINDS}))
+    values = q.metric_values(project.store, sorted({o for ab in pair_outputs.values() for o in ab}))
+    out: dict[str, Any] = {
+        "options": asdict(opts),
+        "n_votes": sum(not v.repeat for v in votes),
+        "n_repeat_votes": sum(v.repeat for v in votes),
+        "n_pairs": len({v.pair_id for v in votes}),
+        "n_prompts": len({v.prompt_id for v in votes}),
+        "judges": {k: sorted({v.judge for v in votes if v.kind == k}) for k in sorted({v.kind for v in votes})},
+        "win_rates": win_rates(votes, by_task=opts.by == "task", **kw),
+        "bradley_terry": bradley_terry(votes, **kw),
+        "agreement": {
+            "raters": rater_agreement(votes, **kw),
+            "self_consistency": self_consistency(votes, **kw),
+        },
+        "bias": {"position": position_bias(votes, **kw), "length": length_bias(votes, **kw)},
+        "metric_vs_expert": metric_vs_expert(votes, pair_outputs, values, **kw),
+    }
+    if not votes:
+        out["note"] = "no judgments in this selection"
+    return out
+
+
+def fmt(fig: dict[str, Any] | None, pct: bool = True, digits: int = 2) -> str:
+    """A figure as text: "0.62 [0.48, 0.75]" / "62% [48–75]" or its note."""
+    if not fig:
+        return "-"
+    if fig.get("value") is None:
+        return fig.get("note") or "-"
+    v, ci = fig["value"], fig.get("ci")
+    if pct:
+        s = f"{100 * v:.0f}%"
+        return s + (f" [{100 * ci[0]:.0f}–{100 * ci[1]:.0f}]" if ci else "")
+    s = f"{v:.{digits}f}"
+    return s + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
+
+
+__all__: list[str] = ["StatsOptions", "compute", "wilson", "cohen_kappa", "agreement", "bt_fit", "bt_league",
+                      "win_rates", "bradley_terry", "rater_agreement", "self_consistency", "position_bias",
+                      "length_bias", "metric_vs_expert", "figure", "fmt", "Vote", "load_votes"]
+
