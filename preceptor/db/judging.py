@@ -248,25 +248,100 @@ def reserved_by_other(store: Store, pair_id: int, expert_id: int, t: float) -> b
                      (pair_id, expert_id, t)) is not None
 
 
+QUEUE_ORDER = {"priority": "p.priority DESC, p.queue_key", "random": "p.queue_key", "sequential": "p.id"}
+
+
 def next_open_pair(store: Store, q: PairQuery, expert_id: int, expert_name: str, t: float,
-                   exclude: Sequence[int] = ()) -> int | None:
-    """The first pair (priority, then the shuffled queue order) this expert may judge now.
+                   exclude: Sequence[int] = (), *, order: str = "priority", matchup: tuple[int, int] | None = None,
+                   min_priority: float | None = None) -> sqlite3.Row | None:
+    """(id, system_a, system_b, priority, queue_key) of the first pair this expert may judge now.
 
     Open (fewer expert votes than needed), not reserved by another expert, not already
-    judged or skipped by this expert. Walks the ``pairs_open`` partial index.
+    judged or skipped by this expert. ``order``: ``priority`` (then the shuffled queue key),
+    ``random`` (the queue key) or ``sequential`` (pair id), each walking its partial index;
+    ``matchup`` keeps one pair of systems (either side); ``min_priority`` leaves out pairs
+    whose priority is not above it.
     """
     where, params = q.where()
     ex = f" AND p.id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
-    row = store.one(
-        f"""SELECT p.id FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
+    extra: list[Any] = []
+    if matchup is not None:
+        ex += " AND p.system_a = ? AND p.system_b = ?"
+        extra += list(matchup)
+    if min_priority is not None:
+        ex += " AND p.priority > ?"
+        extra.append(min_priority)
+    return store.one(
+        f"""SELECT p.id, p.system_a, p.system_b, p.priority, p.queue_key FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
             WHERE p.expert_votes < p.needed AND {where}{ex}
               AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.pair_id = p.id AND r.expert_id != ? AND r.until >= ?)
               AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.judge_kind = 'expert' AND j.judge_id = ? AND j.pair_id = p.id
                               AND j.repeat = 0 AND {CURRENT.format(a='j')} AND {NOT_UNDO.format(a='j')})
-            ORDER BY p.priority DESC, p.queue_key LIMIT 1""",
-        [*params, *exclude, expert_id, t, expert_name],
+            ORDER BY {QUEUE_ORDER[order]} LIMIT 1""",
+        [*params, *exclude, *extra, expert_id, t, expert_name],
     )
-    return row[0] if row else None
+
+
+def open_matchups(store: Store, q: PairQuery) -> list[tuple[int, int]]:
+    """(system_a, system_b) as stored, of the pairs still needing an expert vote."""
+    where, params = q.where()
+    rows = store.all(f"""SELECT DISTINCT p.system_a, p.system_b FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
+                         WHERE p.expert_votes < p.needed AND p.system_a IS NOT NULL AND {where}""", params)
+    return [(r[0], r[1]) for r in rows]
+
+
+def human_matchup_wins(store: Store, q: PairQuery) -> dict[tuple[int, int], float]:
+    """{(system x, system y): wins of x over y} from current expert and imported human verdicts
+    (not repeats); a tie or both-bad verdict is half a win each."""
+    where, params = q.where()
+    rows = store.all(
+        f"""SELECT p.system_a, p.system_b, j.verdict, j.winner_output_id = p.output_a, COUNT(*)
+            FROM judgments j JOIN pairs p ON p.id = j.pair_id JOIN prompts pr ON pr.id = p.prompt_id
+            WHERE j.judge_kind IN ('expert', 'imported') AND j.repeat = 0 AND j.verdict IN ('win', 'tie', 'both_bad')
+              AND p.system_a IS NOT NULL AND {CURRENT.format(a='j')} AND {where}
+            GROUP BY 1, 2, 3, 4""", params)
+    out: dict[tuple[int, int], float] = {}
+    for sa, sb, verdict, a_won, n in rows:
+        if verdict == "win":
+            key = (sa, sb) if a_won else (sb, sa)
+            out[key] = out.get(key, 0.0) + n
+        else:
+            out[(sa, sb)] = out.get((sa, sb), 0.0) + 0.5 * n
+            out[(sb, sa)] = out.get((sb, sa), 0.0) + 0.5 * n
+    return out
+
+
+def latest_verdicts(store: Store, pair_ids: Sequence[int], judge_kind: str) -> dict[int, dict[str, Any]]:
+    """{pair id: {verdict, winner_output_id, confidence}} of the newest current judgment of a kind."""
+    out: dict[int, dict[str, Any]] = {}
+    ids = [int(i) for i in pair_ids]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        rows = store.all(
+            f"""SELECT j.pair_id, j.verdict, j.winner_output_id, j.confidence FROM judgments j
+                WHERE j.judge_kind = ? AND j.pair_id IN ({','.join('?' * len(chunk))}) AND j.verdict != 'skip'
+                  AND {CURRENT.format(a='j')} ORDER BY j.id""", [judge_kind, *chunk])
+        for r in rows:
+            out[r[0]] = {"verdict": r[1], "winner_output_id": r[2], "confidence": r[3]}
+    return out
+
+
+def pairs_with_expert_votes(store: Store, pair_ids: Sequence[int]) -> set[int]:
+    ids = [int(i) for i in pair_ids]
+    found: set[int] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        found |= {r[0] for r in store.all(f"SELECT id FROM pairs WHERE expert_votes > 0 AND id IN ({','.join('?' * len(chunk))})", chunk)}
+    return found
+
+
+def set_priorities(store: Store, values: Iterable[tuple[int, float]]) -> None:
+    with store.tx():
+        store.conn.executemany("UPDATE pairs SET priority = ? WHERE id = ?", [(float(v), int(i)) for i, v in values])
+
+
+def system_names(store: Store) -> dict[int, str]:
+    return {r[0]: r[1] for r in store.all("SELECT id, name FROM systems")}
 
 
 def still_servable(store: Store, pair_id: int, expert_id: int, expert_name: str, t: float) -> bool:

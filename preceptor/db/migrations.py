@@ -315,11 +315,25 @@ def m004_judging_extra(conn: sqlite3.Connection) -> None:
     )
 
 
+def m009_active_queue(conn: sqlite3.Connection) -> None:
+    """Partial indexes for the judging queue's orders: per matchup (active), by queue key
+    (random) and by id (sequential), each over the pairs still needing a vote."""
+    _script(
+        conn,
+        """
+        CREATE INDEX pairs_open_matchup ON pairs (system_a, system_b, priority DESC, queue_key) WHERE expert_votes < needed;
+        CREATE INDEX pairs_open_key ON pairs (queue_key) WHERE expert_votes < needed;
+        CREATE INDEX pairs_open_id ON pairs (id) WHERE expert_votes < needed;
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_judging,
     m003_embedding,
     m004_judging_extra,
+    m009_active_queue,
 ]
 
 

@@ -4,8 +4,8 @@ The TUI and ``preceptor judge next/record`` both drive an :class:`ExpertSession`
 
 * ``next()`` reserves a pair for this expert (a reservation lapses after
   ``[judge] reservation_minutes``, or at once when its process on this host is gone), so
-  two experts never get the same pair at once. Pairs the LLM judge found contested come
-  first, then a shuffled order.
+  two experts never get the same pair at once. Which pair comes next is
+  ``engine.judging.queue`` (``[judge] queue``: active, random or sequential).
 * Sides are randomised per expert and per pair, deterministically from ``[judge] seed``,
   so a pair served again (after undo, or from the CLI) shows the same sides. The labels
   ``A``/``B`` are the sides as shown; the engine maps them to output ids.
@@ -28,6 +28,7 @@ from typing import Any
 
 from preceptor.db import judging as q
 from preceptor.engine.judging.pairs import PairFilter, resolve_filter, unit_hash
+from preceptor.engine.judging.queue import ExpertQueue
 from preceptor.engine.judging.settings import JudgeSettings
 from preceptor.errors import PreceptorError
 
@@ -149,6 +150,7 @@ class ExpertSession:
         self._count = q.expert_action_count(self.store, self.expert.name)
         self._progress: tuple[float, tuple[int, int]] | None = None
         self._served_at: dict[int, float] = {}
+        self.queue = ExpertQueue(self.settings)  # the next-pair choice (order: [judge] queue; judge next --order)
 
     # -- helpers -----------------------------------------------------------------------
     @property
@@ -187,7 +189,7 @@ class ExpertSession:
         """(pair id, left output id, repeat) of the next pair; call inside a transaction."""
         rep = q.due_repeat(self.store, self.expert.id, self.query, self._count, t, exclude)
         if rep is None:
-            pid = q.next_open_pair(self.store, self.query, self.expert.id, self.expert.name, t, exclude)
+            pid = self.queue.next_pair(self.store, self.query, self.expert.id, self.expert.name, t, exclude)
             if pid is not None:
                 pair = q.get_pair(self.store, pid)
                 assert pair is not None

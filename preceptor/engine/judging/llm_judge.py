@@ -387,6 +387,7 @@ class _Writer:
         self.counts: dict[str, int] = {}
         self.calls: list[int] = []
         self.contested: list[int] = []
+        self.judged: list[int] = []
         self.written = 0
 
     def add(self, pair: dict[str, Any], orders: list[OrderResult]) -> None:
@@ -396,6 +397,7 @@ class _Writer:
         row = dict(pair_id=pair["id"], judge_kind="llm", judge_id=self.spec.judge_id,
                    supersedes=self.supersede.get(pair["id"]), **fields)
         self.pending.append(row)
+        self.judged.append(pair["id"])
         v = fields["verdict"]
         key = "decisive" if v == "win" else v
         self.counts[key] = self.counts.get(key, 0) + 1
@@ -413,8 +415,10 @@ class _Writer:
 
     def finish(self) -> None:
         self.flush()
-        if self.settings.contested_first and self.contested:
-            q.set_priority(self.store, self.contested, 1.0)
+        if self.judged:
+            from preceptor.engine.judging.queue import refresh_priorities
+
+            refresh_priorities(self.store, self.settings, self.judged)
 
 
 def _summary(spec: JudgeSpec, settings: JudgeSettings, calls: list[int], counts: dict[str, int], skipped: int,

@@ -84,5 +84,10 @@ def judge_metric(project: Any, opts: MetricJudgeOptions = MetricJudgeOptions(),
                              meta={"score_a": float(sa), "score_b": float(sb), "signature": signature}))
         q.insert_judgments(store, rows)
         yield Progress(min(start + BATCH, total), total, info.name)
+    if pairs:
+        from preceptor.engine.judging.queue import refresh_priorities
+        from preceptor.engine.judging.settings import JudgeSettings
+
+        refresh_priorities(store, project.section("judge", JudgeSettings), [p["id"] for p in pairs])
     yield Done({"metric": info.name, "pairs": counts["decisive"] + counts["tie"], **counts, "no_reference": len(no_ref),
                 "skipped_existing": skipped, "seconds": round(time.monotonic() - t0, 2)})

@@ -41,11 +41,19 @@ class JudgeSettings:
     repeat_share: float = setting(0.05, "Share of an expert's votes shown to them again, sides swapped (self-consistency).")
     repeat_gap: int = setting(10, "Votes between a pair and its repeat.")
     reservation_minutes: float = setting(5.0, "How long a served pair stays reserved for its expert.")
-    contested_first: bool = setting(True, "Serve pairs the LLM judge found contested before the others.")
+    queue: Literal["active", "random", "sequential"] = setting(
+        "active", "Order experts are served pairs in: active (where a vote changes the league most, LLM-contested "
+        "pairs first), random (the shuffled queue) or sequential (pair id).")
+    llm_first: bool = setting(False, "Send experts only the pairs the LLM judge is unsure of, inconsistent on or disagrees "
+                              "with the metric judge about, plus an audit share of the rest (run `judge llm` first).")
+    audit_share: float = setting(0.10, "Under llm_first: share of the LLM judge's settled pairs still sent to experts, to audit it.")
+    contested_first: bool | None = setting(None, "Deprecated, folded into queue: false means queue = \"random\".")
     show_llm_rationale: Literal["after_vote", "always", "never"] = setting("after_vote", "When an expert may see the LLM judge's verdict and rationale.")
 
     def __post_init__(self) -> None:
-        for name in ("overlap_share", "repeat_share", "contested_threshold"):
+        if self.contested_first is False and self.queue == "active":
+            self.queue = "random"  # the old "no contested pairs first" = the shuffled queue
+        for name in ("overlap_share", "repeat_share", "contested_threshold", "audit_share"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} = {v} must be between 0 and 1")
