@@ -45,15 +45,25 @@ def judge_group() -> None:
 @click.option("--as", "expert", required=True, metavar="NAME", help="The expert (see `preceptor experts list`).")
 @pair_filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print the pair as JSON.")
+@click.option("--order", type=click.Choice(["active", "random", "sequential"]), default=None,
+              help="Queue order for this call (default: [judge] queue, active).")
+@click.option("--why", is_flag=True, help="Also say why this pair was chosen (names the systems: not for blind judging).")
 @project_option
 def next_cmd(project_dir: str | None, expert: str, systems: str | None, split: str | None, task: str | None,
-             collection: str | None, as_json: bool) -> None:
+             collection: str | None, as_json: bool, order: str | None, why: bool) -> None:
     """Serve (and reserve) the next pair for an expert: the prompt and answers A and B, blind."""
     from preceptor.engine.judging.experts import ExpertSession
+    from preceptor.engine.judging.queue import ExpertQueue
 
+    reason: dict[str, Any] | None = None
     with open_project(project_dir) as project:
         session = ExpertSession(project, expert, _filter(systems, split, task, collection), detached=True)
+        if order:
+            session.queue = ExpertQueue(session.settings, order)
         pair = session.next()
+        if why and pair is not None:
+            reason = ({"order": session.queue.order, "why": "a repeat, sides swapped, for self-consistency"} if pair.repeat
+                      else session.queue.explain(project.store, session.query))
     if pair is None:
         if as_json:
             echo_json(None)
@@ -61,13 +71,19 @@ def next_cmd(project_dir: str | None, expert: str, systems: str | None, split: s
             click.echo("Nothing left to judge for you under this selection.")
         return
     if as_json:
-        echo_json(pair.to_dict())
+        echo_json({**pair.to_dict(), "why": reason} if why else pair.to_dict())
         return
     click.echo(f"Pair {pair.pair_id}  ({pair.done}/{pair.total} complete){'  [repeat]' if pair.repeat else ''}\n")
     click.echo(f"Prompt:\n{pair.prompt}\n")
     click.echo(f"A:\n{pair.left.text}\n")
     click.echo(f"B:\n{pair.right.text}\n")
     click.echo(f"Record with: preceptor judge record --as {expert!r} --pair {pair.pair_id} --verdict A|B|tie|both_bad")
+    if reason is not None:
+        click.echo(f"\nWhy this pair ({reason.get('order')} order): {reason.get('why')}")
+        for alt in reason.get("alternatives", []):
+            click.echo(f"  next best: pair {alt['pair_id']} ({' vs '.join(alt['matchup'])}, score {alt['score']})")
+        if reason.get("stopping"):
+            click.echo(f"League: {reason['stopping'].get('summary') or reason['stopping'].get('note')}")
 
 
 @judge_group.command("record")

@@ -20,6 +20,9 @@ def render_text(res: dict[str, Any]) -> str:
     if res.get("note"):
         lines.append(res["note"].capitalize() + ".")
         return "\n".join(lines)
+    stop = res.get("stopping") or {}
+    if stop:
+        lines.append("Stopping signal (human votes): " + (stop.get("summary") or stop.get("note") or "-") + ".")
     for kind, league in res["bradley_terry"].items():
         lines += ["", f"Bradley–Terry league ({kind} votes, {league['n']} comparisons)"
                   + (f" — {league['note']}" if league.get("note") else "")]

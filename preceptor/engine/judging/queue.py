@@ -43,7 +43,7 @@ PRIOR = 0.5            # precision of the N(0, 1/PRIOR) prior on each strength (
 Z95 = 1.959963984540054
 REFIT_VOTES = 10       # the session refits its cached league after this many new votes
 PRIORITY_WEIGHT = 0.5  # a pair's judge signals against the (normalised) league value
-REACH = 1.0            # how strongly a far-off separation discounts a matchup (tuned on synthetic leagues)
+REACH = 0.0            # how strongly a far-off separation discounts a matchup (0 was best on synthetic leagues: 0, 0.1, 0.3, 1, 3 tried)
 LLM_SETTLED = -1.0     # pairs.priority of a pair the LLM judge settled (served only in audits under llm_first)
 
 

@@ -470,6 +470,30 @@ def metric_vs_expert(votes: Sequence[Vote], pair_outputs: dict[int, tuple[int, i
     return rows
 
 
+def stopping_signal(votes: Sequence[Vote]) -> dict[str, Any]:
+    """Is the human league settled (every adjacent pair of systems separated at 95 %), and if
+    not, about how many more votes the queue estimates it needs (``judging.queue.stopping``)."""
+    from preceptor.engine.judging.queue import fit_league, stopping
+
+    names = sorted({s for v in votes if v.kind in HUMAN_KINDS for s in (v.system_a, v.system_b)})
+    ix = {n: i for i, n in enumerate(names)}
+    counts: dict[tuple[int, int], float] = defaultdict(float)
+    for v in votes:
+        if v.kind not in HUMAN_KINDS or v.repeat or v.label not in LABELS_WITH_TIES:
+            continue
+        a, b = ix[v.system_a], ix[v.system_b]
+        if v.label == "a":
+            counts[(a, b)] += 1.0
+        elif v.label == "b":
+            counts[(b, a)] += 1.0
+        else:
+            counts[(a, b)] += 0.5
+            counts[(b, a)] += 0.5
+    out = stopping(fit_league(counts, range(len(names))), dict(enumerate(names)))
+    out["judges"] = "human (expert and imported) votes"
+    return out
+
+
 def compute(project: Any, opts: StatsOptions = StatsOptions()) -> dict[str, Any]:
     """All judging statistics for the selection in ``opts`` (JSON-able)."""
     from preceptor.db import exports as q
@@ -495,6 +519,7 @@ def compute(project: Any, opts: StatsOptions = StatsOptions()) -> dict[str, Any]
         },
         "bias": {"position": position_bias(votes, **kw), "length": length_bias(votes, **kw)},
         "metric_vs_expert": metric_vs_expert(votes, pair_outputs, values, **kw),
+        "stopping": stopping_signal(votes),
     }
     if not votes:
         out["note"] = "no judgments in this selection"
@@ -517,5 +542,5 @@ def fmt(fig: dict[str, Any] | None, pct: bool = True, digits: int = 2) -> str:
 
 __all__: list[str] = ["StatsOptions", "compute", "wilson", "cohen_kappa", "agreement", "bt_fit", "bt_league",
                       "win_rates", "bradley_terry", "rater_agreement", "self_consistency", "position_bias",
-                      "length_bias", "metric_vs_expert", "figure", "fmt", "Vote", "load_votes"]
+                      "length_bias", "metric_vs_expert", "stopping_signal", "figure", "fmt", "Vote", "load_votes"]
 

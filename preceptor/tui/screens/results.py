@@ -80,6 +80,10 @@ class ResultsScreen(EngineScreen):
         parts.append(Text(f"{stats.get('n_votes', 0)} votes on {stats.get('n_pairs', 0)} pairs "
                           f"({stats.get('n_prompts', 0)} prompts); split {opts.get('split', '?')}, "
                           f"judges {opts.get('judge', '?')}, 95% CIs", style="dim"))
+        stop = stats.get("stopping") or {}
+        if stop.get("summary") or stop.get("note"):
+            parts.append(Text("Stopping signal: " + str(stop.get("summary") or stop.get("note")),
+                              style="bold green" if stop.get("settled") else "bold yellow"))
         for key, title in SECTIONS:
             if key not in stats:
                 continue
@@ -91,7 +95,7 @@ class ResultsScreen(EngineScreen):
                 parts.append(render_any(title, stats[key]))
             parts.append(Text(""))
         for key, value in msg.stats.items():
-            if key not in dict(SECTIONS) and key not in ("options", "note", "n_votes", "n_repeat_votes", "n_pairs", "n_prompts", "judges"):
+            if key not in dict(SECTIONS) and key not in ("options", "note", "n_votes", "n_repeat_votes", "n_pairs", "n_prompts", "judges", "stopping"):
                 parts.append(render_any(key.replace("_", " ").capitalize(), value))
         self.query_one("#results", Static).update(Group(*parts) if parts else Text("No figures yet."))
 
