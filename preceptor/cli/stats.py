@@ -60,6 +60,11 @@ def render_text(res: dict[str, Any]) -> str:
     if bias["length"]:
         lines += ["", "Length bias (the longer answer wins)"]
         lines.append(table([[r["judge"], fmt(r["longer_wins"])] for r in bias["length"]], ["judge", "longer wins"]))
+    if res.get("llm_audit"):
+        lines += ["", "LLM judge against the humans' majority, beside its floors"]
+        lines.append(table([[r["judge"], r["scope"], r["n"], fmt(r["agrees_with_humans"]), fmt(r["floor_longer_wins"]),
+                             fmt(r["floor_first_shown_wins"]), "50%"] for r in res["llm_audit"]],
+                           ["judge", "pairs", "n", "agrees", "longer wins", "first shown wins", "chance"]))
     if res["metric_vs_expert"]:
         lines += ["", "Which metric predicts the experts (metric's winner = experts' winner)"]
         lines.append(table([[r["metric"], r["reference"], fmt(r["agrees_with_experts"]), r["metric_ties"]]

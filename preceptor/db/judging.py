@@ -282,11 +282,18 @@ def next_open_pair(store: Store, q: PairQuery, expert_id: int, expert_name: str,
     )
 
 
-def open_matchups(store: Store, q: PairQuery) -> list[tuple[int, int]]:
-    """(system_a, system_b) as stored, of the pairs still needing an expert vote."""
-    where, params = q.where()
-    rows = store.all(f"""SELECT DISTINCT p.system_a, p.system_b FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
-                         WHERE p.expert_votes < p.needed AND p.system_a IS NOT NULL AND {where}""", params)
+def matchups(store: Store) -> list[tuple[int, int]]:
+    """Every (system_a, system_b) as stored in ``pairs``: a skip-scan of the ``pairs_systems``
+    index, one seek per matchup (cheap on a large project). Filter with ``next_open_pair``."""
+    nxt = """SELECT {col} FROM pairs p WHERE (p.system_a, p.system_b) > (m.a, m.b)
+             ORDER BY p.system_a, p.system_b LIMIT 1"""
+    rows = store.all(
+        f"""WITH RECURSIVE m(a, b) AS (
+              SELECT * FROM (SELECT system_a, system_b FROM pairs WHERE system_a IS NOT NULL
+                             ORDER BY system_a, system_b LIMIT 1)
+              UNION ALL
+              SELECT ({nxt.format(col='p.system_a')}), ({nxt.format(col='p.system_b')}) FROM m WHERE m.a IS NOT NULL)
+            SELECT a, b FROM m WHERE a IS NOT NULL""")
     return [(r[0], r[1]) for r in rows]
 
 

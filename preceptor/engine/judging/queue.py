@@ -356,6 +356,7 @@ class ExpertQueue:
         self.order = order or settings.queue
         if self.order not in ORDERS:
             raise ValueError(f"order {self.order!r} is not one of {', '.join(ORDERS)}")
+        self._counts: dict[tuple[int, int], float] | None = None
         self._league: League | None = None
         self._matchups: list[tuple[int, int]] = []
         self._picks = 0
@@ -363,22 +364,19 @@ class ExpertQueue:
         self.last: Choice | None = None
 
     def invalidate(self) -> None:
-        self._league = None
+        self._counts = None
 
-    def league(self, store: Any, query: Any) -> League:
+    def _refresh(self, store: Any, query: Any) -> None:
+        """Re-read the matchups and the human head-to-head counts (every REFIT_VOTES picks or LEAGUE_TTL s)."""
         import time
 
         from preceptor.db import judging as q
 
-        stale = (self._league is None or self._picks >= REFIT_VOTES
-                 or time.monotonic() - self._fitted_at > self.LEAGUE_TTL)
-        if stale:
-            self._matchups = q.open_matchups(store, query)
-            systems = {s for m in self._matchups for s in m}
-            self._league = fit_league(q.human_matchup_wins(store, query), systems)
+        if (self._counts is None or self._picks >= REFIT_VOTES
+                or time.monotonic() - self._fitted_at > self.LEAGUE_TTL):
+            self._matchups = q.matchups(store)
+            self._counts = q.human_matchup_wins(store, query)
             self._picks, self._fitted_at = 0, time.monotonic()
-        assert self._league is not None
-        return self._league
 
     def next_pair(self, store: Any, query: Any, expert_id: int, expert_name: str, t: float,
                   exclude: Sequence[int] = ()) -> int | None:
@@ -389,30 +387,24 @@ class ExpertQueue:
         self._picks += 1
         if self.order != "active":
             row = q.next_open_pair(store, query, expert_id, expert_name, t, exclude, order=self.order, min_priority=floor)
-            self.last = None if row is None else Choice(_cand(row), self.order, 0.0, 0.0, (( _cand(row), 0.0, 0.0),))
+            self.last = None if row is None else Choice(_cand(row), self.order, 0.0, 0.0, ((_cand(row), 0.0, 0.0),))
             return None if row is None else int(row[0])
-        league = self.league(store, query)
+        self._refresh(store, query)
         cands = []
         for m in self._matchups:
             row = q.next_open_pair(store, query, expert_id, expert_name, t, exclude, order="priority", matchup=m,
                                    min_priority=floor)
             if row is not None:
                 cands.append(_cand(row))
-        if not cands and self._matchups:  # the cached matchups ran dry: look again
-            self._league = None
-            league = self.league(store, query)
-            for m in self._matchups:
-                row = q.next_open_pair(store, query, expert_id, expert_name, t, exclude, order="priority", matchup=m,
-                                       min_priority=floor)
-                if row is not None:
-                    cands.append(_cand(row))
         if not cands:  # pairs without systems (older projects): the plain priority order
             row = q.next_open_pair(store, query, expert_id, expert_name, t, exclude, order="priority", min_priority=floor)
             if row is None:
                 self.last = None
                 return None
             cands = [_cand(row)]
-        self.last = choose(cands, league, "active")
+        # the league over the systems voted on or still to be compared under this selection
+        self._league = fit_league(self._counts or {}, {s for c in cands for s in (c.system_a, c.system_b)})
+        self.last = choose(cands, self._league, "active")
         assert self.last is not None
         return self.last.candidate.pair_id
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from typing import Any
@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 
 from preceptor.engine.intervals import boot_index_chunks, figure, share, wilson
+from preceptor.engine.judging.queue import audit_of
+from preceptor.engine.judging.settings import JudgeSettings
 from preceptor.engine.judging.votes import HUMAN_KINDS, JUDGE_CHOICES, Vote, load_votes
 from preceptor.errors import PreceptorError
 
@@ -470,6 +472,49 @@ def metric_vs_expert(votes: Sequence[Vote], pair_outputs: dict[int, tuple[int, i
     return rows
 
 
+def llm_audit(votes: Sequence[Vote], audited: Callable[[int], bool] | None = None, *, n_boot: int = 1000, seed: int = 0,
+              min_n: int = 5) -> list[dict[str, Any]]:
+    """Per LLM judge: how often its verdict is the humans' majority winner, beside its floors.
+
+    Over the pairs with a strict human majority and an LLM verdict (a tie, inconsistent or
+    unparsed LLM verdict counts as a miss); ``audited`` keeps the audit draw of
+    ``[judge] llm_first`` (the unbiased check of the pairs left to the judge). Floors on the
+    same pairs: the longer answer wins, the first-shown answer wins (the side shown left to
+    the first human who voted; ``output_a`` for imported labels, which keep the file's
+    order), and chance (50 %).
+    """
+    majority = human_majority(votes)
+    first_left: dict[int, str] = {}
+    for v in votes:
+        if v.kind in HUMAN_KINDS and not v.repeat and v.pair_id not in first_left:
+            first_left[v.pair_id] = v.left or "a"
+    llm: dict[tuple[str, int], Vote] = {}
+    for v in votes:
+        if v.kind == "llm" and not v.repeat:
+            llm[(v.judge, v.pair_id)] = v
+    rows = []
+    for judge in sorted({j for j, _ in llm}):
+        hits: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+        for (j, pair), v in llm.items():
+            if j != judge or pair not in majority or (audited is not None and not audited(pair)):
+                continue
+            label, prompt = majority[pair]
+            c = hits[prompt]
+            c[0] += v.label == label
+            c[1] += (("a" if v.len_a > v.len_b else "b") == label) if v.len_a != v.len_b else 0.5
+            c[2] += first_left.get(pair, "a") == label
+            c[3] += 1
+        vals = list(hits.values())
+        kw = dict(n_boot=n_boot, seed=seed, min_n=min_n)
+        rows.append({"judge": judge, "scope": "audited pairs" if audited is not None else "all pairs with both verdicts",
+                     "n": int(sum(c[3] for c in vals)),
+                     "agrees_with_humans": share([c[0] for c in vals], [c[3] for c in vals], **kw),
+                     "floor_longer_wins": share([c[1] for c in vals], [c[3] for c in vals], **kw),
+                     "floor_first_shown_wins": share([c[2] for c in vals], [c[3] for c in vals], **kw),
+                     "floor_chance": 0.5})
+    return rows
+
+
 def stopping_signal(votes: Sequence[Vote]) -> dict[str, Any]:
     """Is the human league settled (every adjacent pair of systems separated at 95 %), and if
     not, about how many more votes the queue estimates it needs (``judging.queue.stopping``)."""
@@ -520,7 +565,11 @@ def compute(project: Any, opts: StatsOptions = StatsOptions()) -> dict[str, Any]
         "bias": {"position": position_bias(votes, **kw), "length": length_bias(votes, **kw)},
         "metric_vs_expert": metric_vs_expert(votes, pair_outputs, values, **kw),
         "stopping": stopping_signal(votes),
+        "llm_audit": llm_audit(votes, **kw),
     }
+    judge_settings = project.section("judge", JudgeSettings)
+    if judge_settings.llm_first:
+        out["llm_audit"] += llm_audit(votes, lambda pid: audit_of(judge_settings, pid), **kw)
     if not votes:
         out["note"] = "no judgments in this selection"
     return out
@@ -542,5 +591,5 @@ def fmt(fig: dict[str, Any] | None, pct: bool = True, digits: int = 2) -> str:
 
 __all__: list[str] = ["StatsOptions", "compute", "wilson", "cohen_kappa", "agreement", "bt_fit", "bt_league",
                       "win_rates", "bradley_terry", "rater_agreement", "self_consistency", "position_bias",
-                      "length_bias", "metric_vs_expert", "stopping_signal", "figure", "fmt", "Vote", "load_votes"]
+                      "length_bias", "metric_vs_expert", "stopping_signal", "llm_audit", "figure", "fmt", "Vote", "load_votes"]
 
