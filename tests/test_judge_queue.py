@@ -171,3 +171,46 @@ def test_cli_judge_next_order_and_why(project):
     res = CliRunner().invoke(main, ["judge", "next", "--as", "Alice", "--why", "--project", str(project.root)])
     assert res.exit_code == 0, res.output
     assert "Why this pair (active order):" in res.output and "League: " in res.output
+
+
+def test_stats_carry_the_stopping_signal_and_the_llm_audit(project):
+    from click.testing import CliRunner
+
+    from preceptor.cli import cli
+    from preceptor.engine.results.stats import StatsOptions, compute
+
+    ids = _three_systems(project, 30)
+    rows = project.store.all("SELECT id, system_a, system_b, output_a, output_b FROM pairs ORDER BY id")
+    strength = {ids["alpha"]: 3, ids["beta"]: 2, ids["gamma"]: 1}
+    for r in rows:  # a clear order: alpha > beta > gamma, every time
+        winner = max((r["system_a"], r["system_b"]), key=strength.get)
+        _vote(project, r["id"], winner)
+        loser_out = r["output_b"] if winner == r["system_a"] else r["output_a"]
+        with project.store.tx():  # an LLM judge that always picks the loser
+            q.insert_judgment(project.store, pair_id=r["id"], judge_kind="llm", judge_id="tiny", left_output_id=r["output_a"],
+                              winner_output_id=loser_out, verdict="win", confidence=0.9)
+    res = compute(project, StatsOptions(split="all", n_boot=50))
+    stop = res["stopping"]
+    assert stop["settled"] is True and [r["higher"] for r in stop["adjacent"]] == ["alpha", "beta"]
+    audit = res["llm_audit"][0]
+    assert audit["judge"] == "tiny" and audit["n"] == 90 and audit["agrees_with_humans"]["value"] == 0.0
+    assert audit["floor_chance"] == 0.5 and audit["floor_first_shown_wins"]["n"] == 90
+    out = CliRunner().invoke(cli, ["stats", "--split", "all", "--project", str(project.root)])
+    assert out.exit_code == 0, out.output
+    assert "Stopping signal (human votes): settled: every adjacent pair of systems is separated at 95%." in out.output
+    assert "LLM judge against the humans' majority, beside its floors" in out.output
+
+
+def test_active_judging_bench_runs_small():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent.parent / "bench" / "active_judging.py"
+    proc = subprocess.run([sys.executable, str(bench), "--seeds", "1"], capture_output=True, text=True,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")]
+    assert [ln.split()[1] for ln in lines] == ["votes_to_settle_random", "votes_to_settle_active", "active_vs_random_votes"]
+    assert lines[-1].endswith(" x")

@@ -73,7 +73,7 @@ class League:
 
     def adjacent(self) -> list[tuple[int, int]]:
         o = self.order()
-        return list(zip(o, o[1:]))
+        return list(zip(o, o[1:], strict=False))
 
     def z(self, a: int, b: int) -> float:
         """Separation of a over b in posterior standard deviations."""
@@ -105,8 +105,8 @@ def fit_league(counts: Mapping[tuple[int, int], float], systems: Iterable[int] =
         d = theta[:, None] - theta[None, :]
         p = 1.0 / (1.0 + np.exp(-d))
         grad = wins.sum(axis=1) - (games * p).sum(axis=1) - prior * theta
-        w = games * p * (1.0 - p)
-        hess = np.diag(w.sum(axis=1)) - w + np.eye(n) * prior
+        info = games * p * (1.0 - p)
+        hess = np.diag(info.sum(axis=1)) - info + np.eye(n) * prior
         step = np.linalg.solve(hess, grad)
         theta = theta + step
         if float(np.abs(step).max(initial=0.0)) < 1e-9:

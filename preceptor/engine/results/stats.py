@@ -565,7 +565,7 @@ def compute(project: Any, opts: StatsOptions = StatsOptions()) -> dict[str, Any]
         "bias": {"position": position_bias(votes, **kw), "length": length_bias(votes, **kw)},
         "metric_vs_expert": metric_vs_expert(votes, pair_outputs, values, **kw),
         "stopping": stopping_signal(votes),
-        "llm_audit": llm_audit(votes, **kw),
+        "llm_audit": llm_audit(votes, None, **kw),
     }
     judge_settings = project.section("judge", JudgeSettings)
     if judge_settings.llm_first:
