@@ -73,6 +73,7 @@ async def test_results_tables(project, anyio_backend):
         await wait_for(pilot, lambda: "Win rates" in plain(screen.query_one("#results"), 160), 20)
         text = plain(screen.query_one("#results"), 160)
         assert "alpha" in text and "Bradley–Terry" in text and "position" in text
+        assert "Stopping signal: " in text and ("settled" in text or "votes needed" in text)
     assert app.errors == []
 
 
