@@ -32,7 +32,7 @@ from preceptor.engine.events import Done, EventStream, Log, Progress, check_canc
 from preceptor.engine.intervals import mean_ci, wilson
 from preceptor.errors import PreceptorError
 
-DEFAULT_METRICS = ["rougeL", "bleu", "bertscore_f1", "facet_f1", "key_terms", "triple_exact", "triple_soft", "ppl"]
+DEFAULT_METRICS = ["rougeL", "bleu", "chrf", "bertscore_f1", "facet_f1", "key_terms", "triple_exact", "triple_soft", "ppl"]
 
 
 @dataclass
@@ -43,9 +43,11 @@ class EvalSettings:
     reference: str = setting("gold", "What outputs are compared with: gold (the prompt's reference), teacher, or a system name.")
     split: str = setting("val,test", "Splits evaluated: train, val, test, a comma list, or all.")
     domain: str = setting("pharma", "Domain pack for facet, key-term and triple metrics (a packaged name or a pack folder).")
-    bertscore_encoder: str = setting("all-minilm-l6-v2", "BERTScore encoder: the packaged encoder or a local folder.")
-    bertscore_layers: int = setting(0, "Encoder layer BERTScore uses (0 = the encoder's last layer).")
-    bertscore_encoders: dict[str, str] = setting({}, "Per-language encoders, e.g. { th = \"/models/thai-encoder\" } (en, th, ko, other).")
+    bertscore_encoder: str = setting("all-minilm-l6-v2", "BERTScore encoder for Latin-script items: the packaged encoder or a local folder.")
+    bertscore_multilingual: str = setting("multilingual-e5-small", "BERTScore encoder for Thai, Korean and every other non-Latin script (empty: bertscore_encoder for every script).")
+    bertscore_layers: int = setting(0, "Layer of bertscore_encoder BERTScore uses (0 = its last layer; the other encoders use their last layer).")
+    bertscore_encoders: dict[str, str] = setting({}, "Per-language encoders, e.g. { th = \"/models/thai-encoder\" } (en, th, ko, other); they win over the two above.")
+    bertscore_max_unknown: float = setting(0.05, "Refuse BERTScore for an item when its encoder's tokenizer maps more than this share of a text's characters to the unknown token.")
     bertscore_baselines: dict[str, str] = setting({}, "Per-language rescaling baseline files (bert-score LAYER,P,R,F format).")
     batch_size: int = setting(64, "Items per scoring batch.")
     ppl_model: str = setting("smollm2-135m-instruct", "Causal LM whose perplexity of each output is measured (the student).")
@@ -66,6 +68,8 @@ class EvalSettings:
             raise ValueError(f"win_metric: unknown metric {self.win_metric!r}")
         if self.tie_margin < 0:
             raise ValueError("tie_margin must be >= 0")
+        if not 0.0 <= self.bertscore_max_unknown <= 1.0:
+            raise ValueError("bertscore_max_unknown must be between 0 and 1")
         bad = [k for k in (*self.bertscore_encoders, *self.bertscore_baselines) if k not in ("en", "th", "ko", "other")]
         if bad:
             raise ValueError(f"bertscore language {bad[0]!r} is not one of en, th, ko, other")
@@ -153,6 +157,7 @@ def build_scorer(name: str, st: EvalSettings) -> Any:
     if name.startswith("bertscore_"):
         return M.scorer(name, encoder=st.bertscore_encoder, num_layers=st.bertscore_layers or None,
                         encoders=st.bertscore_encoders or None, baselines=st.bertscore_baselines or None,
+                        multilingual=st.bertscore_multilingual or None, max_unknown=st.bertscore_max_unknown,
                         batch_size=st.batch_size)
     if name in ("facet_f1", "key_terms", "triple_exact", "triple_soft"):
         return M.scorer(name, domain=st.domain)
