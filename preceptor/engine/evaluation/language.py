@@ -177,7 +177,7 @@ def _v(pkg: str) -> str:
         return "?"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def segmenter(lang: str) -> str:
     """The word segmenter used for ``lang`` by ROUGE-L and BLEU (outside the Latin route)."""
     if lang == "th":
