@@ -196,7 +196,7 @@ def test_import_pairs_reads_csv_negatives_scores_and_publishes_queries(project, 
 
 @pytest.mark.parametrize("content, name, message", [
     ("anchor,text\nwarfarin,VKOR inhibitor\n", "a.csv",
-     "{f}:2: no positive column (positive / document / passage / answer / sentence2 / text2); columns found: anchor, text"),
+     "{f}:2: no positive column (positive / document / passage / answer / sentence2 / text2 / description / definition / summary / details / explanation / content); columns found: anchor, text"),
     ('{"anchor": "warfarin", "positive": "VKOR inhibitor"}\n{"anchor": "  ", "positive": "x"}\n', "b.jsonl",
      "{f}:2: field 'anchor' is empty"),
     ('{"anchor": "warfarin", "positive": "VKOR inhibitor", "score": "high"}\n', "c.jsonl",

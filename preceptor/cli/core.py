@@ -51,6 +51,8 @@ def import_cmd(project_dir: str | None, file: str, as_json: bool, **options: obj
     s = summary["splits"]
     click.echo(f"Imported {summary['imported']} of {summary['rows']} rows into collection {summary['collection']!r}: "
                f"train {s['train']}, val {s['val']}, test {s['test']}.")
+    cols = summary["columns"]
+    click.echo(f"Columns: prompt={cols['prompt']} reference={cols['reference']} group={cols['group']}; {summary['grouping']}.")
     if summary["duplicates"]:
         click.echo(f"Skipped {summary['duplicates']} duplicate prompts.")
     if summary["groups_kept_split"]:

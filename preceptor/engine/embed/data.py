@@ -26,14 +26,17 @@ from preceptor.db.store import now
 from preceptor.engine.embed.retrieval import norm_text
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.engine.ingest.readers import read_records
-from preceptor.engine.ingest.splits import check_ratios, hash_split, normalise_text, text_hash
+from preceptor.engine.ingest.splits import check_ratios, group_columns, group_note, hash_split, normalise_text, text_hash
 from preceptor.errors import PreceptorError
 
-ANCHOR_COLUMNS = ("anchor", "query", "question", "sentence1", "text1")
-POSITIVE_COLUMNS = ("positive", "document", "passage", "answer", "sentence2", "text2")
+# Column names tried in order (case-insensitive). The seed-002 files come as
+# `dur_type,description,label` / `drug_type,description,label`: a term and its description.
+ANCHOR_COLUMNS = ("anchor", "query", "question", "sentence1", "text1", "term", "dur_type", "drug_type", "type",
+                  "keyword", "name", "product", "drug_name", "drug", "title")
+POSITIVE_COLUMNS = ("positive", "document", "passage", "answer", "sentence2", "text2", "description", "definition",
+                    "summary", "details", "explanation", "content")
 NEGATIVE_COLUMNS = ("negative", "hard_negative")
 SCORE_COLUMNS = ("score", "label", "similarity")
-GROUP_COLUMNS = ("group",)
 SOURCE_COLUMNS = ("source",)
 BATCH = 2_000
 RETRIEVAL_TASK = "retrieval"
@@ -67,6 +70,7 @@ class PairImportOptions:
     test_ratio: float = 0.0
     seed: int = 42
     queries: bool = False
+    domain: str | None = None  # the domain pack whose [import] group_columns are tried too
 
     def __post_init__(self) -> None:
         if not self.stage or not self.stage.strip():
@@ -92,6 +96,7 @@ class PairImportSummary:
     corpus_docs: int = 0
     queries_published: int = 0
     columns: dict[str, str | None] = field(default_factory=dict)
+    grouping: str = ""  # which column keeps a group in one split (detected, named, or none)
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ def _detect(path: Path, line: int, record: dict[str, Any], opts: PairImportOptio
 
     anchor = pick(opts.anchor_col, ANCHOR_COLUMNS, "anchor", "--anchor-col", True)
     positive = pick(opts.positive_col, POSITIVE_COLUMNS, "positive", "--positive-col", True)
+    group_candidates = tuple(c for c in group_columns(opts.domain) if c not in (str(anchor).lower(), str(positive).lower()))
     assert anchor and positive
     if anchor == positive:
         raise PreceptorError("Invalid columns", f"{path}: the anchor and positive columns are both {anchor!r}",
@@ -133,7 +139,7 @@ def _detect(path: Path, line: int, record: dict[str, Any], opts: PairImportOptio
     return _Cols(anchor, positive,
                  pick(opts.negative_col, NEGATIVE_COLUMNS, "negative", "--negative-col", False),
                  pick(opts.score_col, SCORE_COLUMNS, "score", "--score-col", False),
-                 pick(opts.group_col, GROUP_COLUMNS, "group", "--group-col", False),
+                 pick(opts.group_col, group_candidates, "group", "--group-col", False),
                  lower.get("source"))
 
 
@@ -179,6 +185,8 @@ def import_pairs(project: Any, file: Path | str, opts: PairImportOptions, cancel
                        "score": cols.score, "group": cols.group}
     yield Log("info", f"columns: anchor={cols.anchor} positive={cols.positive} negative={cols.negative} "
                       f"score={cols.score} group={cols.group}")
+    summary.grouping = group_note(cols.group, opts.group_col, "anchor")
+    yield Log("info", summary.grouping)
 
     def all_records() -> Iterator[tuple[int, dict[str, Any]]]:
         yield first

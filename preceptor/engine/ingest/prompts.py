@@ -19,7 +19,7 @@ from preceptor.db import systems as q_systems
 from preceptor.db.store import now
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.engine.ingest.readers import read_records
-from preceptor.engine.ingest.splits import check_ratios, hash_split, normalise_text, text_hash
+from preceptor.engine.ingest.splits import check_ratios, group_columns, group_note, hash_split, normalise_text, text_hash
 from preceptor.errors import PreceptorError
 
 PROMPT_COLUMNS = ("prompt",)
@@ -42,6 +42,7 @@ class ImportOptions:
     seed: int = 42
     task: str | None = None
     collection: str | None = None
+    domain: str | None = None  # the domain pack whose [import] group_columns are tried too (default pharma)
 
     def __post_init__(self) -> None:
         check_ratios(self.val_ratio, self.test_ratio)
@@ -61,6 +62,7 @@ class ImportSummary:
     student_outputs: int = 0
     teacher_outputs: int = 0
     columns: dict[str, str | None] = field(default_factory=dict)
+    grouping: str = ""  # which column keeps a group in one split (detected, named, or none)
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ def detect_columns(path: Path, line: int, record: dict[str, Any], opts: ImportOp
                 "Rename the column holding the prompts, or pass --prompt-col NAME.",
             )
     reference = pick(opts.reference_col, REFERENCE_COLUMNS, "reference")
-    group = pick(opts.group_col, ("group",), "group")
+    group = pick(opts.group_col, group_columns(opts.domain), "group")
     task = pick(opts.task_col, ("task",), "task")
     return Columns(
         prompt=prompt, instruction=instruction, input=input_col, reference=reference, group=group, task=task,
@@ -160,6 +162,8 @@ def import_prompts(project: Any, file: Path | str, opts: ImportOptions = ImportO
     summary.columns = {"prompt": cols.prompt or f"{cols.instruction}+{cols.input}", "reference": cols.reference,
                        "group": cols.group, "task": cols.task, "split": cols.split}
     yield Log("info", f"columns: prompt={summary.columns['prompt']} reference={cols.reference} group={cols.group} task={cols.task}")
+    summary.grouping = group_note(cols.group, opts.group_col, "prompt text")
+    yield Log("info", summary.grouping)
 
     def all_records() -> Iterator[tuple[int, dict[str, Any]]]:
         yield first

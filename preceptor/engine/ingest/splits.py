@@ -12,6 +12,27 @@ import hashlib
 from preceptor.errors import PreceptorError
 
 
+GROUP_COLUMNS = ("group", "drug", "drug_name")
+
+
+def group_columns(domain: str | None = None) -> tuple[str, ...]:
+    """Columns an import takes as the split group when no --group-col is given, in order:
+    ``group``, ``drug``, ``drug_name``, then those the domain pack names (``[import] group_columns``)."""
+    from preceptor.prompts.domains import group_columns as pack_columns
+
+    return tuple(dict.fromkeys((*GROUP_COLUMNS, *pack_columns(domain or "pharma"))))
+
+
+def group_note(used: str | None, explicit: str | None, fallback: str) -> str:
+    """The import's line saying which column keeps groups in one split."""
+    if used and explicit:
+        return f"split groups: column {used!r} (--group-col)"
+    if used:
+        return f"split groups: column {used!r} (detected; pass --group-col to use another)"
+    return (f"split groups: none found ({', '.join(GROUP_COLUMNS)} or the domain pack's); each distinct {fallback} "
+            f"is its own group (pass --group-col COL if rows about one drug must stay together)")
+
+
 def check_ratios(val_ratio: float, test_ratio: float) -> None:
     """The held-out shares of an import: each in [0, 1), together below 1."""
     for name, v in (("val-ratio", val_ratio), ("test-ratio", test_ratio)):
