@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from preceptor.cli import main
 from preceptor.db import embed as q_embed
 from preceptor.engine.events import Done
@@ -69,3 +71,85 @@ def test_seed_002_korean_pairs_import_without_flags_and_train_a_stage(tmp_path, 
     (stage,) = done.summary["stages"]
     assert stage["stage"] == "dur" and stage["status"] == "succeeded"
     assert Path(stage["model_path"]).is_dir()
+
+
+THAI_DDI = [  # (drug, prompt, teacher answer, student answer)
+    ("คลาริโทรมัยซิน", "อธิบายปฏิกิริยาระหว่างคลาริโทรมัยซินกับมิดาโซแลม",
+     "คลาริโทรมัยซินยับยั้ง CYP3A4 ทำให้ระดับมิดาโซแลมในเลือดสูงขึ้น", "คลาริโทรมัยซินเป็นยาปฏิชีวนะ"),
+    ("คลาริโทรมัยซิน", "คลาริโทรมัยซินออกฤทธิ์อย่างไร",
+     "คลาริโทรมัยซินจับกับไรโบโซม 50S ของแบคทีเรียและยับยั้งการสร้างโปรตีน", "ไม่ทราบ"),
+    ("วาร์ฟาริน", "อธิบายกลไกของวาร์ฟาริน",
+     "วาร์ฟารินยับยั้งเอนไซม์ VKORC1 ลดการสร้างปัจจัยการแข็งตัวของเลือด", "วาร์ฟารินทำให้เลือดใส"),
+    ("วาร์ฟาริน", "วาร์ฟารินกับแอสไพรินใช้ร่วมกันได้หรือไม่",
+     "การใช้ร่วมกันเพิ่มความเสี่ยงเลือดออก ควรหลีกเลี่ยงหรือเฝ้าระวังใกล้ชิด", "ได้"),
+    ("ริแฟมพิซิน", "ริแฟมพิซินมีผลต่อยาอื่นอย่างไร",
+     "ริแฟมพิซินเหนี่ยวนำ CYP3A4 ทำให้ระดับยาหลายชนิดในเลือดลดลง", "ริแฟมพิซินรักษาวัณโรค"),
+    ("ริแฟมพิซิน", "อธิบายปฏิกิริยาระหว่างริแฟมพิซินกับมิดาโซแลม",
+     "ริแฟมพิซินเร่งการเปลี่ยนแปลงมิดาโซแลม ทำให้ฤทธิ์ของมิดาโซแลมลดลงมาก", "ไม่มีปฏิกิริยา"),
+    ("เมทฟอร์มิน", "เมทฟอร์มินลดน้ำตาลในเลือดอย่างไร",
+     "เมทฟอร์มินลดการสร้างกลูโคสที่ตับและเพิ่มความไวต่ออินซูลิน", "เมทฟอร์มินเป็นยาเบาหวาน"),
+    ("เมทฟอร์มิน", "ข้อควรระวังของเมทฟอร์มินคืออะไร",
+     "ควรระวังภาวะกรดแลคติกคั่งในผู้ป่วยไตบกพร่อง", "ไม่มี"),
+]
+
+
+def _seed000_project(tmp_path, capsys, student: str | None):
+    from preceptor.project import Project
+
+    proj = tmp_path / "p"
+    assert main(["init", str(proj)]) == 0
+    if student:
+        Project.open(proj).update_settings({"systems": {"tiny-student": {"role": "base", "backend": "hf", "model": student}}})
+    f = _write_csv(tmp_path / "ddi_th.csv", ["prompt", "response_teacher", "response_student", "drug"],
+                   [(p, t, s, d) for d, p, t, s in THAI_DDI])
+    capsys.readouterr()
+    assert main(["import", str(f), "--val-ratio", "0.3", "--project", str(proj)]) == 0
+    return Project.open(proj), capsys.readouterr().out
+
+
+def test_seed_000_thai_csv_trains_sft_straight_after_import(tmp_path, capsys, tiny_lm):
+    from preceptor.db import prompts as q_prompts
+    from preceptor.db import runs as q_runs
+    from preceptor.db import systems as q_systems
+    from preceptor.engine.train.plan import plan, start
+
+    project, out = _seed000_project(tmp_path, capsys, str(tiny_lm))
+    assert "group=drug; split groups: column 'drug' (detected; pass --group-col to use another)." in out
+    assert "Imported outputs: 8 student (imported-base), 8 teacher (imported-teacher)." in out
+    # one drug never lands in two splits
+    splits: dict[str, set[str]] = {}
+    for p in q_prompts.select(project.store, q_prompts.PromptFilter(split="all")):
+        splits.setdefault(p.group_key, set()).add(p.split)
+    assert len(splits) == 4 and all(len(v) == 1 for v in splits.values())
+    imported = q_systems.by_name(project.store, "imported-base")
+    assert imported.imported and imported.backend == "imported"
+    # nothing registered the configured student first: train sft still finds it, never imported-base
+    lp = plan(project, "sft", {"max_steps": 2, "batch_size": 2, "grad_accum": 1, "max_length": 768, "lora_r": 4,
+                               "threads": 1, "device": "cpu"}, launch={"launcher": "inline"})
+    assert lp.data["sources"] == {"imported-teacher": lp.data["train"]}  # trained on response_teacher
+    run = start(project, lp, wait=True)
+    run = q_runs.get(project.store, run.id)
+    assert run.status == "succeeded", run.error
+    ft = q_systems.get(project.store, run.system_id)
+    assert ft.model == str(tiny_lm) and ft.role == "ft"
+    assert q_systems.latest_trainable(project.store, "base").name == "tiny-student"
+
+
+@pytest.mark.slow
+def test_seed_000_thai_csv_trains_the_packaged_student(tmp_path, capsys):
+    from preceptor.db import runs as q_runs
+    from preceptor.db import systems as q_systems
+    from preceptor.engine.models import PACKAGED_STUDENT, converted_dir, is_converted
+    from preceptor.engine.train.plan import plan, start
+
+    if not is_converted(converted_dir(PACKAGED_STUDENT)):
+        pytest.skip("the packaged student is not set up (run `preceptor models setup`)")
+    project, _ = _seed000_project(tmp_path, capsys, None)
+    lp = plan(project, "sft", {"max_steps": 1, "batch_size": 1, "grad_accum": 1, "max_length": 256, "lora_r": 4,
+                               "threads": 1, "device": "cpu", "lora_targets": ["q_proj", "v_proj"]},
+              launch={"launcher": "inline"})
+    run = q_runs.get(project.store, start(project, lp, wait=True).id)
+    assert run.status == "succeeded", run.error
+    ft = q_systems.get(project.store, run.system_id)
+    assert ft.model == PACKAGED_STUDENT and ft.role == "ft"
+    assert q_systems.latest_trainable(project.store, "base").name == "smollm2"

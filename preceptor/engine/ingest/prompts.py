@@ -19,7 +19,14 @@ from preceptor.db import systems as q_systems
 from preceptor.db.store import now
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.engine.ingest.readers import read_records
-from preceptor.engine.ingest.splits import check_ratios, group_columns, group_note, hash_split, normalise_text, text_hash
+from preceptor.engine.ingest.splits import (
+    check_ratios,
+    group_columns,
+    group_note,
+    hash_split,
+    normalise_text,
+    text_hash,
+)
 from preceptor.errors import PreceptorError
 
 PROMPT_COLUMNS = ("prompt",)

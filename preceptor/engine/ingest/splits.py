@@ -11,7 +11,6 @@ import hashlib
 
 from preceptor.errors import PreceptorError
 
-
 GROUP_COLUMNS = ("group", "drug", "drug_name")
 
 
