@@ -52,3 +52,16 @@ def test_the_english_encoder_is_refused_on_thai() -> None:
     ref, cands = candidates("th")
     res = sc.score_all(cands, [ref] * 3)
     assert res.skipped == [True, True, True] and res.f1 == [None, None, None]
+
+
+def test_one_normaliser_for_every_identity() -> None:
+    import unicodedata
+
+    from preceptor.engine.ingest.splits import text_hash
+    from preceptor.text import identity, normalise
+
+    composed = "클라리트로마이신은  억제합니다 "
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed and normalise(decomposed) == "클라리트로마이신은 억제합니다"
+    assert text_hash(decomposed) == text_hash(composed.upper())
+    assert identity("Ada  LOVELACE") == identity(" ada lovelace")

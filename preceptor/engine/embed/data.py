@@ -23,7 +23,6 @@ from typing import Any
 from preceptor.db import embed as q_embed
 from preceptor.db import prompts as q_prompts
 from preceptor.db.store import now
-from preceptor.engine.embed.retrieval import norm_text
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.engine.ingest.readers import read_records
 from preceptor.engine.ingest.splits import (
@@ -31,10 +30,10 @@ from preceptor.engine.ingest.splits import (
     group_columns,
     group_note,
     hash_split,
-    normalise_text,
     text_hash,
 )
 from preceptor.errors import PreceptorError
+from preceptor.text import identity, normalise
 
 # Column names tried in order (case-insensitive). The seed-002 files come as
 # `dur_type,description,label` / `drug_type,description,label`: a term and its description.
@@ -62,7 +61,7 @@ def query_collection(stage: str) -> str:
 
 
 def doc_key(text: str) -> str:
-    return hashlib.sha256(norm_text(text).encode("utf-8")).hexdigest()[:20]
+    return hashlib.sha256(identity(text).encode("utf-8")).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -226,19 +225,19 @@ def import_pairs(project: Any, file: Path | str, opts: PairImportOptions, cancel
                 if value is not None and len(value) > limit:
                     raise PreceptorError("Field too long", f"{where}: field {col!r} has {len(value):,} characters (limit {limit:,})",
                                          "Shorten it, or raise [project] max_field_chars in preceptor.toml.")
-            if negative is not None and norm_text(negative) == norm_text(positive):
+            if negative is not None and identity(negative) == identity(positive):
                 raise PreceptorError("Invalid negative", f"{where}: the negative is the same text as the positive",
                                      "A hard negative must be a different, wrong document; clear the field or fix it.")
             score = _score(rec.get(cols.score), where, cols.score) if cols.score else None
-            if norm_text(anchor) == norm_text(positive):
+            if identity(anchor) == identity(positive):
                 summary.identical += 1
                 continue
-            h = hashlib.sha256("\x00".join(norm_text(x or "") for x in (anchor, positive, negative)).encode()).hexdigest()
+            h = hashlib.sha256("\x00".join(identity(x or "") for x in (anchor, positive, negative)).encode()).hexdigest()
             if h in hashes:
                 summary.duplicates += 1
                 continue
             hashes.add(h)
-            group = normalise_text(_text(rec.get(cols.group)) or "") if cols.group else ""
+            group = normalise(_text(rec.get(cols.group)) or "") if cols.group else ""
             group = group or "anchor:" + text_hash(anchor)[:16]
             if group in known:
                 split = known[group]

@@ -24,10 +24,10 @@ from preceptor.engine.ingest.splits import (
     group_columns,
     group_note,
     hash_split,
-    normalise_text,
     text_hash,
 )
 from preceptor.errors import PreceptorError
+from preceptor.text import normalise
 
 PROMPT_COLUMNS = ("prompt",)
 REFERENCE_COLUMNS = ("reference", "response_teacher", "output", "answer", "response", "chosen")
@@ -221,7 +221,7 @@ def import_prompts(project: Any, file: Path | str, opts: ImportOptions = ImportO
                 summary.duplicates += 1
                 continue
             existing_hashes.add(h)
-            group = normalise_text(_text(rec.get(cols.group)) or "") if cols.group else ""
+            group = normalise(_text(rec.get(cols.group)) or "") if cols.group else ""
             group = group or "text:" + h[:16]
             file_split = (_text(rec.get(cols.split)) or "").strip().lower() if cols.split else ""
             if file_split and file_split not in q_prompts.SPLITS:

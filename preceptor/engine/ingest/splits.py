@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from preceptor.errors import PreceptorError
+from preceptor.text import identity
 
 GROUP_COLUMNS = ("group", "drug", "drug_name")
 
@@ -41,14 +42,10 @@ def check_ratios(val_ratio: float, test_ratio: float) -> None:
         raise PreceptorError("Invalid option", "--val-ratio plus --test-ratio must be below 1", "Leave room for a train split.")
 
 
-def normalise_text(text: str) -> str:
-    """Runs of whitespace as one space, ends stripped (str.split() splits on exactly the
-    characters the regex ``\\s`` matches in a str pattern, and is several times faster)."""
-    return " ".join(text.split())
 
 
 def text_hash(text: str) -> str:
-    return hashlib.sha256(normalise_text(text).casefold().encode("utf-8")).hexdigest()
+    return hashlib.sha256(identity(text).encode("utf-8")).hexdigest()
 
 
 def hash_split(group: str, seed: int, val_ratio: float, test_ratio: float) -> str:
