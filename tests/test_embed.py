@@ -479,6 +479,8 @@ def test_demo_import_sets_the_stage_order_and_publishes_stage3_queries(project):
 
     qs = q_prompts.select(project.store, q_prompts.PromptFilter(collections=["retrieval-consumer_query"]))
     assert qs and all(p.split in ("val", "test") and p.reference.lower() not in p.text.lower() for p in qs)
+    # the demo's queries are kept out of every default selection: the project's own prompts stay its own
+    assert q_prompts.select(project.store, q_prompts.PromptFilter(split="all")) == []
 
 
 def test_report_section_lists_stage_metrics_and_alarms(trained_toy):

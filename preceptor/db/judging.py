@@ -95,7 +95,7 @@ class PairQuery:
             clauses.append(f"{pr}.collection IN ({','.join('?' * len(self.collections))})")
             params += list(self.collections)
         else:
-            clauses.append(f"{pr}.collection NOT IN (SELECT name FROM collections WHERE kind = 'judgments')")
+            clauses.append(f"{pr}.collection NOT IN (SELECT name FROM collections WHERE kind = 'judgments' OR hidden = 1)")
         if not self.include_bad:
             clauses.append(f"{pr}.bad_item IS NULL")
         return " AND ".join(clauses) or "1", params

@@ -315,11 +315,20 @@ def m004_judging_extra(conn: sqlite3.Connection) -> None:
     )
 
 
+def m007_language_and_splits(conn: sqlite3.Connection) -> None:
+    """Collections kept out of default selections (``hidden``): the embedding demo's held-out
+    queries, so `train embed --demo` never adds prompts to a project's default views."""
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(collections)")}
+    if "hidden" not in cols:
+        conn.execute("ALTER TABLE collections ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_judging,
     m003_embedding,
     m004_judging_extra,
+    m007_language_and_splits,
 ]
 
 

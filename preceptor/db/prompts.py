@@ -57,7 +57,7 @@ class PromptFilter:
             clauses.append(f"{alias}.collection IN ({','.join('?' * len(self.collections))})")
             params.extend(self.collections)
         else:
-            clauses.append(f"{alias}.collection NOT IN (SELECT name FROM collections WHERE kind = 'judgments')")
+            clauses.append(f"{alias}.collection NOT IN (SELECT name FROM collections WHERE kind = 'judgments' OR hidden = 1)")
         if self.task:
             clauses.append(f"{alias}.task = ?")
             params.append(self.task)
@@ -122,10 +122,14 @@ def set_bad_item(store: Store, prompt_id: int, reason: str | None) -> None:
         store.execute("UPDATE prompts SET bad_item = ? WHERE id = ?", (reason, prompt_id))
 
 
-def ensure_collection(store: Store, name: str, kind: str = "prompts", source: str | None = None) -> None:
+def ensure_collection(store: Store, name: str, kind: str = "prompts", source: str | None = None, *,
+                      hidden: bool = False) -> None:
+    """Create a collection if new; ``hidden`` ones are left out of every default selection
+    (they are read only when named, e.g. ``--collection retrieval-consumer_query``)."""
     from preceptor.db.store import now
 
-    store.execute("INSERT OR IGNORE INTO collections (name, kind, source, created_at) VALUES (?, ?, ?, ?)", (name, kind, source, now()))
+    store.execute("INSERT OR IGNORE INTO collections (name, kind, source, created_at, hidden) VALUES (?, ?, ?, ?, ?)",
+                  (name, kind, source, now(), int(hidden)))
 
 
 def collections(store: Store) -> list[dict[str, Any]]:

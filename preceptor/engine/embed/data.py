@@ -76,6 +76,7 @@ class PairImportOptions:
     test_ratio: float = 0.0
     seed: int = 42
     queries: bool = False
+    hidden_queries: bool = False  # publish the queries in a collection left out of default selections (the demo)
     domain: str | None = None  # the domain pack whose [import] group_columns are tried too
 
     def __post_init__(self) -> None:
@@ -267,7 +268,7 @@ def import_pairs(project: Any, file: Path | str, opts: PairImportOptions, cancel
         q_embed.add_docs(store, opts.stage, [(k, t, None) for k, t in docs.items()])
         summary.corpus_docs = len(q_embed.corpus_docs(store, opts.stage))
         if published:
-            summary.queries_published = _publish_queries(store, opts.stage, published, str(path))
+            summary.queries_published = _publish_queries(store, opts.stage, published, str(path), hidden=opts.hidden_queries)
         check_cancel(cancel)
     if summary.identical:
         yield Log("warning", f"{summary.identical} rows skipped: the anchor and positive are the same text")
@@ -278,10 +279,10 @@ def import_pairs(project: Any, file: Path | str, opts: PairImportOptions, cancel
     yield Done(summary.__dict__)
 
 
-def _publish_queries(store: Any, stage: str, rows: list[tuple[str, str, str, str]], source: str) -> int:
+def _publish_queries(store: Any, stage: str, rows: list[tuple[str, str, str, str]], source: str, hidden: bool = False) -> int:
     """Held-out anchors as prompts (reference = the relevant document; all positives in meta)."""
     coll = query_collection(stage)
-    q_prompts.ensure_collection(store, coll, "prompts", f"held-out queries of embedding stage {stage}")
+    q_prompts.ensure_collection(store, coll, "prompts", f"held-out queries of embedding stage {stage}", hidden=hidden)
     existing = q_prompts.hashes_in_collection(store, coll)
     relevant: dict[str, list[str]] = {}
     first: dict[str, tuple[str, str, str, str]] = {}
@@ -341,7 +342,8 @@ def import_demo(project: Any, cancel: threading.Event | None = None) -> EventStr
         if sum(counts.get(stage, {}).values()):
             continue
         yield Log("info", f"importing demo stage {stage} ({desc}) from {path.name}")
-        opts = PairImportOptions(stage=stage, val_ratio=0.1, test_ratio=0.1, seed=42, queries=(i == len(files) - 1))
+        opts = PairImportOptions(stage=stage, val_ratio=0.1, test_ratio=0.1, seed=42, queries=(i == len(files) - 1),
+                                 hidden_queries=True)
         for ev in import_pairs(project, path, opts, cancel):
             if isinstance(ev, Done):
                 imported[stage] = ev.summary["imported"]
