@@ -246,3 +246,16 @@ def test_every_figure_names_its_tokenizer_and_encoder(project, tiny_encoder: Pat
     via = table["imported-base"]["via"]
     assert any(v.startswith("Thai: pythainlp") for v in via["rougeL"]) and any(v.startswith("Latin script: rouge-score") for v in via["rougeL"])
     assert any(v.startswith("Thai: multilingual-e5-small") for v in via["bertscore_f1"])
+
+
+def test_report_names_the_tokenizer_behind_each_metric(project, tiny_encoder: Path) -> None:
+    from preceptor.engine.results.report import ReportOptions
+    from preceptor.engine.results.report.core import metrics_section
+
+    populate(project)
+    project.update_settings({"eval": {"bertscore_encoder": str(tiny_encoder)}})
+    run_eval(project, metrics=["rougeL", "chrf", "bertscore_f1"])
+    md = metrics_section(project, ReportOptions(split="all")).markdown
+    assert "Tokenizer / encoder behind each figure" in md
+    assert "| ROUGE-L | Latin script: rouge-score " in md and "Thai: pythainlp " in md
+    assert "| chrF++ | " in md and "Thai: multilingual-e5-small layer 12" in md
