@@ -196,7 +196,7 @@ def test_import_pairs_reads_csv_negatives_scores_and_publishes_queries(project, 
 
 @pytest.mark.parametrize("content, name, message", [
     ("anchor,text\nwarfarin,VKOR inhibitor\n", "a.csv",
-     "{f}:2: no positive column (positive / document / passage / answer / sentence2 / text2); columns found: anchor, text"),
+     "{f}:2: no positive column (positive / document / passage / answer / sentence2 / text2 / description / definition / summary / details / explanation / content); columns found: anchor, text"),
     ('{"anchor": "warfarin", "positive": "VKOR inhibitor"}\n{"anchor": "  ", "positive": "x"}\n', "b.jsonl",
      "{f}:2: field 'anchor' is empty"),
     ('{"anchor": "warfarin", "positive": "VKOR inhibitor", "score": "high"}\n', "c.jsonl",
@@ -479,6 +479,8 @@ def test_demo_import_sets_the_stage_order_and_publishes_stage3_queries(project):
 
     qs = q_prompts.select(project.store, q_prompts.PromptFilter(collections=["retrieval-consumer_query"]))
     assert qs and all(p.split in ("val", "test") and p.reference.lower() not in p.text.lower() for p in qs)
+    # the demo's queries are kept out of every default selection: the project's own prompts stay its own
+    assert q_prompts.select(project.store, q_prompts.PromptFilter(split="all")) == []
 
 
 def test_report_section_lists_stage_metrics_and_alarms(trained_toy):

@@ -58,7 +58,7 @@ def run_eval(project, **kw):
 def test_eval_stores_values_equal_to_the_libraries(project) -> None:
     from rouge_score import rouge_scorer
 
-    from preceptor.engine.evaluation.metrics.text import UnicodeTokenizer
+    from preceptor.engine.evaluation.language import ScriptTokenizer
 
     populate(project)
     summary = run_eval(project)
@@ -69,7 +69,7 @@ def test_eval_stores_values_equal_to_the_libraries(project) -> None:
     outs = q_outputs.for_system(project.store, base.id)
     vals = q.values_for_outputs(project.store, [o.id for o in outs], "rougeL", "gold")
     direct = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    thai = rouge_scorer.RougeScorer(["rougeL"], tokenizer=UnicodeTokenizer())
+    thai = rouge_scorer.RougeScorer(["rougeL"], tokenizer=ScriptTokenizer())
     for o in outs:
         ref = next(r[1] for r in ROWS if r[2] == o.text)
         lib = thai if ref.startswith("ยา") else direct
@@ -225,3 +225,37 @@ def test_cli_eval_and_its_error(project, capsys) -> None:
     code = main(["eval", "--project", str(project.root), "--split", "train,val", "--metrics", "nope"])
     err = capsys.readouterr().err
     assert code == 2 and "Unknown metric" in err and "no metric named 'nope'" in err
+
+
+def test_every_figure_names_its_tokenizer_and_encoder(project, tiny_encoder: Path) -> None:
+    populate(project)
+    project.update_settings({"eval": {"bertscore_encoder": str(tiny_encoder)}})
+    seen: list = []
+    s = events.run(eval_events(project, EvalOptions(split="all", metrics=["rougeL", "bleu", "chrf", "bertscore_f1"])),
+                   on_event=seen.append)
+    logs = [e.text for e in seen if type(e).__name__ == "Log"]
+    assert any(m.startswith("ROUGE-L [Thai]: pythainlp ") for m in logs)
+    assert any(m.startswith("BERTScore [Thai]: multilingual-e5-small layer 12") for m in logs)
+    assert s["via"]["rougeL"]["th"].startswith("pythainlp ") and "newmm" in s["via"]["rougeL"]["th"]
+    assert s["via"]["rougeL"]["en"].startswith("rouge-score ")
+    assert s["via"]["bleu"]["en"].endswith("13a")
+    assert "chrF++" in s["via"]["chrf"]["th"]
+    assert s["via"]["bertscore"]["th"].startswith("multilingual-e5-small layer 12 (Unigram, 250,002 pieces tokenizer)")
+    assert s["via"]["bertscore"]["en"].startswith("model layer 2 (WordPiece")
+    table = {t["system"]: t for t in s["systems"]}
+    via = table["imported-base"]["via"]
+    assert any(v.startswith("Thai: pythainlp") for v in via["rougeL"]) and any(v.startswith("Latin script: rouge-score") for v in via["rougeL"])
+    assert any(v.startswith("Thai: multilingual-e5-small") for v in via["bertscore_f1"])
+
+
+def test_report_names_the_tokenizer_behind_each_metric(project, tiny_encoder: Path) -> None:
+    from preceptor.engine.results.report import ReportOptions
+    from preceptor.engine.results.report.core import metrics_section
+
+    populate(project)
+    project.update_settings({"eval": {"bertscore_encoder": str(tiny_encoder)}})
+    run_eval(project, metrics=["rougeL", "chrf", "bertscore_f1"])
+    md = metrics_section(project, ReportOptions(split="all")).markdown
+    assert "Tokenizer / encoder behind each figure" in md
+    assert "| ROUGE-L | Latin script: rouge-score " in md and "Thai: pythainlp " in md
+    assert "| chrF++ | " in md and "Thai: multilingual-e5-small layer 12" in md

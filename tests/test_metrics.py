@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from preceptor.engine.evaluation import metrics as M
-from preceptor.engine.evaluation.metrics.text import script_language
+from preceptor.engine.evaluation.language import script_of
 
 
 def test_registry_names_and_unknown_metric() -> None:
@@ -38,22 +38,25 @@ def test_rougeL_hand_computed_and_equal_to_library() -> None:
     assert sc.score([""], ["ref"]) == [0.0]
 
 
-def test_rougeL_thai_and_korean_are_tokenised_not_dropped() -> None:
+def test_rougeL_thai_words_and_korean_morphemes() -> None:
     from rouge_score import rouge_scorer
 
-    from preceptor.engine.evaluation.metrics.text import UnicodeTokenizer
+    from preceptor.engine.evaluation.language import ScriptTokenizer, korean_morphemes, thai_words
 
     sc = M.scorer("rougeL")
-    # Thai has no spaces: characters are the tokens; LCS 2 of 3 -> F = 2/3
-    assert sc.score(["กขค"], ["กขง"]) == [pytest.approx(2 / 3)]
-    # Korean: words; LCS 2, P = 2/2, R = 2/3 -> F = 0.8
-    assert sc.score(["클라리트로마이신은 억제합니다"], ["클라리트로마이신은 CYP3A4를 억제합니다"]) == [pytest.approx(0.8)]
-    # rouge-score's own tokenizer would drop every Thai letter (score 0); ours equals the library with our tokenizer
-    direct = rouge_scorer.RougeScorer(["rougeL"], tokenizer=UnicodeTokenizer())
+    # Thai: newmm words, never pieces of a syllable; ยา|นี้|ยับยั้ง|เอนไซม์ vs the same + cyp3a4
+    assert thai_words("ยานี้ยับยั้งเอนไซม์ CYP3A4") == ("ยา", "นี้", "ยับยั้ง", "เอนไซม์", "cyp3a4")
+    assert "เป" not in thai_words("ยานี้เป็นยาต้านการแข็งตัวของเลือด")
     pred, ref = "ยานี้ยับยั้งเอนไซม์", "ยานี้ยับยั้งเอนไซม์ CYP3A4"
+    assert sc.score([pred], [ref]) == [pytest.approx(2 * 4 / 9)]  # LCS 4 of 4 and 5 words
+    # rouge-score's own tokenizer would drop every Thai letter (score 0); ours equals the library with our tokenizer
     assert rouge_scorer.RougeScorer(["rougeL"]).score(ref, pred)["rougeL"].fmeasure == 0.0
+    direct = rouge_scorer.RougeScorer(["rougeL"], tokenizer=ScriptTokenizer())
     assert sc.score([pred], [ref]) == [direct.score(ref, pred)["rougeL"].fmeasure]
-    assert sc.score([pred], [ref])[0] > 0.9
+    # Korean: morphemes, so a particle change still matches the stem (eojeol would give 0 here)
+    assert korean_morphemes("클라리트로마이신은 CYP3A4를 억제합니다")[:3] == ("클라리트로마이신", "은", "cyp3a4")
+    k = sc.score(["클라리트로마이신이 CYP3A4를 억제한다"], ["클라리트로마이신은 CYP3A4를 억제합니다"])[0]
+    assert 0.4 < k < 1.0
 
 
 def test_bleu_equals_sacrebleu_sentence_bleu() -> None:
@@ -68,12 +71,27 @@ def test_bleu_equals_sacrebleu_sentence_bleu() -> None:
     assert sc.score(["the same sentence here ok"], ["the same sentence here ok"])[0] == pytest.approx(1.0)
     assert got[2] == 0.0
     assert all(0.0 <= v <= 1.0 for v in got)
-    # Thai / CJK by characters, other non-Latin scripts with the international tokenizer
+    # Thai words (newmm) and Korean morphemes (Kiwi) read as they are; other non-Latin scripts: intl
+    from preceptor.engine.evaluation.language import words
+
     th = ("ยานี้ยับยั้งเอนไซม์", "ยานี้ยับยั้งเอนไซม์ CYP3A4")
+    ko = ("클라리트로마이신이 CYP3A4를 억제한다", "클라리트로마이신은 CYP3A4를 억제합니다")
     ru = ("Кларитромицин ингибирует CYP3A4.", "Кларитромицин сильно ингибирует CYP3A4.")
-    assert sc.score([th[0], ru[0]], [th[1], ru[1]]) == pytest.approx(
-        [sacrebleu.sentence_bleu(th[0], [th[1]], tokenize="char").score / 100,
+    assert sc.score([th[0], ko[0], ru[0]], [th[1], ko[1], ru[1]]) == pytest.approx(
+        [sacrebleu.sentence_bleu(" ".join(words(th[0])), [" ".join(words(th[1]))], tokenize="none").score / 100,
+         sacrebleu.sentence_bleu(" ".join(words(ko[0])), [" ".join(words(ko[1]))], tokenize="none").score / 100,
          sacrebleu.sentence_bleu(ru[0], [ru[1]], tokenize="intl").score / 100], abs=1e-12)
+
+
+def test_chrf_equals_sacrebleu_chrf_plus_plus() -> None:
+    from sacrebleu.metrics import CHRF
+
+    sc = M.scorer("chrf")
+    preds = ["Rifampin induces CYP3A.", "ยานี้ยับยั้งเอนไซม์", "클라리트로마이신이 억제한다", ""]
+    refs = ["Rifampin is a CYP3A inducer.", "ยานี้ยับยั้งเอนไซม์ CYP3A4", "클라리트로마이신은 억제합니다", "x"]
+    want = [CHRF(word_order=2).sentence_score(p, [r]).score / 100 for p, r in zip(preds, refs, strict=True)]
+    assert sc.score(preds, refs) == pytest.approx(want, abs=1e-12)
+    assert sc.score(["same text"], ["same text"]) == [pytest.approx(1.0)]
 
 
 def test_corpus_bleu_matches_sacrebleu() -> None:
@@ -96,8 +114,8 @@ def test_corpus_bleu_matches_sacrebleu() -> None:
     ("", "en"),
     ("12345 !!", "en"),
 ])
-def test_script_language(text: str, lang: str) -> None:
-    assert script_language(text) == lang
+def test_script_of(text: str, lang: str) -> None:
+    assert script_of(text) == lang
 
 
 def _hf(encoder: Path) -> str:
@@ -137,10 +155,12 @@ def test_bertscore_routes_thai_and_korean_to_their_encoder(tiny_encoder: Path, t
     from preceptor.testing.tiny import build_encoder
 
     other = build_encoder(tmp_path / "other_enc", seed=1)
-    sc = M.scorer("bertscore_f1", encoder=str(tiny_encoder), encoders={"th": str(other), "ko": str(other)})
+    # the tiny encoders know no Thai or Korean: allowed here (max_unknown=1) to compare with the library
+    sc = M.scorer("bertscore_f1", encoder=str(tiny_encoder), encoders={"th": str(other), "ko": str(other)}, max_unknown=1.0)
     preds = ["warfarin inhibits vkorc1", "ยานี้ยับยั้ง cyp3a4", "억제 cyp3a4 inhibits"]
     refs = ["warfarin inhibits the vkorc1 enzyme", "ยับยั้ง cyp3a4 แรง", "억제합니다 cyp3a4"]
     res = sc.score_all(preds, refs)
+    assert res.skipped == [False, False, False]
     assert res.lang == ["en", "th", "ko"]
     assert res.encoder[0] == _hf(tiny_encoder) and res.encoder[1] == res.encoder[2] == _hf(other)
     _, _, F_en = bert_score.score(preds[:1], refs[:1], model_type=_hf(tiny_encoder), num_layers=2)
@@ -152,8 +172,9 @@ def test_bertscore_routes_thai_and_korean_to_their_encoder(tiny_encoder: Path, t
 def test_bertscore_rescaled_only_with_a_baseline(tiny_encoder: Path, tmp_path: Path) -> None:
     base = tmp_path / "baseline.tsv"
     base.write_text("LAYER,P,R,F\n0,0.5,0.5,0.5\n1,0.6,0.6,0.6\n2,0.8,0.7,0.75\n")
-    raw = M.scorer("bertscore_f1", encoder=str(tiny_encoder))
-    resc = M.scorer("bertscore_f1", encoder=str(tiny_encoder), baselines={"en": str(base)})
+    one = dict(encoder=str(tiny_encoder), multilingual=None, max_unknown=1.0)  # one tiny encoder for every script
+    raw = M.scorer("bertscore_f1", **one)
+    resc = M.scorer("bertscore_f1", **one, baselines={"en": str(base)})
     preds, refs = ["warfarin inhibits vkorc1", "ยับยั้ง"], ["warfarin lowers clotting factors", "ยับยั้ง cyp3a4"]
     r0, r1 = raw.score_all(preds, refs), resc.score_all(preds, refs)
     assert r1.rescaled == [True, False]  # the Thai item has no baseline
@@ -162,6 +183,28 @@ def test_bertscore_rescaled_only_with_a_baseline(tiny_encoder: Path, tmp_path: P
     assert r1.p[0] == pytest.approx((r0.p[0] - 0.8) / 0.2, abs=1e-5)
     assert r1.f1[1] == pytest.approx(r0.f1[1], abs=1e-6)
     assert raw.signature != resc.signature
+
+
+def test_bertscore_refuses_an_encoder_that_cannot_read_the_script(tiny_encoder: Path) -> None:
+    from preceptor.engine.evaluation.metrics.text import unknown_share
+
+    sc = M.scorer("bertscore_f1", encoder=str(tiny_encoder), multilingual=None)
+    preds = ["warfarin inhibits vkorc1", "ยานี้ยับยั้งเอนไซม์", "วันนี้อากาศร้อนมาก"]
+    refs = ["warfarin inhibits the vkorc1 enzyme", "ยานี้ยับยั้งเอนไซม์ CYP3A4", "ยานี้ยับยั้งเอนไซม์ CYP3A4"]
+    res = sc.score_all(preds, refs)
+    # an English WordPiece vocabulary turns every Thai word into [UNK]: refused, never F1 = 1
+    assert res.skipped == [False, True, True]
+    assert res.f1[1] is None and res.f1[2] is None and res.p[2] is None
+    assert res.unknown[0] == 0.0 and res.unknown[1] > 0.9
+    # counted in characters: the Latin code is read, the Thai words are not
+    assert 0.6 < unknown_share(_tok(tiny_encoder), "ยานี้ยับยั้งเอนไซม์ CYP3A4") < 0.8
+    assert "multilingual" not in sc.signature and "unk<=0.05" in sc.signature
+
+
+def _tok(encoder: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(_hf(encoder))
 
 
 def test_bertscore_missing_baseline_file_is_a_clear_error(tiny_encoder: Path, tmp_path: Path) -> None:

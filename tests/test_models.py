@@ -135,6 +135,10 @@ def test_models_setup_cli_is_fast_when_done(capsys):
     assert main(["models", "setup"]) == 0
     out = capsys.readouterr().out
     assert f"Student smollm2-135m-instruct: {models.converted_dir(models.PACKAGED_STUDENT)} (already set up)" in out
+    # the multilingual encoder is set up by default (BERTScore on non-Latin scripts needs it)
+    assert f"Encoder multilingual-e5-small: {models.converted_dir(models.PACKAGED_E5)} (already set up)" in out
+    assert main(["models", "setup", "--no-e5"]) == 0
+    assert "multilingual-e5-small" not in capsys.readouterr().out
 
 
 @pytest.mark.slow

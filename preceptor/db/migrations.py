@@ -315,6 +315,14 @@ def m004_judging_extra(conn: sqlite3.Connection) -> None:
     )
 
 
+def m007_language_and_splits(conn: sqlite3.Connection) -> None:
+    """Collections kept out of default selections (``hidden``): the embedding demo's held-out
+    queries, so `train embed --demo` never adds prompts to a project's default views."""
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(collections)")}
+    if "hidden" not in cols:
+        conn.execute("ALTER TABLE collections ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0")
+
+
 def m009_active_queue(conn: sqlite3.Connection) -> None:
     """Partial indexes for the judging queue's orders: per matchup (active), by queue key
     (random) and by id (sequential), each over the pairs still needing a vote."""
@@ -333,6 +341,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m002_judging,
     m003_embedding,
     m004_judging_extra,
+    m007_language_and_splits,
     m009_active_queue,
 ]
 

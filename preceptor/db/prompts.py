@@ -57,7 +57,7 @@ class PromptFilter:
             clauses.append(f"{alias}.collection IN ({','.join('?' * len(self.collections))})")
             params.extend(self.collections)
         else:
-            clauses.append(f"{alias}.collection NOT IN (SELECT name FROM collections WHERE kind = 'judgments')")
+            clauses.append(f"{alias}.collection NOT IN (SELECT name FROM collections WHERE kind = 'judgments' OR hidden = 1)")
         if self.task:
             clauses.append(f"{alias}.task = ?")
             params.append(self.task)
@@ -122,10 +122,14 @@ def set_bad_item(store: Store, prompt_id: int, reason: str | None) -> None:
         store.execute("UPDATE prompts SET bad_item = ? WHERE id = ?", (reason, prompt_id))
 
 
-def ensure_collection(store: Store, name: str, kind: str = "prompts", source: str | None = None) -> None:
+def ensure_collection(store: Store, name: str, kind: str = "prompts", source: str | None = None, *,
+                      hidden: bool = False) -> None:
+    """Create a collection if new; ``hidden`` ones are left out of every default selection
+    (they are read only when named, e.g. ``--collection retrieval-consumer_query``)."""
     from preceptor.db.store import now
 
-    store.execute("INSERT OR IGNORE INTO collections (name, kind, source, created_at) VALUES (?, ?, ?, ?)", (name, kind, source, now()))
+    store.execute("INSERT OR IGNORE INTO collections (name, kind, source, created_at, hidden) VALUES (?, ?, ?, ?, ?)",
+                  (name, kind, source, now(), int(hidden)))
 
 
 def collections(store: Store) -> list[dict[str, Any]]:
@@ -145,3 +149,30 @@ def search(store: Store, query: str, limit: int = 500) -> tuple[list[Prompt], in
     total = store.scalar(f"SELECT COUNT(*) FROM prompts WHERE {where}", params) or 0
     rows = store.all(f"SELECT * FROM prompts WHERE {where} ORDER BY id LIMIT ?", [*params, int(limit)])
     return [_row(r) for r in rows], int(total)
+
+
+def in_use(store: Store) -> dict[int, str]:
+    """Prompt id -> why its split must not change: it has judgments, or a training run used it.
+
+    A run that recorded its ``prompt_ids`` (SFT from this version on) locks exactly those;
+    an older SFT / DPO run that did not (and was not a failure) locks every prompt that
+    existed when it was created.
+    """
+    out: dict[int, str] = {}
+    for pid, n in store.all("SELECT p.prompt_id, COUNT(*) FROM judgments j JOIN pairs p ON p.id = j.pair_id "
+                            "GROUP BY p.prompt_id"):
+        out[int(pid)] = f"{n} judgment{'s' if n != 1 else ''}"
+    for rid, kind, config, created in store.all(
+            "SELECT id, kind, config, created_at FROM runs WHERE kind IN ('sft', 'dpo') AND status != 'failed' ORDER BY id"):
+        ids = (loads(config) or {}).get("prompt_ids")
+        if ids is None:
+            ids = [r[0] for r in store.all("SELECT id FROM prompts WHERE created_at <= ?", (created,))]
+        for pid in ids:
+            out.setdefault(int(pid), f"used by {kind} run {rid}")
+    return out
+
+
+def set_splits(store: Store, changes: Sequence[tuple[int, str, str]]) -> None:
+    """(prompt id, group key, split) for each prompt; pairs on those prompts follow (call inside ``store.tx()``)."""
+    store.conn.executemany("UPDATE prompts SET group_key = ?, split = ? WHERE id = ?", [(g, s, i) for i, g, s in changes])
+    store.conn.executemany("UPDATE pairs SET split = ? WHERE prompt_id = ?", [(s, i) for i, _, s in changes])

@@ -56,6 +56,20 @@ def latest_with_role(store: Store, role: str) -> System | None:
     return _row(r) if r else None
 
 
+def latest_trainable(store: Store, role: str) -> System | None:
+    """The latest non-imported system with ``role`` that names a local transformers model
+    (backend hf) whose training run (if any) succeeded: what a role means as a training base.
+    Imported systems (a file's ``response_student`` column) never qualify."""
+    r = store.one(
+        """SELECT s.* FROM systems s LEFT JOIN runs r ON r.id = s.run_id
+           WHERE s.role = ? AND s.imported = 0 AND s.backend = 'hf' AND s.model IS NOT NULL AND s.model != ''
+             AND (s.run_id IS NULL OR r.status = 'succeeded')
+           ORDER BY s.id DESC LIMIT 1""",
+        (role,),
+    )
+    return _row(r) if r else None
+
+
 def resolve(store: Store, name_or_role: str) -> System:
     """A system by exact name, or a role name meaning the latest succeeded one with that role."""
     s = by_name(store, name_or_role)

@@ -96,8 +96,8 @@ def build_encoder(out: Path | str, *, hidden: int = 32, layers: int = 2, seed: i
 
     out.mkdir(parents=True, exist_ok=True)
     words = sorted({w.strip(".,;:()\"'{}[]").lower() for line in CORPUS for w in line.split()} - {""})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [chr(c) for c in range(97, 123)] + [str(d) for d in range(10)] + words
-    vocab += ["##" + chr(c) for c in range(97, 123)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [chr(c) for c in range(97, 123)] + [str(d) for d in range(10)] + list(".,;:!?()[]{}-'\"/%+=<>") + words
+    vocab += ["##" + chr(c) for c in range(97, 123)] + ["##" + str(d) for d in range(10)]  # any lowercase word or code (vkorc1) has pieces
     hf_dir = out / "hf"
     hf_dir.mkdir(exist_ok=True)
     (hf_dir / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")

@@ -23,17 +23,26 @@ from typing import Any
 from preceptor.db import embed as q_embed
 from preceptor.db import prompts as q_prompts
 from preceptor.db.store import now
-from preceptor.engine.embed.retrieval import norm_text
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.engine.ingest.readers import read_records
-from preceptor.engine.ingest.splits import check_ratios, hash_split, normalise_text, text_hash
+from preceptor.engine.ingest.splits import (
+    check_ratios,
+    group_columns,
+    group_note,
+    hash_split,
+    text_hash,
+)
 from preceptor.errors import PreceptorError
+from preceptor.text import identity, normalise
 
-ANCHOR_COLUMNS = ("anchor", "query", "question", "sentence1", "text1")
-POSITIVE_COLUMNS = ("positive", "document", "passage", "answer", "sentence2", "text2")
+# Column names tried in order (case-insensitive). The seed-002 files come as
+# `dur_type,description,label` / `drug_type,description,label`: a term and its description.
+ANCHOR_COLUMNS = ("anchor", "query", "question", "sentence1", "text1", "term", "dur_type", "drug_type", "type",
+                  "keyword", "name", "product", "drug_name", "drug", "title")
+POSITIVE_COLUMNS = ("positive", "document", "passage", "answer", "sentence2", "text2", "description", "definition",
+                    "summary", "details", "explanation", "content")
 NEGATIVE_COLUMNS = ("negative", "hard_negative")
 SCORE_COLUMNS = ("score", "label", "similarity")
-GROUP_COLUMNS = ("group",)
 SOURCE_COLUMNS = ("source",)
 BATCH = 2_000
 RETRIEVAL_TASK = "retrieval"
@@ -52,7 +61,7 @@ def query_collection(stage: str) -> str:
 
 
 def doc_key(text: str) -> str:
-    return hashlib.sha256(norm_text(text).encode("utf-8")).hexdigest()[:20]
+    return hashlib.sha256(identity(text).encode("utf-8")).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,8 @@ class PairImportOptions:
     test_ratio: float = 0.0
     seed: int = 42
     queries: bool = False
+    hidden_queries: bool = False  # publish the queries in a collection left out of default selections (the demo)
+    domain: str | None = None  # the domain pack whose [import] group_columns are tried too
 
     def __post_init__(self) -> None:
         if not self.stage or not self.stage.strip():
@@ -92,6 +103,7 @@ class PairImportSummary:
     corpus_docs: int = 0
     queries_published: int = 0
     columns: dict[str, str | None] = field(default_factory=dict)
+    grouping: str = ""  # which column keeps a group in one split (detected, named, or none)
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,7 @@ def _detect(path: Path, line: int, record: dict[str, Any], opts: PairImportOptio
 
     anchor = pick(opts.anchor_col, ANCHOR_COLUMNS, "anchor", "--anchor-col", True)
     positive = pick(opts.positive_col, POSITIVE_COLUMNS, "positive", "--positive-col", True)
+    group_candidates = tuple(c for c in group_columns(opts.domain) if c not in (str(anchor).lower(), str(positive).lower()))
     assert anchor and positive
     if anchor == positive:
         raise PreceptorError("Invalid columns", f"{path}: the anchor and positive columns are both {anchor!r}",
@@ -133,7 +146,7 @@ def _detect(path: Path, line: int, record: dict[str, Any], opts: PairImportOptio
     return _Cols(anchor, positive,
                  pick(opts.negative_col, NEGATIVE_COLUMNS, "negative", "--negative-col", False),
                  pick(opts.score_col, SCORE_COLUMNS, "score", "--score-col", False),
-                 pick(opts.group_col, GROUP_COLUMNS, "group", "--group-col", False),
+                 pick(opts.group_col, group_candidates, "group", "--group-col", False),
                  lower.get("source"))
 
 
@@ -179,6 +192,8 @@ def import_pairs(project: Any, file: Path | str, opts: PairImportOptions, cancel
                        "score": cols.score, "group": cols.group}
     yield Log("info", f"columns: anchor={cols.anchor} positive={cols.positive} negative={cols.negative} "
                       f"score={cols.score} group={cols.group}")
+    summary.grouping = group_note(cols.group, opts.group_col, "anchor")
+    yield Log("info", summary.grouping)
 
     def all_records() -> Iterator[tuple[int, dict[str, Any]]]:
         yield first
@@ -211,19 +226,19 @@ def import_pairs(project: Any, file: Path | str, opts: PairImportOptions, cancel
                 if value is not None and len(value) > limit:
                     raise PreceptorError("Field too long", f"{where}: field {col!r} has {len(value):,} characters (limit {limit:,})",
                                          "Shorten it, or raise [project] max_field_chars in preceptor.toml.")
-            if negative is not None and norm_text(negative) == norm_text(positive):
+            if negative is not None and identity(negative) == identity(positive):
                 raise PreceptorError("Invalid negative", f"{where}: the negative is the same text as the positive",
                                      "A hard negative must be a different, wrong document; clear the field or fix it.")
             score = _score(rec.get(cols.score), where, cols.score) if cols.score else None
-            if norm_text(anchor) == norm_text(positive):
+            if identity(anchor) == identity(positive):
                 summary.identical += 1
                 continue
-            h = hashlib.sha256("\x00".join(norm_text(x or "") for x in (anchor, positive, negative)).encode()).hexdigest()
+            h = hashlib.sha256("\x00".join(identity(x or "") for x in (anchor, positive, negative)).encode()).hexdigest()
             if h in hashes:
                 summary.duplicates += 1
                 continue
             hashes.add(h)
-            group = normalise_text(_text(rec.get(cols.group)) or "") if cols.group else ""
+            group = normalise(_text(rec.get(cols.group)) or "") if cols.group else ""
             group = group or "anchor:" + text_hash(anchor)[:16]
             if group in known:
                 split = known[group]
@@ -253,7 +268,7 @@ def import_pairs(project: Any, file: Path | str, opts: PairImportOptions, cancel
         q_embed.add_docs(store, opts.stage, [(k, t, None) for k, t in docs.items()])
         summary.corpus_docs = len(q_embed.corpus_docs(store, opts.stage))
         if published:
-            summary.queries_published = _publish_queries(store, opts.stage, published, str(path))
+            summary.queries_published = _publish_queries(store, opts.stage, published, str(path), hidden=opts.hidden_queries)
         check_cancel(cancel)
     if summary.identical:
         yield Log("warning", f"{summary.identical} rows skipped: the anchor and positive are the same text")
@@ -264,10 +279,10 @@ def import_pairs(project: Any, file: Path | str, opts: PairImportOptions, cancel
     yield Done(summary.__dict__)
 
 
-def _publish_queries(store: Any, stage: str, rows: list[tuple[str, str, str, str]], source: str) -> int:
+def _publish_queries(store: Any, stage: str, rows: list[tuple[str, str, str, str]], source: str, hidden: bool = False) -> int:
     """Held-out anchors as prompts (reference = the relevant document; all positives in meta)."""
     coll = query_collection(stage)
-    q_prompts.ensure_collection(store, coll, "prompts", f"held-out queries of embedding stage {stage}")
+    q_prompts.ensure_collection(store, coll, "prompts", f"held-out queries of embedding stage {stage}", hidden=hidden)
     existing = q_prompts.hashes_in_collection(store, coll)
     relevant: dict[str, list[str]] = {}
     first: dict[str, tuple[str, str, str, str]] = {}
@@ -327,7 +342,8 @@ def import_demo(project: Any, cancel: threading.Event | None = None) -> EventStr
         if sum(counts.get(stage, {}).values()):
             continue
         yield Log("info", f"importing demo stage {stage} ({desc}) from {path.name}")
-        opts = PairImportOptions(stage=stage, val_ratio=0.1, test_ratio=0.1, seed=42, queries=(i == len(files) - 1))
+        opts = PairImportOptions(stage=stage, val_ratio=0.1, test_ratio=0.1, seed=42, queries=(i == len(files) - 1),
+                                 hidden_queries=True)
         for ev in import_pairs(project, path, opts, cancel):
             if isinstance(ev, Done):
                 imported[stage] = ev.summary["imported"]

@@ -21,13 +21,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from preceptor.text import identity
+
 KS = (1, 5, 10)
 E5_PREFIXES = ("query: ", "passage: ")
 
 
-def norm_text(text: str) -> str:
-    """Whitespace- and case-insensitive identity of a text (true positives are compared this way)."""
-    return re.sub(r"\s+", " ", text).strip().casefold()
 
 
 # -- the encoder -----------------------------------------------------------------------
@@ -162,14 +161,14 @@ class EvalSet:
 def build_eval_set(held_out: Sequence[tuple[str, str]], all_pairs: Sequence[tuple[str, str]], docs: Sequence[str],
                    max_queries: int = 500, seed: int = 0) -> EvalSet:
     """Queries = distinct held-out anchors; relevant = every positive of that anchor in the stage."""
-    doc_index = {norm_text(d): i for i, d in enumerate(docs)}
+    doc_index = {identity(d): i for i, d in enumerate(docs)}
     positives: dict[str, set[int]] = {}
     for a, p in all_pairs:
-        if norm_text(p) in doc_index:
-            positives.setdefault(norm_text(a), set()).add(doc_index[norm_text(p)])
+        if identity(p) in doc_index:
+            positives.setdefault(identity(a), set()).add(doc_index[identity(p)])
     seen: dict[str, str] = {}
     for a, _ in held_out:
-        seen.setdefault(norm_text(a), a)
+        seen.setdefault(identity(a), a)
     keys = sorted(seen)
     if len(keys) > max_queries:
         keys = sorted(random.Random(seed).sample(keys, max_queries))
@@ -221,9 +220,9 @@ def sample_pairs(pairs: Sequence[tuple[str, str, str]], n: int, seed: int = 0,
     true = rows if len(rows) <= n else rng.sample(rows, n)
     pos_of: dict[str, set[str]] = {}
     for a, p, _ in rows:
-        pos_of.setdefault(norm_text(a), set()).add(norm_text(p))
+        pos_of.setdefault(identity(a), set()).add(identity(p))
     for a, ps in (known_positives or {}).items():
-        pos_of.setdefault(norm_text(a), set()).update(norm_text(p) for p in ps)
+        pos_of.setdefault(identity(a), set()).update(identity(p) for p in ps)
     unrelated: list[tuple[str, str]] = []
     if len(rows) > 1:
         tries = 0
@@ -231,7 +230,7 @@ def sample_pairs(pairs: Sequence[tuple[str, str, str]], n: int, seed: int = 0,
             tries += 1
             a, _, ga = rows[rng.randrange(len(rows))]
             _, p, gb = rows[rng.randrange(len(rows))]
-            if ga == gb or norm_text(p) in pos_of.get(norm_text(a), ()):
+            if ga == gb or identity(p) in pos_of.get(identity(a), ()):
                 continue
             unrelated.append((a, p))
     return [(a, p) for a, p, _ in true], unrelated
@@ -307,26 +306,26 @@ def mine_hard_negatives(encoder: TextEncoder | Callable[..., Any], pairs: Sequen
     doc_norm: list[str] = []
     index: dict[str, int] = {}
     for d in corpus:
-        k = norm_text(d)
+        k = identity(d)
         if k not in index:
             index[k] = len(docs)
             docs.append(d)
             doc_norm.append(k)
     for _, p in pairs:
-        k = norm_text(p)
+        k = identity(p)
         if k not in index:
             index[k] = len(docs)
             docs.append(p)
             doc_norm.append(k)
     positives: dict[str, set[str]] = {}
     for a, p in pairs:
-        positives.setdefault(norm_text(a), set()).add(norm_text(p))
+        positives.setdefault(identity(a), set()).add(identity(p))
     for a, ps in (known_positives or {}).items():
-        positives.setdefault(norm_text(a), set()).update(norm_text(p) for p in ps)
+        positives.setdefault(identity(a), set()).update(identity(p) for p in ps)
     anchors: list[str] = []
     a_index: dict[str, int] = {}
     for a, _ in pairs:
-        k = norm_text(a)
+        k = identity(a)
         if k not in a_index:
             a_index[k] = len(anchors)
             anchors.append(a)
@@ -341,10 +340,10 @@ def mine_hard_negatives(encoder: TextEncoder | Callable[..., Any], pairs: Sequen
     order, _ = top_k(a_emb, d_emb, depth)
     out: list[list[str]] = []
     for a, p in pairs:
-        ak = norm_text(a)
+        ak = identity(a)
         ai = a_index[ak]
         banned = positives.get(ak, set()) | {ak}
-        pos_score = float(sims[ai, index[norm_text(p)]])
+        pos_score = float(sims[ai, index[identity(p)]])
         limit = pos_score * max_ratio if pos_score > 0 else math.inf
         chosen: list[int] = []
         for di in order[ai].tolist():

@@ -45,11 +45,11 @@ def parse_ranked(text: str) -> list[tuple[int, float, str]]:
 
 def rank_of(text: str, relevant: str | list[str]) -> int | None:
     """1-based rank of the first relevant document in a rendered list (None if absent)."""
-    from preceptor.engine.embed.retrieval import norm_text
+    from preceptor.text import identity
 
-    wanted = {norm_text(r) for r in ([relevant] if isinstance(relevant, str) else relevant)}
+    wanted = {identity(r) for r in ([relevant] if isinstance(relevant, str) else relevant)}
     for rank, _, doc in parse_ranked(text):
-        if norm_text(doc) in wanted:
+        if identity(doc) in wanted:
             return rank
     return None
 

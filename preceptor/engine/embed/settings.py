@@ -22,7 +22,7 @@ class EmbedSettings:
     """``[embed]`` in preceptor.toml; ``preceptor train embed`` flags override it."""
 
     stages: list[str] = setting([], "Curriculum stages in training order; each starts from the previous stage's model. `import-pairs --stage` appends new stages.")
-    base: str = setting("all-minilm-l6-v2", "Encoder the first stage starts from: the packaged `all-minilm-l6-v2`, a sentence-transformers folder, or a hub id (downloads only if you name one).")
+    base: str = setting("auto", "Encoder the first stage starts from: auto (the packaged `all-minilm-l6-v2` for an English curriculum, `multilingual-e5-small` when most of its text is in another script), a packaged name, a sentence-transformers folder, or a hub id (downloads only if you name one).")
     loss: Literal["mnrl", "cosine"] = setting("mnrl", "mnrl: MultipleNegativesRankingLoss (in-batch + hard negatives). cosine: CosineSimilarityLoss on scored pairs (every pair needs a score).")
     batch_size: int = setting(32, "Pairs per batch (MNRL: also the number of in-batch negatives + 1).")
     epochs: float = setting(1.0, "Passes over a stage's training pairs (ignored when max_steps > 0).")
@@ -75,7 +75,9 @@ def load_settings(project: Any) -> EmbedSettings:
     return project.section("embed", EmbedSettings)
 
 def resolve_encoder(name: str) -> Path | str:
-    """The packaged encoder's folder, a local folder, or a hub id passed through."""
+    """The packaged encoder's folder, a local folder, or a hub id passed through
+    (``auto`` outside a curriculum plan, which picks by script, is the packaged encoder)."""
+    name = models.PACKAGED_ENCODER if name == "auto" else name
     p = Path(name).expanduser()
     if name in (models.PACKAGED_ENCODER, models.PACKAGED_E5) or p.is_dir():
         return models.encoder_path(name)

@@ -28,11 +28,12 @@ from preceptor.db import metrics as q
 from preceptor.db import systems as q_systems
 from preceptor.db.prompts import PromptFilter
 from preceptor.engine.evaluation import metrics as M
+from preceptor.engine.evaluation.language import LANG_NAMES, pair_language
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.engine.intervals import mean_ci, wilson
 from preceptor.errors import PreceptorError
 
-DEFAULT_METRICS = ["rougeL", "bleu", "bertscore_f1", "facet_f1", "key_terms", "triple_exact", "triple_soft", "ppl"]
+DEFAULT_METRICS = ["rougeL", "bleu", "chrf", "bertscore_f1", "facet_f1", "key_terms", "triple_exact", "triple_soft", "ppl"]
 
 
 @dataclass
@@ -43,9 +44,11 @@ class EvalSettings:
     reference: str = setting("gold", "What outputs are compared with: gold (the prompt's reference), teacher, or a system name.")
     split: str = setting("val,test", "Splits evaluated: train, val, test, a comma list, or all.")
     domain: str = setting("pharma", "Domain pack for facet, key-term and triple metrics (a packaged name or a pack folder).")
-    bertscore_encoder: str = setting("all-minilm-l6-v2", "BERTScore encoder: the packaged encoder or a local folder.")
-    bertscore_layers: int = setting(0, "Encoder layer BERTScore uses (0 = the encoder's last layer).")
-    bertscore_encoders: dict[str, str] = setting({}, "Per-language encoders, e.g. { th = \"/models/thai-encoder\" } (en, th, ko, other).")
+    bertscore_encoder: str = setting("all-minilm-l6-v2", "BERTScore encoder for Latin-script items: the packaged encoder or a local folder.")
+    bertscore_multilingual: str = setting("multilingual-e5-small", "BERTScore encoder for Thai, Korean and every other non-Latin script (empty: bertscore_encoder for every script).")
+    bertscore_layers: int = setting(0, "Layer of bertscore_encoder BERTScore uses (0 = its last layer; the other encoders use their last layer).")
+    bertscore_encoders: dict[str, str] = setting({}, "Per-language encoders, e.g. { th = \"/models/thai-encoder\" } (en, th, ko, other); they win over the two above.")
+    bertscore_max_unknown: float = setting(0.05, "Refuse BERTScore for an item when its encoder's tokenizer maps more than this share of a text's characters to the unknown token.")
     bertscore_baselines: dict[str, str] = setting({}, "Per-language rescaling baseline files (bert-score LAYER,P,R,F format).")
     batch_size: int = setting(64, "Items per scoring batch.")
     ppl_model: str = setting("smollm2-135m-instruct", "Causal LM whose perplexity of each output is measured (the student).")
@@ -66,6 +69,8 @@ class EvalSettings:
             raise ValueError(f"win_metric: unknown metric {self.win_metric!r}")
         if self.tie_margin < 0:
             raise ValueError("tie_margin must be >= 0")
+        if not 0.0 <= self.bertscore_max_unknown <= 1.0:
+            raise ValueError("bertscore_max_unknown must be between 0 and 1")
         bad = [k for k in (*self.bertscore_encoders, *self.bertscore_baselines) if k not in ("en", "th", "ko", "other")]
         if bad:
             raise ValueError(f"bertscore language {bad[0]!r} is not one of en, th, ko, other")
@@ -153,6 +158,7 @@ def build_scorer(name: str, st: EvalSettings) -> Any:
     if name.startswith("bertscore_"):
         return M.scorer(name, encoder=st.bertscore_encoder, num_layers=st.bertscore_layers or None,
                         encoders=st.bertscore_encoders or None, baselines=st.bertscore_baselines or None,
+                        multilingual=st.bertscore_multilingual or None, max_unknown=st.bertscore_max_unknown,
                         batch_size=st.batch_size)
     if name in ("facet_f1", "key_terms", "triple_exact", "triple_soft"):
         return M.scorer(name, domain=st.domain)
@@ -204,6 +210,8 @@ def run_eval(project: Any, opts: EvalOptions = EvalOptions(), cancel: threading.
     computed: dict[str, int] = {}
     hits: dict[str, int] = {}
     rescaled_langs: dict[str, bool] = {}
+    via: dict[str, dict[str, str]] = {}  # metric -> language -> the tokenizer / encoder behind its figures
+    refused: dict[str, int] = {}  # language -> BERTScore items refused (encoder cannot read the script)
     t0 = time.monotonic()
     chunk = max(1, st.batch_size * 4)
     for name, stored in units:
@@ -234,27 +242,41 @@ def run_eval(project: Any, opts: EvalOptions = EvalOptions(), cancel: threading.
             if len(stored) > 1:  # BERTScore P/R/F1
                 res = sc.score_all(preds, [ref_texts[r["prompt_id"]] for r in part])
                 for j, r in enumerate(part):
-                    meta = {"key": keys[r["output_id"]], "lang": res.lang[j], "rescaled": res.rescaled[j],
-                            "ref_system": ref_system}
-                    rescaled_langs[res.lang[j]] = res.rescaled[j]
+                    lang = res.lang[j]
+                    how = via.setdefault("bertscore", {}).setdefault(lang, sc.via(lang))
+                    meta = {"key": keys[r["output_id"]], "lang": lang, "rescaled": res.rescaled[j],
+                            "ref_system": ref_system, "via": how}
+                    if res.skipped[j]:
+                        meta["refused"] = f"{res.unknown[j]:.0%} of the text maps to the encoder's unknown token"
+                        refused[lang] = refused.get(lang, 0) + 1
+                    rescaled_langs[lang] = res.rescaled[j]
                     for nm, vals in zip(stored, (res.p, res.r, res.f1), strict=True):
                         out_rows.append((r["output_id"], nm, ref_key, vals[j], meta))
             elif reffree:
                 vals = sc.score(preds, None, prompts=[r["prompt"] for r in part])
+                how = via.setdefault(name, {}).setdefault("any", sc.via("any"))
                 for r, v in zip(part, vals, strict=True):
-                    out_rows.append((r["output_id"], name, ref_key, v, {"key": keys[r["output_id"]]}))
+                    out_rows.append((r["output_id"], name, ref_key, v, {"key": keys[r["output_id"]], "via": how}))
             else:
-                vals = sc.score(preds, [ref_texts[r["prompt_id"]] for r in part])
-                for r, v in zip(part, vals, strict=True):
-                    out_rows.append((r["output_id"], name, ref_key, _finite(v), {"key": keys[r["output_id"]], "ref_system": ref_system}))
+                refs = [ref_texts[r["prompt_id"]] for r in part]
+                vals = sc.score(preds, refs)
+                for r, v, ref in zip(part, vals, refs, strict=True):
+                    lang = pair_language(r["text"], ref)
+                    how = via.setdefault(name, {}).setdefault(lang, sc.via(lang))
+                    out_rows.append((r["output_id"], name, ref_key, _finite(v),
+                                     {"key": keys[r["output_id"]], "ref_system": ref_system, "lang": lang, "via": how}))
             q.upsert_many(store, out_rows)
             done += len(part)
             yield Progress(done, total, name)
-        if name.startswith("bertscore") and todo:
-            for lang, rs in sorted(rescaled_langs.items()):
-                folder, layers, _ = sc.route(lang)
-                yield Log("info", f"BERTScore [{lang}]: encoder {folder} layer {layers}, "
-                                  f"{'rescaled with a baseline' if rs else 'not rescaled (no baseline for this encoder)'}.")
+        for lang, how in sorted(via.get("bertscore" if name.startswith("bertscore") else name, {}).items()) if todo else ():
+            label = "BERTScore" if name.startswith("bertscore") else M.info(name).label
+            yield Log("info", f"{label} [{LANG_NAMES.get(lang, lang)}]: {how}.")
+        if name.startswith("bertscore"):
+            for lang, k in sorted(refused.items()):
+                folder, _, _ = sc.route(lang)
+                yield Log("warning", f"BERTScore refused {k} {LANG_NAMES.get(lang, lang)} item{'s' if k != 1 else ''}: "
+                                     f"the encoder {folder} maps more than {st.bertscore_max_unknown:.0%} of the text to its "
+                                     f"unknown token (no value stored; set [eval] bertscore_multilingual or bertscore_encoders).")
 
     table = system_table(project, reference=reference, split=split, collection=opts.collection,
                          systems=[s.name for s in systems if s.name != ref_system], metrics=_stored_names(names))
@@ -262,7 +284,7 @@ def run_eval(project: Any, opts: EvalOptions = EvalOptions(), cancel: threading.
         "reference": reference, "reference_system": ref_system, "split": split, "collection": opts.collection,
         "outputs": len(rows_ref), "computed": sum(computed.values()), "cached": sum(hits.values()),
         "by_metric": {"computed": computed, "cached": hits}, "seconds": round(time.monotonic() - t0, 2),
-        "bertscore_rescaled": rescaled_langs, "systems": table,
+        "bertscore_rescaled": rescaled_langs, "bertscore_refused": refused, "via": via, "systems": table,
     })
 
 
@@ -296,7 +318,8 @@ def _selected(project: Any, reference: str, split: str | None, collection: str |
 
 def system_table(project: Any, *, reference: str, split: str | None = "val,test", collection: str | None = None,
                  systems: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Per system: {"system", "n_outputs", "metrics": {name: mean/lo/hi/n}, "corpus_bleu"} from stored values."""
+    """Per system: {"system", "n_outputs", "metrics": {name: mean/lo/hi/n}, "via": {name: [tokenizer / encoder, ...]}}
+    from stored values ("via" names what is behind each figure, one entry per language route)."""
     rows, values = _selected(project, reference, split, collection, systems)
     by_system: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -305,11 +328,14 @@ def system_table(project: Any, *, reference: str, split: str | None = "val,test"
     names = [m for m in (metrics or M.names()) if m in present]
     out = []
     for system, rs in by_system.items():
-        entry: dict[str, Any] = {"system": system, "n_outputs": len(rs), "metrics": {}}
+        entry: dict[str, Any] = {"system": system, "n_outputs": len(rs), "metrics": {}, "via": {}}
         for m in names:
             vals = [values[r["output_id"]][m] for r in rs if values[r["output_id"]].get(m) is not None]
             mi = M.info(m)
             entry["metrics"][m] = mean_ci(vals, lower=mi.lower, upper=mi.upper)  # type: ignore[arg-type]
+            metas = q.metas(project.store, [r["output_id"] for r in rs], m, reference if mi.needs_reference else q.NO_REFERENCE)
+            entry["via"][m] = sorted({(f"{LANG_NAMES[mt['lang']]}: " if mt.get("lang") in LANG_NAMES else "") + str(mt["via"])
+                                      for mt in metas.values() if mt.get("via")})
         out.append(entry)
     return out
 

@@ -17,9 +17,9 @@ from typing import Any
 from preceptor.db import embed as q_embed
 from preceptor.db.store import now
 from preceptor.engine.embed.data import PairImportOptions, import_pairs
-from preceptor.engine.embed.retrieval import norm_text
 from preceptor.engine.events import Done, EventStream, Log, check_cancel
 from preceptor.errors import PreceptorError
+from preceptor.text import identity
 
 JUDGE_PRIORITY = ("expert", "llm", "metric", "imported")
 
@@ -75,7 +75,7 @@ def negative_records(project: Any, opts: NegativesOptions) -> tuple[list[dict[st
         if not chosen or not rejected:
             excluded["empty answer"] = excluded.get("empty answer", 0) + 1
             continue
-        if norm_text(chosen) == norm_text(rejected):
+        if identity(chosen) == identity(rejected):
             excluded["same text on both sides"] = excluded.get("same text on both sides", 0) + 1
             continue
         out.append({"anchor": j["prompt"], "positive": chosen, "negative": rejected, "group": j["group_key"],

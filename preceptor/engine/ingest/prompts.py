@@ -19,8 +19,15 @@ from preceptor.db import systems as q_systems
 from preceptor.db.store import now
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.engine.ingest.readers import read_records
-from preceptor.engine.ingest.splits import check_ratios, hash_split, normalise_text, text_hash
+from preceptor.engine.ingest.splits import (
+    check_ratios,
+    group_columns,
+    group_note,
+    hash_split,
+    text_hash,
+)
 from preceptor.errors import PreceptorError
+from preceptor.text import normalise
 
 PROMPT_COLUMNS = ("prompt",)
 REFERENCE_COLUMNS = ("reference", "response_teacher", "output", "answer", "response", "chosen")
@@ -42,6 +49,7 @@ class ImportOptions:
     seed: int = 42
     task: str | None = None
     collection: str | None = None
+    domain: str | None = None  # the domain pack whose [import] group_columns are tried too (default pharma)
 
     def __post_init__(self) -> None:
         check_ratios(self.val_ratio, self.test_ratio)
@@ -61,6 +69,7 @@ class ImportSummary:
     student_outputs: int = 0
     teacher_outputs: int = 0
     columns: dict[str, str | None] = field(default_factory=dict)
+    grouping: str = ""  # which column keeps a group in one split (detected, named, or none)
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,7 @@ def detect_columns(path: Path, line: int, record: dict[str, Any], opts: ImportOp
                 "Rename the column holding the prompts, or pass --prompt-col NAME.",
             )
     reference = pick(opts.reference_col, REFERENCE_COLUMNS, "reference")
-    group = pick(opts.group_col, ("group",), "group")
+    group = pick(opts.group_col, group_columns(opts.domain), "group")
     task = pick(opts.task_col, ("task",), "task")
     return Columns(
         prompt=prompt, instruction=instruction, input=input_col, reference=reference, group=group, task=task,
@@ -160,6 +169,8 @@ def import_prompts(project: Any, file: Path | str, opts: ImportOptions = ImportO
     summary.columns = {"prompt": cols.prompt or f"{cols.instruction}+{cols.input}", "reference": cols.reference,
                        "group": cols.group, "task": cols.task, "split": cols.split}
     yield Log("info", f"columns: prompt={summary.columns['prompt']} reference={cols.reference} group={cols.group} task={cols.task}")
+    summary.grouping = group_note(cols.group, opts.group_col, "prompt text")
+    yield Log("info", summary.grouping)
 
     def all_records() -> Iterator[tuple[int, dict[str, Any]]]:
         yield first
@@ -210,7 +221,7 @@ def import_prompts(project: Any, file: Path | str, opts: ImportOptions = ImportO
                 summary.duplicates += 1
                 continue
             existing_hashes.add(h)
-            group = normalise_text(_text(rec.get(cols.group)) or "") if cols.group else ""
+            group = normalise(_text(rec.get(cols.group)) or "") if cols.group else ""
             group = group or "text:" + h[:16]
             file_split = (_text(rec.get(cols.split)) or "").strip().lower() if cols.split else ""
             if file_split and file_split not in q_prompts.SPLITS:

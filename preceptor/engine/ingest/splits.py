@@ -10,6 +10,27 @@ from __future__ import annotations
 import hashlib
 
 from preceptor.errors import PreceptorError
+from preceptor.text import identity
+
+GROUP_COLUMNS = ("group", "drug", "drug_name")
+
+
+def group_columns(domain: str | None = None) -> tuple[str, ...]:
+    """Columns an import takes as the split group when no --group-col is given, in order:
+    ``group``, ``drug``, ``drug_name``, then those the domain pack names (``[import] group_columns``)."""
+    from preceptor.prompts.domains import group_columns as pack_columns
+
+    return tuple(dict.fromkeys((*GROUP_COLUMNS, *pack_columns(domain or "pharma"))))
+
+
+def group_note(used: str | None, explicit: str | None, fallback: str) -> str:
+    """The import's line saying which column keeps groups in one split."""
+    if used and explicit:
+        return f"split groups: column {used!r} (--group-col)"
+    if used:
+        return f"split groups: column {used!r} (detected; pass --group-col to use another)"
+    return (f"split groups: none found ({', '.join(GROUP_COLUMNS)} or the domain pack's); each distinct {fallback} "
+            f"is its own group (pass --group-col COL if rows about one drug must stay together)")
 
 
 def check_ratios(val_ratio: float, test_ratio: float) -> None:
@@ -21,14 +42,10 @@ def check_ratios(val_ratio: float, test_ratio: float) -> None:
         raise PreceptorError("Invalid option", "--val-ratio plus --test-ratio must be below 1", "Leave room for a train split.")
 
 
-def normalise_text(text: str) -> str:
-    """Runs of whitespace as one space, ends stripped (str.split() splits on exactly the
-    characters the regex ``\\s`` matches in a str pattern, and is several times faster)."""
-    return " ".join(text.split())
 
 
 def text_hash(text: str) -> str:
-    return hashlib.sha256(normalise_text(text).casefold().encode("utf-8")).hexdigest()
+    return hashlib.sha256(identity(text).encode("utf-8")).hexdigest()
 
 
 def hash_split(group: str, seed: int, val_ratio: float, test_ratio: float) -> str:

@@ -31,6 +31,7 @@ from preceptor.engine.judging.pairs import PairFilter, resolve_filter, unit_hash
 from preceptor.engine.judging.queue import ExpertQueue
 from preceptor.engine.judging.settings import JudgeSettings
 from preceptor.errors import PreceptorError
+from preceptor.text import identity
 
 __all__ = [
     "Expert", "Side", "ServedPair", "ExpertSession", "add_expert", "list_experts", "clear_bad_item", "EXPERT_VERDICTS",
@@ -162,7 +163,7 @@ class ExpertSession:
 
     def default_left(self, pair_id: int, output_a: int, output_b: int) -> int:
         """The output shown on the left to this expert: a fair coin per expert and pair."""
-        u = unit_hash(self.settings.seed, "side", q.norm_name(self.expert.name), pair_id)
+        u = unit_hash(self.settings.seed, "side", identity(self.expert.name), pair_id)
         return output_a if u < 0.5 else output_b
 
     def _build(self, pair_id: int, left_output_id: int, repeat: bool, row: dict[str, Any] | None = None) -> ServedPair:
@@ -327,7 +328,7 @@ class ExpertSession:
                     before = self._complete(pair.pair_id)
                     q.recount_expert_votes(self.store, pair.pair_id)
                     self._adjust_done(before, self._complete(pair.pair_id))
-                    if first_vote and unit_hash(self.settings.seed, "repeat", q.norm_name(self.expert.name), pair.pair_id) < self.settings.repeat_share:
+                    if first_vote and unit_hash(self.settings.seed, "repeat", identity(self.expert.name), pair.pair_id) < self.settings.repeat_share:
                         q.add_repeat(self.store, self.expert.id, pair.pair_id, self._count + 1 + self.settings.repeat_gap,
                                      fields["left_output_id"])
                 q.drop_reservation(self.store, pair.pair_id, self.expert.id)

@@ -119,7 +119,7 @@ def known_models(extra: list[tuple[str, str]] | None = None) -> list[dict[str, A
         elif e5.is_converted(where):
             ok, note = check_folder(where, info.kind)
         else:
-            ok, note = False, "run `preceptor models setup --e5`"  # or it converts on first use
+            ok, note = False, "run `preceptor models setup`"  # or it converts on first use
         rows.append({"name": name, "kind": info.kind, "where": str(where), "source": str(src) if src else None,
                      "description": info.description, "loads": ok, "status": note})
         seen.add(name)

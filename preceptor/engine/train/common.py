@@ -15,10 +15,14 @@ from preceptor.errors import Cancelled, PreceptorError
 
 
 def base_model_name(project: Any, base_system: str) -> tuple[str, dict[str, Any]]:
-    """(model, decoding params) of the base system; the packaged student when no ``base`` exists yet."""
+    """(model, decoding params) of the base system; the packaged student when no ``base`` exists yet.
+
+    A role (``base``) means the latest trainable system with it (backend hf, never an imported
+    one: a file's student answers are outputs, not a model); a name means that system.
+    """
     system = q_systems.by_name(project.store, base_system)
     if system is None and base_system in q_systems.ROLES:
-        system = q_systems.latest_with_role(project.store, base_system)
+        system = q_systems.latest_trainable(project.store, base_system)
     if system is None:
         if base_system == "base":
             from preceptor.engine.models import PACKAGED_STUDENT

@@ -61,8 +61,23 @@ def plan_stages(project: Any, overrides: dict[str, Any], *, demo: bool = False) 
                 known = ", ".join(f"{k} ({sum(v.values())} pairs)" for k, v in counts.items()) or "none yet"
                 raise PreceptorError("Stage has no data", f"stage {s!r} has no training pairs",
                                      f"Stages with data: {known}. Import pairs with `preceptor import-pairs FILE --stage {s}`.")
+    if settings.base == "auto":
+        settings = dataclasses.replace(settings, base=auto_base(project, stages))
     resolve_encoder(settings.base)  # an unknown encoder is refused now, not in the worker
     return settings, stages, train_pairs
+
+
+def auto_base(project: Any, stages: list[str], sample: int = 400) -> str:
+    """``[embed] base = "auto"``: the English MiniLM for a Latin-script curriculum, the multilingual
+    e5 encoder when most of a sample of its pairs' letters are in another script (Thai, Hangul...)."""
+    from preceptor.engine import models
+    from preceptor.engine.evaluation.language import script_of
+
+    texts: list[str] = []
+    for s in stages:
+        texts.extend(f"{p.anchor} {p.positive}" for p in q_embed.pairs(project.store, s)[:sample])
+    latin = sum(1 for t in texts if script_of(t) == "en")
+    return models.PACKAGED_E5 if texts and latin * 2 < len(texts) else models.PACKAGED_ENCODER
 
 
 def first_stage_config(settings: EmbedSettings, stages: list[str]) -> dict[str, Any]:

@@ -85,12 +85,21 @@ def _split(overrides: dict[str, Any] | None, extra: tuple[str, ...]) -> tuple[di
     return {k: v for k, v in values.items() if v is not None}, special
 
 
+def _sync_systems(project: Any) -> None:
+    """The systems of preceptor.toml (and the packaged student where no base is defined) in
+    the store, so the ``base`` role names the configured student, whatever was imported first."""
+    from preceptor.engine.generation.systems import ensure_default_systems
+
+    ensure_default_systems(project)
+
+
 def _plan_sft(project: Any, overrides: dict[str, Any] | None) -> tuple[Any, dict[str, Any], dict[str, Any], list[str], bool]:
     from preceptor.engine.train import settings as tsettings
     from preceptor.engine.train.settings import SFTSettings
     from preceptor.engine.train.sft import prepare_data
 
     flags, special = _split(overrides, ("preset",))
+    _sync_systems(project)
     s = tsettings.resolve(project, SFTSettings, special.get("preset"), **flags)
     data = prepare_data(project, s)
     summary = {"train": len(data.train), "val": len(data.val), "sources": dict(data.sources)}
@@ -109,6 +118,7 @@ def _plan_dpo(project: Any, overrides: dict[str, Any] | None) -> tuple[Any, dict
     if pairs and from_db:
         raise PreceptorError("Choose the pairs", "give exactly one of --pairs FILE or --from-db",
                              "--pairs reads a TRL-format file; --from-db uses the project's judgments.")
+    _sync_systems(project)
     s = tsettings.resolve(project, DPOSettings, special.get("preset"), **flags)
     start_from = dpo.start_system(project, s)
     config: dict[str, Any] = {"settings": tsettings.to_dict(s)}

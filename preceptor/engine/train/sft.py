@@ -236,7 +236,8 @@ def run(ctx: Any) -> dict[str, Any]:
     sha = common.sha256_rows(rows)  # of exactly what is trained on
     ctx.record_config(base_model=model_name, device=device, threads=threads, batching=batching, lora_targets_used=targets,
                       data={"train": len(rows), "val": len(val_rows), "sha256": sha, "val_sha256": common.sha256_rows(val_rows),
-                            "sources": data.sources, "template_hashes": data.template_hashes})
+                            "sources": data.sources, "template_hashes": data.template_hashes},
+                      prompt_ids=sorted({int(r["prompt_id"]) for r in (*rows, *val_rows) if r.get("prompt_id") is not None}))
     args = SFTConfig(**{
         **common.training_args(s, ctx.run_dir, device=device, bf16=bf16, fp16=fp16, has_eval=bool(val_rows)),
         "completion_only_loss": True,

@@ -227,6 +227,21 @@ def _strs(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def group_columns(name_or_path: str = "pharma") -> tuple[str, ...]:
+    """The pack's ``[import] group_columns``: file columns that name the unit a split must keep
+    together (a drug), tried by every import. Reads only pack.toml (no lexicons)."""
+    conf_path = _pack_dir(name_or_path) / "pack.toml"
+    try:
+        conf = tomllib.loads(conf_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise PreceptorError("Invalid domain pack", f"{conf_path}: {exc}", "Fix the TOML syntax at that line.")
+    cols = (conf.get("import") or {}).get("group_columns") or []
+    if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
+        raise PreceptorError("Invalid domain pack", f"{conf_path}: [import] group_columns must be a list of column names",
+                             'Write e.g. group_columns = ["drug", "ingredient"].')
+    return tuple(c.lower() for c in cols)
+
+
 def load(name_or_path: str = "pharma") -> DomainPack:
     """Load (once per process) a packaged pack by name, or a pack folder by path."""
     return _load(str(_pack_dir(name_or_path)))

@@ -14,12 +14,18 @@ Metrics (all on a 0–1 scale except perplexity):
 =================  ==========================================================  =========
 name               what                                                        better
 =================  ==========================================================  =========
-rougeL             ROUGE-L F-measure (rouge-score, Porter stemming; Thai /     higher
-                   CJK by characters, other scripts by Unicode words)
+rougeL             ROUGE-L F-measure (rouge-score; Latin script with Porter    higher
+                   stemming, Thai words by pythainlp newmm, Korean morphemes
+                   by kiwipiepy, other scripts by Unicode words)
 bleu               sentence BLEU, exponential smoothing (sacrebleu) / 100;     higher
-                   13a tokens, char for Thai / CJK, intl for other scripts
+                   13a tokens for Latin script, Thai / Korean words as for
+                   ROUGE-L, intl (char for CJK) for other scripts
+chrf               chrF++ (sacrebleu, character 6-grams + word 2-grams) / 100;  higher
+                   no segmentation, every language
 bertscore_p/r/f1   BERTScore precision / recall / F1 (bert-score, local         higher
-                   encoder; language by script; rescaled only with a baseline)
+                   encoders: English MiniLM for Latin script, multilingual e5
+                   for the others; items the encoder cannot read are refused;
+                   rescaled only with a baseline)
 facet_f1           macro F1 of the reference's facets (domain pack)            higher
 key_terms          share of the reference's key terms the prediction mentions  higher
 triple_exact       F1 of subject–relation–object triples, exact ids            higher
@@ -27,8 +33,11 @@ triple_soft        the same with synonym / group / class matching              h
 ppl                perplexity of the output under a causal LM (the student)    lower
 =================  ==========================================================  =========
 
-Heavy libraries (rouge-score, sacrebleu, bert-score, torch) are imported when a scorer is
-built, never when this module is imported.
+Text scorers also give ``.via(lang)``: the tokenizer or encoder behind that language's
+figures (:mod:`preceptor.engine.evaluation.language` decides each item's language).
+
+Heavy libraries (rouge-score, sacrebleu, bert-score, torch, pythainlp, kiwipiepy) are
+imported when a scorer is built or first scores, never when this module is imported.
 """
 
 from __future__ import annotations
@@ -67,6 +76,7 @@ _P = "preceptor.engine.evaluation.metrics.perplexity"
 METRICS: dict[str, MetricInfo] = {
     "rougeL": MetricInfo("rougeL", "ROUGE-L", f"{_T}:RougeL"),
     "bleu": MetricInfo("bleu", "BLEU", f"{_T}:Bleu"),
+    "chrf": MetricInfo("chrf", "chrF++", f"{_T}:Chrf"),
     "bertscore_p": MetricInfo("bertscore_p", "BERTScore P", f"{_T}:BertScore", opts={"which": "p"}),
     "bertscore_r": MetricInfo("bertscore_r", "BERTScore R", f"{_T}:BertScore", opts={"which": "r"}),
     "bertscore_f1": MetricInfo("bertscore_f1", "BERTScore F1", f"{_T}:BertScore", opts={"which": "f1"}),

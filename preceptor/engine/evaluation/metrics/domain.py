@@ -201,6 +201,9 @@ class _DomainScorer:
         self.pack = load(domain)
         self.signature = f"{self.name}:pack={self.pack.name}@{self.pack.version}"
 
+    def via(self, lang: str) -> str:
+        return f"domain pack {self.pack.name} {self.pack.version} ({self.pack.language} lexicons)"
+
     def score(self, predictions: list[str], references: list[str]) -> list[float | None]:
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} predictions but {len(references)} references")

@@ -93,6 +93,9 @@ class Perplexity:
                           f":cond={int(conditional)}:dtype={dtype}:template={_template_hash()[:12]}")
         self.tokens_scored = 0
 
+    def via(self, lang: str) -> str:
+        return f"{self.model_name}{' + ' + self.adapter if self.adapter else ''} (its own tokenizer)"
+
     def _ensure(self) -> tuple[Any, Any]:
         """Load the model on first use (a fully cached evaluation never loads it)."""
         if self._loaded is None:

@@ -47,12 +47,17 @@ def _bertscore_note(project: Any, ctx: Scope, outputs: list[int]) -> str:
     if not metas:
         return ""
     by_lang: dict[str, list[bool]] = {}
+    refused: dict[str, int] = {}
     for m in metas.values():
         by_lang.setdefault(str(m.get("lang", "?")), []).append(bool(m.get("rescaled")))
+        if m.get("refused"):
+            refused[str(m.get("lang", "?"))] = refused.get(str(m.get("lang", "?")), 0) + 1
     parts = []
     for lang, flags in sorted(by_lang.items()):
         n_r = sum(flags)
         state = "rescaled with a baseline" if n_r == len(flags) else ("NOT rescaled (no baseline for the encoder)" if n_r == 0 else f"{n_r} of {len(flags)} rescaled")
+        if refused.get(lang):
+            state += f"; {refused[lang]} refused (the encoder cannot read the script: no value)"
         parts.append(f"{lang}: {len(flags)} items, {state}")
     return "BERTScore figures: " + "; ".join(parts) + ". Unrescaled BERTScore sits high (≈0.6–1.0) and is only comparable across systems, not to published rescaled numbers."
 
@@ -94,8 +99,12 @@ def metrics_section(project: Any, opts: ReportOptions) -> Section | None:
                         {t["system"]: [(t["metrics"][m]["mean"], t["metrics"][m]["lo"], t["metrics"][m]["hi"]) for m in bounded]
                          for t in table}, ymax=1.0)
     note = _bertscore_note(project, ctx, [r["output_id"] for r in prow])
+    via_rows = [[M.info(m).label, "; ".join(sorted({v for t in table for v in t.get("via", {}).get(m, [])}))] for m in names]
+    via = ("Tokenizer / encoder behind each figure (per script of the items):\n\n" + md_table(["metric", "computed with"], via_rows)
+           if any(r[1] for r in via_rows) else "")
     md = "\n\n".join(x for x in [
         md_table(["metric", *systems], rows),
+        via,
         note,
         "![Metrics per system](metrics.svg)",
     ] if x)
