@@ -13,6 +13,7 @@ from preceptor.cli.common import (
     echo_json,
     open_project,
     project_option,
+    say,
     table,
 )
 
@@ -127,7 +128,7 @@ def train_embed_cmd(project_dir: str | None, base: str | None, stages: str | Non
     click.echo(format_stages(reports))
     for r in reports:
         if r.get("warning"):
-            click.secho(f"warning: run {r['run_id']} ({r['stage']}): {r['warning']}", fg="yellow", err=True)
+            say(f"warning: run {r['run_id']} ({r['stage']}): {r['warning']}", "yellow", err=True)
     if reports:
         last = reports[-1]
         click.echo("")

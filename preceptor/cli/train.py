@@ -23,6 +23,7 @@ from preceptor.cli.common import (
     echo_json,
     open_project,
     project_option,
+    say,
     table,
 )
 from preceptor.engine.events import Done, Metric
@@ -130,7 +131,7 @@ def report(summary: dict[str, Any], as_json: bool) -> None:
         if shown:
             click.echo("  " + "  ".join(f"{k} {v:.4g}" for k, v in shown.items()))
         if summary.get("warning"):
-            click.secho(f"  warning: {summary['warning']}", fg="yellow")
+            say(f"  warning: {summary['warning']}", "yellow")
         if summary.get("system"):
             click.echo(f"Registered system {summary['system']!r}. Try: preceptor generate --system {summary['system']}")
         if status in ("cancelled", "interrupted"):
@@ -314,9 +315,9 @@ def show_cmd(project_dir: str | None, run_id: int, follow_: bool, as_json: bool)
     click.echo(f"Run {run.id}  {run.kind}  {run.status}  (created {run.created_at}, {_duration(run) or 'not started'})")
     click.echo(f"Folder: {run.dir}")
     if run.error:
-        click.secho(f"Error: {run.error}", fg="red")
+        say(f"Error: {run.error}", "red")
     if run.warning:
-        click.secho(f"Warning: {run.warning}", fg="yellow")
+        say(f"Warning: {run.warning}", "yellow")
     if summary.get("system"):
         click.echo(f"System: {summary['system']}")
     s = run.config.get("settings") or {}

@@ -318,26 +318,14 @@ def resolve(project: Any, name_or_role: str) -> Any:
 
 def _replace_tables(project: Any, updates: dict[str, Any], drop: dict[str, list[str]] | None = None) -> None:
     """Write ``updates`` into preceptor.toml replacing (not merging) the named sub-tables."""
-    import os
-
-    path = project.config_path
-    data = cfg.load(path)
+    nested: dict[str, Any] = {}
     for dotted, value in updates.items():
-        node = data
+        node = nested
         parts = dotted.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
-    for dotted, keys in (drop or {}).items():
-        node = data
-        for part in dotted.split("."):
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        for k in keys:
-            if isinstance(node, dict):
-                node.pop(k, None)
-    tmp = path.with_suffix(f".toml.tmp-{os.getpid()}")
-    tmp.write_text(cfg.HEADER + cfg.dumps(data), encoding="utf-8")
-    tmp.replace(path)
+    cfg.update_file(project.config_path, nested, replace=tuple(updates), drop=drop)
     project.reload()
 
 
