@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+
 import tomllib
 
 from preceptor.cli import main

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import shutil
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -39,15 +43,18 @@ def open_project(project_dir: str | None, create: bool = False):
 def console(err: bool = False) -> Any:
     """A rich console on stdout (or stderr) as it is now (tests swap the streams).
 
-    rich honours ``NO_COLOR`` and colours only terminals; off a terminal nothing is wrapped,
+    ``NO_COLOR`` turns every style off; only terminals get styles; off a terminal nothing is wrapped,
     truncated or coloured (a very wide console), so piped output stays whole.
     """
+    import os
+
     from rich.console import Console
 
     stream = sys.stderr if err else sys.stdout
     tty = stream.isatty()
+    plain = bool(os.environ.get("NO_COLOR"))  # no colour, and no bold either: not one escape sequence
     return Console(file=stream, width=None if tty else 100_000, soft_wrap=not tty, highlight=False,
-                   emoji=False, markup=False)
+                   emoji=False, markup=False, **({"color_system": None} if plain else {}))
 
 
 def say(text: str, style: str | None = None, err: bool = False) -> None:
@@ -92,7 +99,8 @@ class ProgressPrinter:
             self._print(f"  step {event.step:>5}  {event.name} = {event.value:.4g}")
 
     def _draw(self, event: Progress) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bar
 
         if self._bar is None:
             self._bar = Bar(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
@@ -148,8 +156,41 @@ def cancel_on_sigint() -> threading.Event:
     return ev
 
 
-def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+STDIN_FORMATS = ("csv", "tsv", "jsonl", "json")
+
+
+@contextlib.contextmanager
+def stdin_as_file(fmt: str | None, what: str = "import") -> Iterator[Path]:
+    """``-`` as an input: stdin copied into ``stdin.FMT`` in a temporary folder (readers need a path)."""
+    from preceptor.errors import PreceptorError
+
+    if fmt is None:
+        raise PreceptorError("Format needed for stdin", f"`{what} -` reads stdin, whose format cannot be told from a name",
+                             f"Add --format {'|'.join(STDIN_FORMATS)}.")
+    with tempfile.TemporaryDirectory(prefix="preceptor-stdin-") as tmp:
+        path = Path(tmp) / f"stdin.{fmt}"
+        with path.open("wb") as fh:
+            shutil.copyfileobj(click.get_binary_stream("stdin"), fh)
+        yield path
+
+
+@contextlib.contextmanager
+def stdout_target(out: str, suffix: str) -> Iterator[Path]:
+    """``-`` as an output: the command writes into a temporary file, which then goes to stdout."""
+    if out != "-":
+        yield Path(out)
+        return
+    with tempfile.TemporaryDirectory(prefix="preceptor-stdout-") as tmp:
+        path = Path(tmp) / f"stdout{suffix}"
+        yield path
+        stream = click.get_binary_stream("stdout")
+        with path.open("rb") as fh:
+            shutil.copyfileobj(fh, stream)
+        stream.flush()
+
+
+def echo_json(data: Any, err: bool = False) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str), err=err)
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:

@@ -228,13 +228,17 @@ def resume_cmd(project_dir: str | None, run_id: int, detach: bool, as_json: bool
 
 @train_group.command("cancel")
 @click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @project_option
-def cancel_cmd(project_dir: str | None, run_id: int) -> None:
+def cancel_cmd(project_dir: str | None, run_id: int, as_json: bool) -> None:
     """Stop a run gracefully: it saves a checkpoint and ends 'cancelled'."""
     from preceptor.engine.train import runner
 
     with open_project(project_dir) as project:
         runner.cancel(project, run_id)
+    if as_json:
+        echo_json({"run_id": run_id, "cancel_requested": True})
+        return
     click.echo(f"Asked run {run_id} to stop; it saves a checkpoint first. Continue later with `preceptor train resume {run_id}`.")
 
 
