@@ -14,7 +14,6 @@ adapter switched off (``ref_model=None``), so no second model copy is held in me
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -44,27 +43,15 @@ def read_pairs(path: Path | str, system_prompt: str | None = None) -> tuple[list
     path = Path(path).expanduser()
     if not path.is_file():
         raise PreceptorError("Pairs file not found", f"{path}: no such file", "Export pairs with `preceptor export dpo`, or check the path.")
-    text = path.read_text(encoding="utf-8")
-    records: list[tuple[int, Any]] = []
-    if text.lstrip().startswith("["):
-        try:
-            records = list(enumerate(json.loads(text), start=1))
-        except ValueError as exc:
-            raise PreceptorError("Invalid pairs file", f"{path}: not valid JSON ({exc})", "Write a JSON array or one JSON object per line.")
-        label = "item"
-    else:
-        label = "line"
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append((n, json.loads(line)))
-            except ValueError as exc:
-                raise PreceptorError("Invalid pairs file", f"{path}:{n}: not valid JSON ({exc.msg})", "Write one JSON object per line.")
+    from preceptor.engine.ingest.readers import read_json_array, read_jsonl
+
+    with path.open("rb") as fh:
+        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    records = read_json_array(path) if head.startswith(b"[") else read_jsonl(path)
     train: list[dict[str, Any]] = []
     val: list[dict[str, Any]] = []
     for n, rec in records:
-        where = f"{path}:{n}" if label == "line" else f"{path} item {n}"
+        where = f"{path}:{n}"
         if not isinstance(rec, dict):
             raise PreceptorError("Invalid pairs file", f"{where}: expected an object with prompt, chosen, rejected", "")
         missing = [k for k in ("prompt", "chosen", "rejected") if k not in rec or rec[k] is None]
