@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,7 @@ class Stages:
         self.timings: list[dict[str, Any]] = []
         self.start = time.monotonic()
 
-    def run(self, name: str, events: EventStream, describe: Callable[[dict[str, Any]], str]) -> Iterator[Any]:
+    def run(self, name: str, events: EventStream, describe: Callable[[dict[str, Any]], str]) -> Generator[Any, None, dict[str, Any]]:
         check_cancel(self.cancel)
         t0 = time.monotonic()
         yield Log("info", f"▶ {name}")

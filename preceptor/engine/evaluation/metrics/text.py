@@ -198,12 +198,9 @@ def _bert_scorer(model_dir: str, num_layers: int, lang: str | None, baseline: st
     """One BERTScorer per (encoder, layers, baseline) per process: loading is the expensive part."""
     from bert_score import BERTScorer
 
-    try:
-        from preceptor.engine.models import quiet_transformers
+    from preceptor.engine.models.cache import quiet_transformers
 
-        quiet_transformers()
-    except ImportError:  # pragma: no cover
-        pass
+    quiet_transformers()
     kwargs: dict[str, Any] = dict(model_type=model_dir, num_layers=num_layers, batch_size=batch_size, device=device)
     if baseline:
         kwargs.update(lang=lang, rescale_with_baseline=True, baseline_path=baseline)
