@@ -12,7 +12,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -29,6 +29,9 @@ from preceptor.cli.common import (
 from preceptor.engine.events import Done, Metric
 from preceptor.engine.train.settings import DPOSettings, SFTSettings  # light: dataclasses only
 from preceptor.errors import Cancelled, PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 SHOWN_METRICS = {"loss", "eval_loss", "perplexity", "rewards/margins", "rewards/accuracies", "eval_rewards/margins",
                  "eval_rewards/accuracies"}
@@ -88,7 +91,7 @@ def launcher_options(fn: Any) -> Any:
     return fn
 
 
-def follow(project: Any, run_id: int, label: str, as_json: bool = False) -> dict[str, Any]:
+def follow(project: Project, run_id: int, label: str, as_json: bool = False) -> dict[str, Any]:
     """Follow a run; the first Ctrl-C cancels it gracefully (checkpoint), then keeps following."""
     from preceptor.cli.common import cancel_on_sigint
     from preceptor.engine.train import runner
@@ -149,7 +152,7 @@ def launch_options(launcher: str | None, num_processes: int | None, accelerate_c
             "deepspeed_config": deepspeed_config}
 
 
-def plan_and_start(project: Any, kind: str, overrides: dict[str, Any], launch: dict[str, Any], detach: bool,
+def plan_and_start(project: Project, kind: str, overrides: dict[str, Any], launch: dict[str, Any], detach: bool,
                    as_json: bool) -> dict[str, Any] | None:
     """The one launch path (``engine.train.plan``): plan, print the pre-flight, start, follow."""
     from preceptor.engine.train import plan as launch_plan

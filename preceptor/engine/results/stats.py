@@ -38,13 +38,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from preceptor.engine.intervals import boot_index_chunks, figure, share, wilson
 from preceptor.engine.judging.votes import HUMAN_KINDS, JUDGE_CHOICES, Vote, load_votes
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 LABELS_WITH_TIES = ("a", "b", "tie", "both_bad")
 BT_RIDGE = 0.01
@@ -470,7 +473,7 @@ def metric_vs_expert(votes: Sequence[Vote], pair_outputs: dict[int, tuple[int, i
     return rows
 
 
-def compute(project: Any, opts: StatsOptions = StatsOptions()) -> dict[str, Any]:
+def compute(project: Project, opts: StatsOptions = StatsOptions()) -> dict[str, Any]:
     """All judging statistics for the selection in ``opts`` (JSON-able)."""
     from preceptor.db import exports as q
 

@@ -15,12 +15,15 @@ adapter switched off (``ref_model=None``), so no second model copy is held in me
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import systems as q_systems
 from preceptor.engine.train.settings import DPOSettings, from_dict
 from preceptor.engine.train.sft import student_messages
 from preceptor.errors import Cancelled, PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 
 def _messages(value: Any, where: str, field: str, role: str | None, system_prompt: str | None = None) -> list[dict[str, str]]:
@@ -67,7 +70,7 @@ def read_pairs(path: Path | str, system_prompt: str | None = None) -> tuple[list
     return train, val
 
 
-def db_pairs(project: Any, s: DPOSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+def db_pairs(project: Project, s: DPOSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """(train rows, val rows, export stats) from the project's judgments (contract E)."""
     from preceptor.engine.export.dpo import DPOExportOptions, dpo_records
 
@@ -83,7 +86,7 @@ def db_pairs(project: Any, s: DPOSettings) -> tuple[list[dict[str, Any]], list[d
     return [{k: r[k] for k in keep} for r in rows], [{k: r[k] for k in keep} for r in val], stats
 
 
-def start_system(project: Any, s: DPOSettings) -> q_systems.System:
+def start_system(project: Project, s: DPOSettings) -> q_systems.System:
     system = q_systems.resolve(project.store, s.from_system)
     if system.backend != "hf" or not system.adapter or not system.model:
         raise PreceptorError("Not an SFT system", f"system {system.name!r} has no LoRA adapter to refine",

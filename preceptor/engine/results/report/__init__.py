@@ -22,7 +22,7 @@ import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.engine.evaluation import metrics as M
 from preceptor.engine.results.report import core, embedding, judging
@@ -35,6 +35,9 @@ from preceptor.engine.results.report.base import (
     text_bars,
 )
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 Builder = Callable[[Any, ReportOptions], "Section | None"]
 
@@ -67,7 +70,7 @@ def registered() -> list[tuple[str, int]]:
 
 FORMATS = ("md", "html", "csv")
 
-def build_sections(project: Any, opts: ReportOptions | None = None) -> list[Section]:
+def build_sections(project: Project, opts: ReportOptions | None = None) -> list[Section]:
     """Every registered section's content, in order (a failing section becomes an error note)."""
     opts = opts or ReportOptions()
     out = []
@@ -126,7 +129,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         for r in rows:
             w.writerow({k: ("" if v is None else v) for k, v in r.items()})
 
-def build_report(project: Any, fmt: str = "md", out_dir: Path | str | None = None,
+def build_report(project: Project, fmt: str = "md", out_dir: Path | str | None = None,
                  opts: ReportOptions | None = None) -> Path:
     """Write the report as md, html or csv (the per-row CSV); returns the main file's path.
 
@@ -175,12 +178,12 @@ def build_report(project: Any, fmt: str = "md", out_dir: Path | str | None = Non
             parts.append(f"## {s.title}\n\n{body}")
         main.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
         return main
-    body = []
+    blocks: list[str] = []
     for s in sections:
         inner = s.html if s.html is not None else markdown_to_html(s.markdown.replace("ROWS_CSV", rows_name), s.images)
-        body.append(f'<section id="{esc(s.key)}"><h2>{esc(s.title)}</h2>\n{inner}</section>')
+        blocks.append(f'<section id="{esc(s.key)}"><h2>{esc(s.title)}</h2>\n{inner}</section>')
     main.write_text(f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
-                    f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>\n" + "\n".join(body) + "\n</body></html>\n",
+                    f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>\n" + "\n".join(blocks) + "\n</body></html>\n",
                     encoding="utf-8")
     return main
 
@@ -191,7 +194,7 @@ def _text_table(rows: list[list[Any]], headers: list[str]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
-def terminal_summary(project: Any, opts: ReportOptions | None = None) -> str:
+def terminal_summary(project: Project, opts: ReportOptions | None = None) -> str:
     """Per-system table and a text bar chart of the main metric, for the terminal."""
     from preceptor.engine.evaluation.evaluate import system_table
 
