@@ -148,3 +148,13 @@ def test_json_results_parse(tmp_path, capsys, args):
         extra = ["init", str(proj)]
     assert main([*extra, "--json", "--project", str(proj)] if args != ["init"] else [*extra, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)
+
+
+def test_format_is_only_for_stdin(tmp_path, capsys):
+    proj = tmp_path / "p"
+    assert main(["init", str(proj)]) == 0
+    f = tmp_path / "items.csv"
+    f.write_text("prompt\nWhat is CYP3A4?\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["import", str(f), "--format", "csv", "--project", str(proj)]) == 2
+    assert "--format is for stdin (FILE -)" in capsys.readouterr().err

@@ -57,6 +57,8 @@ def import_cmd(project_dir: str | None, file: str, fmt: str | None, as_json: boo
     """Import prompts from FILE (CSV, TSV, JSONL, JSON array or Parquet; - reads stdin), atomically."""
     from preceptor.engine.ingest.prompts import ImportOptions, import_prompts
 
+    if fmt is not None and file != "-":
+        raise click.UsageError("--format is for stdin (FILE -); a file's format comes from its extension.")
     opts = ImportOptions(**{k: v for k, v in options.items()})  # type: ignore[arg-type]
     with open_project(project_dir) as project, (stdin_as_file(fmt) if file == "-" else contextlib.nullcontext(Path(file))) as path:
         summary = drive(import_prompts(project, path, opts), "import", quiet=as_json)

@@ -14,6 +14,7 @@ from preceptor.cli.common import (
     open_project,
     project_option,
     say,
+    stdout_target,
     table,
 )
 
@@ -154,15 +155,16 @@ def export_negatives_cmd(project_dir: str | None, out: str, stage: str, source: 
     from preceptor.engine.export.negatives import NegativesOptions, export_negatives
 
     opts = NegativesOptions(stage=stage, source=source, split=split, force=force, into_stage=into_stage)
-    with open_project(project_dir) as project:
-        s = drive(export_negatives(project, Path(out), opts), "export negatives", quiet=as_json)
+    err = out == "-"  # the rows go to stdout, so the summary goes to stderr
+    with open_project(project_dir) as project, stdout_target(out, ".jsonl") as path:
+        s = drive(export_negatives(project, path, opts), "export negatives", quiet=as_json)
     if as_json:
-        echo_json(s)
+        echo_json(s, err=err)
         return
-    click.echo(f"Wrote {s['n']} rows to {s['path']} (sha256 {s['sha256'][:12]}…).")
+    say(f"Wrote {s['n']} rows to {'stdout' if err else s['path']} (sha256 {s['sha256'][:12]}…).", err=err)
     if s["excluded"]:
-        click.echo("Excluded: " + ", ".join(f"{k} {v}" for k, v in sorted(s["excluded"].items())) + ".")
+        say("Excluded: " + ", ".join(f"{k} {v}" for k, v in sorted(s["excluded"].items())) + ".", err=err)
     if "imported" in s:
-        click.echo(f"Imported {s['imported']} of them into stage {stage!r}.")
-    else:
+        say(f"Imported {s['imported']} of them into stage {stage!r}.", err=err)
+    elif not err:
         click.echo(f"Import them with: preceptor import-pairs {s['path']} --stage {stage}")
