@@ -36,9 +36,11 @@ test: lint
 	$(BIN)/preceptor models setup
 	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
-# ruff, then the import contracts of pyproject.toml (headless core, no app->store, no circles)
+# ruff, the type checker ([tool.mypy] in pyproject.toml), then the import contracts
+# (headless core, no app->store, no circles)
 lint: $(STAMP)
 	$(BIN)/ruff check preceptor tests bench scripts
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 check: test

@@ -144,63 +144,114 @@ def describe(cls: type) -> list[tuple[str, Any, str]]:
     return out
 
 
-# --- writing -------------------------------------------------------------------------
+# --- writing (tomlkit: the user's comments, order and layout survive every update) ----
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+def format_value(value: Any) -> str:
+    """``value`` written as a TOML value (a string, list or inline table)."""
+    import tomlkit
+
+    item = tomlkit.item(value)
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {_fmt(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {value!r} to TOML")
-
-
-def _key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else _fmt(key)
+        inline = tomlkit.inline_table()
+        inline.update(value)
+        item = inline
+    return item.as_string()
 
 
 def dumps(data: dict[str, Any]) -> str:
     """Write nested dicts as TOML (tables for dicts of dicts, inline values otherwise)."""
-    lines: list[str] = []
+    import tomlkit
 
-    def emit(table: dict[str, Any], prefix: str) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
-        subtables = {k: v for k, v in table.items() if isinstance(v, dict)}
-        if prefix and (scalars or not subtables):
-            lines.append(f"[{prefix}]")
-        for k, v in scalars.items():
-            if v is None:
-                continue
-            lines.append(f"{_key(k)} = {_fmt(v)}")
-        if prefix and (scalars or not subtables):
-            lines.append("")
-        for k, v in subtables.items():
-            emit(v, f"{prefix}.{_key(k)}" if prefix else _key(k))
-
-    emit(data, "")
-    return "\n".join(lines).rstrip() + "\n"
+    return tomlkit.dumps(_plain(data))
 
 
-def update_file(path: Path, updates: dict[str, Any]) -> None:
-    """Merge ``updates`` (nested tables) into the TOML file at ``path`` and rewrite it."""
-    data = load(path)
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(v) if isinstance(v, dict) else v for k, v in data.items() if v is not None}
 
-    def merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
-        for k, v in src.items():
-            if isinstance(v, dict) and isinstance(dst.get(k), dict):
-                merge(dst[k], v)
-            else:
-                dst[k] = v
 
-    merge(data, updates)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(HEADER + dumps(data), encoding="utf-8")
+def _write(path: Path, text: str) -> None:
+    import os
+
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
 
 
-HEADER = "# preceptor project settings. Every table is optional; `preceptor --help` lists the commands.\n\n"
+def update_file(path: Path, updates: dict[str, Any], *, replace: tuple[str, ...] = (),
+                drop: dict[str, list[str]] | None = None) -> None:
+    """Merge ``updates`` (nested tables) into the TOML file at ``path``, keeping its comments.
+
+    Tables named (dotted) in ``replace`` are replaced whole rather than merged; ``drop`` maps a
+    dotted table to keys to remove. Everything else in the file is left as the user wrote it.
+    """
+    import tomlkit
+
+    load(path)  # a syntax error names the file, line and column
+    try:
+        doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        doc = tomlkit.parse(HEADER)
+
+    def merge(dst: Any, src: dict[str, Any], prefix: str) -> None:
+        for k, v in src.items():
+            dotted = f"{prefix}.{k}" if prefix else k
+            if v is None:
+                if k in dst:
+                    del dst[k]
+            elif isinstance(v, dict) and dotted not in replace and isinstance(dst.get(k), dict):
+                merge(dst[k], v, dotted)
+            elif isinstance(v, dict):
+                dst[k] = _table(v)
+            else:
+                dst[k] = v
+
+    merge(doc, updates, "")
+    for dotted, keys in (drop or {}).items():
+        node: Any = doc
+        for part in dotted.split("."):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        for k in keys:
+            if isinstance(node, dict) and k in node:
+                del node[k]
+    _write(path, tomlkit.dumps(doc))
+
+
+def _table(data: dict[str, Any]) -> Any:
+    import tomlkit
+
+    if not data:
+        return tomlkit.table()
+    subtables = any(isinstance(v, dict) and any(isinstance(x, dict) for x in v.values()) for v in data.values())
+    table = tomlkit.table(is_super_table=subtables or None)
+    for k, v in data.items():
+        if v is None:
+            continue
+        table[k] = _table(v) if isinstance(v, dict) and any(isinstance(x, dict) for x in v.values()) else v
+    return table
+
+
+HEADER = "# preceptor project settings. Every table is optional; `preceptor settings` lists them all.\n\n"
+
+
+INIT_TEMPLATE = """\
+# preceptor project settings. Every table is optional; `preceptor settings` lists every
+# key with its default and help. Comments and layout you add here are kept when preceptor
+# updates this file (e.g. `systems add`, `import-pairs --stage`).
+
+[project]
+name = {name}
+# max_field_chars = 100000
+
+# [systems.NAME]   systems that answer prompts (`preceptor systems add`)
+# [generate]       decoding for `preceptor generate`
+# [judge]          the LLM judge (`preceptor judge llm`)
+# [eval]           automatic metrics (`preceptor eval`)
+# [train.sft]      supervised fine-tuning (`preceptor train sft`)
+# [train.dpo]      preference tuning (`preceptor train dpo`)
+# [embed]          the embedding curriculum (`preceptor train embed`)
+"""
+
+
+def init_text(name: str) -> str:
+    """The commented ``preceptor.toml`` that ``preceptor init`` writes."""
+    return INIT_TEMPLATE.format(name=format_value(name))

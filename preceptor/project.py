@@ -83,7 +83,7 @@ class Project:
         root.mkdir(parents=True, exist_ok=True)
         conf = root / paths.CONFIG_NAME
         if not conf.exists():
-            conf.write_text(cfg.HEADER + cfg.dumps({"project": {"name": name or root.name}}), encoding="utf-8")
+            conf.write_text(cfg.init_text(name or root.name), encoding="utf-8")
         return cls.open(root)
 
     @classmethod

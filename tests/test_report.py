@@ -73,14 +73,15 @@ def test_html_report_embeds_charts_and_says_what_is_rescaled(evaluated) -> None:
                                     (ids[1], "bertscore_f1", "gold", 0.4, {"lang": "th", "rescaled": True})])
     path = R.build_report(evaluated, "html", opts=R.ReportOptions(split="all"))
     html = path.read_text()
-    assert html.startswith("<!doctype html>") and '<img alt="Metrics per system" src="data:image/svg+xml;base64,' in html
+    assert html.startswith("<!doctype html>")
+    assert re.search(r'<img src="data:image/svg\+xml;base64,[A-Za-z0-9+/=]+" alt="Metrics per system"', html)
     assert "<table>" in html and "<th>metric</th>" in html
     assert "en: 1 items, NOT rescaled (no baseline for the encoder); th: 1 items, rescaled with a baseline" in html
 
 
 def test_markdown_to_html_escapes() -> None:
     assert R.markdown_to_html("a <b> & **x** `y`") == "<p>a &lt;b&gt; &amp; <strong>x</strong> <code>y</code></p>"
-    assert R.markdown_to_html("| a | b\\|c |\n|---|---|\n| 1 | 2 |") == (
+    assert R.markdown_to_html("| a | b\\|c |\n|---|---|\n| 1 | 2 |").replace("\n", "") == (
         "<table><thead><tr><th>a</th><th>b|c</th></tr></thead><tbody><tr><td>1</td><td>2</td></tr></tbody></table>")
 
 

@@ -7,11 +7,11 @@ start without importing what other commands need. Add a command by adding one en
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
 
+from preceptor.cli.common import LazySubgroup, say
 from preceptor.errors import PreceptorError
 
 COMMANDS: dict[str, str] = {
@@ -37,21 +37,11 @@ COMMANDS: dict[str, str] = {
     "stats": "preceptor.cli.stats:stats_cmd",
     "export": "preceptor.cli.export:export_group",
     "import-pairs": "preceptor.cli.embed:import_pairs_cmd",
+    "settings": "preceptor.cli.settings:settings_cmd",
 }
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in COMMANDS:
-            module, attr = COMMANDS[name].split(":")
-            return getattr(importlib.import_module(module), attr)
-        return super().get_command(ctx, name)
-
-
-@click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazySubgroup, lazy=COMMANDS, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--project", "project_dir", type=click.Path(file_okay=False), envvar="PRECEPTOR_PROJECT",
               help="Project folder (default: the current folder, or $PRECEPTOR_PROJECT).")
 @click.version_option(package_name="preceptor")
@@ -73,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="preceptor", standalone_mode=False)
     except PreceptorError as exc:
-        click.secho(f"Error: {exc.title}", fg="red", bold=True, err=True)
-        click.echo(exc.message, err=True)
+        say(f"Error: {exc.title}", "bold red", err=True)
+        say(exc.message, err=True)
         if exc.hint:
-            click.echo(f"Hint: {exc.hint}", err=True)
+            say(f"Hint: {exc.hint}", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import shutil
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -36,53 +40,86 @@ def open_project(project_dir: str | None, create: bool = False):
     return Project.open(project_dir, create=create)
 
 
+def console(err: bool = False) -> Any:
+    """A rich console on stdout (or stderr) as it is now (tests swap the streams).
+
+    ``NO_COLOR`` turns every style off; only terminals get styles; off a terminal nothing is wrapped,
+    truncated or coloured (a very wide console), so piped output stays whole.
+    """
+    import os
+
+    from rich.console import Console
+
+    stream = sys.stderr if err else sys.stdout
+    tty = stream.isatty()
+    plain = bool(os.environ.get("NO_COLOR"))  # no colour, and no bold either: not one escape sequence
+    return Console(file=stream, width=None if tty else 100_000, soft_wrap=not tty, highlight=False,
+                   emoji=False, markup=False, **({"color_system": None} if plain else {}))
+
+
+def say(text: str, style: str | None = None, err: bool = False) -> None:
+    """Print ``text`` verbatim (user text: no markup is read), in ``style`` on a colour terminal."""
+    console(err).print(text, style=style, markup=False, highlight=False, overflow="ignore", crop=False)
+
+
 class ProgressPrinter:
-    """Renders engine events on stderr: a one-line bar on a terminal, sparse lines otherwise."""
+    """Renders engine events on stderr: a rich progress bar on a terminal, sparse lines otherwise.
+
+    ``quiet`` (``--json``) hides progress only when stderr is not a terminal, so a long
+    ``judge llm --json`` still shows it to the person who started it.
+    """
 
     def __init__(self, label: str = "", quiet: bool = False) -> None:
         self.label = label
-        self.quiet = quiet
         self.tty = sys.stderr.isatty()
+        self.quiet = quiet and not self.tty
         self.start = time.monotonic()
         self._last = 0.0
-        self._drawn = False
+        self._bar: Any = None
+        self._task: Any = None
 
     def __call__(self, event: Any) -> None:
         if self.quiet:
             return
         if isinstance(event, Progress):
+            if self.tty:
+                self._draw(event)
+                return
             t = time.monotonic()
             final = event.total is not None and event.done >= event.total
-            if not final and t - self._last < (0.1 if self.tty else 5.0):
+            if not final and t - self._last < 5.0:
                 return
             self._last = t
-            if event.total:
-                width = 28
-                filled = int(width * min(event.done, event.total) / event.total)
-                bar = f"[{'#' * filled}{'.' * (width - filled)}] {event.done}/{event.total}"
-            else:
-                bar = f"{event.done}"
-            line = f"{self.label} {bar} {event.note}  {t - self.start:5.1f}s".strip()
-            if self.tty:
-                click.echo("\r\x1b[2K" + line[:200], nl=False, err=True)
-                self._drawn = True
-                if final:
-                    click.echo("", err=True)
-                    self._drawn = False
-            else:
-                click.echo(line, err=True)
+            count = f"{event.done}/{event.total}" if event.total else f"{event.done}"
+            click.echo(f"{self.label} {count} {event.note}  {t - self.start:5.1f}s".strip(), err=True)
         elif isinstance(event, Log):
-            self._break()
-            color = {"warning": "yellow", "error": "red"}.get(event.level)
-            click.secho(f"{event.level}: {event.text}" if event.level != "info" else event.text, fg=color, err=True)
+            style = {"warning": "yellow", "error": "red"}.get(event.level)
+            self._print(f"{event.level}: {event.text}" if event.level != "info" else event.text, style)
         elif isinstance(event, Metric):
-            self._break()
-            click.echo(f"  step {event.step:>5}  {event.name} = {event.value:.4g}", err=True)
+            self._print(f"  step {event.step:>5}  {event.name} = {event.value:.4g}")
+
+    def _draw(self, event: Progress) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bar
+
+        if self._bar is None:
+            self._bar = Bar(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(),
+                            console=console(err=True), transient=False)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=event.total, note="")
+        self._bar.update(self._task, completed=event.done, total=event.total, note=event.note or "")
+
+    def _print(self, text: str, style: str | None = None) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text, style=style, markup=False, highlight=False)
+        else:
+            say(text, style, err=True)
 
     def _break(self) -> None:
-        if self._drawn:
-            click.echo("", err=True)
-            self._drawn = False
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
 
 def drive(events: EventStream, label: str = "", quiet: bool = False) -> dict[str, Any]:
@@ -119,20 +156,64 @@ def cancel_on_sigint() -> threading.Event:
     return ev
 
 
-def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+STDIN_FORMATS = ("csv", "tsv", "jsonl", "json")
+
+
+@contextlib.contextmanager
+def stdin_as_file(fmt: str | None, what: str = "import") -> Iterator[Path]:
+    """``-`` as an input: stdin copied into ``stdin.FMT`` in a temporary folder (readers need a path)."""
+    from preceptor.errors import PreceptorError
+
+    if fmt is None:
+        raise PreceptorError("Format needed for stdin", f"`{what} -` reads stdin, whose format cannot be told from a name",
+                             f"Add --format {'|'.join(STDIN_FORMATS)}.")
+    with tempfile.TemporaryDirectory(prefix="preceptor-stdin-") as tmp:
+        path = Path(tmp) / f"stdin.{fmt}"
+        with path.open("wb") as fh:
+            shutil.copyfileobj(click.get_binary_stream("stdin"), fh)
+        yield path
+
+
+@contextlib.contextmanager
+def stdout_target(out: str, suffix: str) -> Iterator[Path]:
+    """``-`` as an output: the command writes into a temporary file, which then goes to stdout."""
+    if out != "-":
+        yield Path(out)
+        return
+    with tempfile.TemporaryDirectory(prefix="preceptor-stdout-") as tmp:
+        path = Path(tmp) / f"stdout{suffix}"
+        yield path
+        stream = click.get_binary_stream("stdout")
+        with path.open("rb") as fh:
+            shutil.copyfileobj(fh, stream)
+        stream.flush()
+
+
+def echo_json(data: Any, err: bool = False) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str), err=err)
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:
-    """A plain-text table that fits 80 columns for typical content."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [min(max(len(r[i]) for r in cells), 40) for i in range(len(headers))]
-    out = []
-    for n, r in enumerate(cells):
-        out.append("  ".join(c[:w].ljust(w) if i == 0 else c[:w].rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip())
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    """A text table (rich): numbers right-aligned, cells never truncated, user text verbatim.
+
+    On a terminal long cells wrap at word boundaries to fit the width; off a terminal the
+    table is as wide as its content (nothing wrapped, cut or coloured).
+    """
+    from rich.box import Box
+    from rich.table import Table
+    from rich.text import Text
+
+    out = console()
+    t = Table(box=Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True), show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), highlight=False,
+              header_style="bold")
+    for i, h in enumerate(headers):
+        numeric = i > 0 and all(isinstance(r[i], (int, float)) or r[i] is None for r in rows)
+        t.add_column(Text(str(h)), justify="right" if numeric else "left", overflow="fold")
+    for r in rows:
+        t.add_row(*(Text("" if c is None else str(c)) for c in r))
+    with out.capture() as cap:
+        out.print(t)
+    return "\n".join(line.rstrip() for line in cap.get().rstrip("\n").splitlines())
 
 
 class LazySubgroup(click.Group):

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
 
-from preceptor.cli.common import drive, echo_json, open_project, project_option, table
+from preceptor.cli.common import (
+    STDIN_FORMATS,
+    drive,
+    echo_json,
+    open_project,
+    project_option,
+    stdin_as_file,
+    table,
+)
 
 
 @click.command("init")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @click.option("--name", help="Display name (default: the folder name).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-def init_cmd(ctx: click.Context, directory: str | None, name: str | None) -> None:
+def init_cmd(ctx: click.Context, directory: str | None, name: str | None, as_json: bool) -> None:
     """Create a project (preceptor.toml + preceptor.db) in DIRECTORY (default: here)."""
     from preceptor import paths
     from preceptor.project import Project
@@ -21,6 +31,10 @@ def init_cmd(ctx: click.Context, directory: str | None, name: str | None) -> Non
     root = directory or (ctx.find_root().obj or {}).get("project_dir") or str(paths.default_project_dir())
     existed = (Path(root) / paths.CONFIG_NAME).exists()
     project = Project.init(root, name)
+    if as_json:
+        echo_json({"project": str(project.root), "created": not existed, "settings": str(project.config_path),
+                   "database": str(project.db_path), "schema_version": project.store.schema_version})
+        return
     click.echo(f"{'Opened existing' if existed else 'Created'} project {project.root}")
     click.echo(f"  settings: {project.config_path}\n  database: {project.db_path} (schema v{project.store.schema_version})")
 
@@ -35,16 +49,19 @@ def init_cmd(ctx: click.Context, directory: str | None, name: str | None) -> Non
 @click.option("--test-ratio", type=float, default=0.0, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--task", help="Task name for rows without one.")
-@click.option("--collection", help="Collection name (default: the file's stem).")
+@click.option("--collection", help="Collection name (default: the file's stem; `stdin` for -).")
+@click.option("--format", "fmt", type=click.Choice(STDIN_FORMATS), help="Format of stdin (required with FILE -).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @project_option
-def import_cmd(project_dir: str | None, file: str, as_json: bool, **options: object) -> None:
-    """Import prompts from FILE (CSV, TSV, JSONL, JSON array or Parquet), atomically."""
+def import_cmd(project_dir: str | None, file: str, fmt: str | None, as_json: bool, **options: object) -> None:
+    """Import prompts from FILE (CSV, TSV, JSONL, JSON array or Parquet; - reads stdin), atomically."""
     from preceptor.engine.ingest.prompts import ImportOptions, import_prompts
 
+    if fmt is not None and file != "-":
+        raise click.UsageError("--format is for stdin (FILE -); a file's format comes from its extension.")
     opts = ImportOptions(**{k: v for k, v in options.items()})  # type: ignore[arg-type]
-    with open_project(project_dir) as project:
-        summary = drive(import_prompts(project, Path(file), opts), "import", quiet=as_json)
+    with open_project(project_dir) as project, (stdin_as_file(fmt) if file == "-" else contextlib.nullcontext(Path(file))) as path:
+        summary = drive(import_prompts(project, path, opts), "import", quiet=as_json)
     if as_json:
         echo_json(summary)
         return
@@ -66,9 +83,11 @@ def import_cmd(project_dir: str | None, file: str, as_json: bool, **options: obj
 @project_option
 def status_cmd(project_dir: str | None, as_json: bool) -> None:
     """Counts of prompts, systems, outputs, runs, judgments and exports."""
+    from preceptor.engine.generation.systems import ensure_default_systems
     from preceptor.engine.views import project_status
 
     with open_project(project_dir) as project:
+        ensure_default_systems(project)  # the same systems `systems list` shows, defaults included
         st = project_status(project)
     if as_json:
         echo_json(st)
@@ -95,11 +114,15 @@ def status_cmd(project_dir: str | None, as_json: bool) -> None:
 
 @click.command("backup")
 @click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @project_option
-def backup_cmd(project_dir: str | None, out: str) -> None:
+def backup_cmd(project_dir: str | None, out: str, as_json: bool) -> None:
     """Write a consistent copy of the project database to OUT (safe while others judge)."""
     with open_project(project_dir) as project:
         project.store.backup(Path(out))
+    if as_json:
+        echo_json({"database": str(project.db_path), "backup": str(Path(out).resolve())})
+        return
     click.echo(f"Backed up {project.db_path} to {out}")
 
 

@@ -13,6 +13,8 @@ from preceptor.cli.common import (
     echo_json,
     open_project,
     project_option,
+    say,
+    stdout_target,
     table,
 )
 
@@ -130,7 +132,7 @@ def train_embed_cmd(project_dir: str | None, base: str | None, stages: str | Non
     click.echo(format_stages(reports))
     for r in reports:
         if r.get("warning"):
-            click.secho(f"warning: run {r['run_id']} ({r['stage']}): {r['warning']}", fg="yellow", err=True)
+            say(f"warning: run {r['run_id']} ({r['stage']}): {r['warning']}", "yellow", err=True)
     if reports:
         last = reports[-1]
         click.echo("")
@@ -156,15 +158,16 @@ def export_negatives_cmd(project_dir: str | None, out: str, stage: str, source: 
     from preceptor.engine.export.negatives import NegativesOptions, export_negatives
 
     opts = NegativesOptions(stage=stage, source=source, split=split, force=force, into_stage=into_stage)
-    with open_project(project_dir) as project:
-        s = drive(export_negatives(project, Path(out), opts), "export negatives", quiet=as_json)
+    err = out == "-"  # the rows go to stdout, so the summary goes to stderr
+    with open_project(project_dir) as project, stdout_target(out, ".jsonl") as path:
+        s = drive(export_negatives(project, path, opts), "export negatives", quiet=as_json)
     if as_json:
-        echo_json(s)
+        echo_json(s, err=err)
         return
-    click.echo(f"Wrote {s['n']} rows to {s['path']} (sha256 {s['sha256'][:12]}…).")
+    say(f"Wrote {s['n']} rows to {'stdout' if err else s['path']} (sha256 {s['sha256'][:12]}…).", err=err)
     if s["excluded"]:
-        click.echo("Excluded: " + ", ".join(f"{k} {v}" for k, v in sorted(s["excluded"].items())) + ".")
+        say("Excluded: " + ", ".join(f"{k} {v}" for k, v in sorted(s["excluded"].items())) + ".", err=err)
     if "imported" in s:
-        click.echo(f"Imported {s['imported']} of them into stage {stage!r}.")
-    else:
+        say(f"Imported {s['imported']} of them into stage {stage!r}.", err=err)
+    elif not err:
         click.echo(f"Import them with: preceptor import-pairs {s['path']} --stage {stage}")

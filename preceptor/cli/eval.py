@@ -74,10 +74,11 @@ def eval_cmd(project_dir: str | None, systems: str | None, reference: str | None
 @click.option("-n", "--n", "sample_n", type=int, help="Sample N items per pair for win rates.")
 @click.option("--seed", type=int, help="Seed for sampling.")
 @click.option("--examples", type=int, default=3, show_default=True, help="Best and worst items shown.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @project_option
 def report_cmd(project_dir: str | None, fmt: str, out_dir: str | None, reference: str | None, split: str | None,
                collection: str | None, systems: str | None, metric: str | None, sample_n: int | None,
-               seed: int | None, examples: int) -> None:
+               seed: int | None, examples: int, as_json: bool) -> None:
     """Write the project report (timestamped; never overwrites) and print a summary."""
     from preceptor.engine.results.report import ReportOptions, build_report, terminal_summary
 
@@ -85,5 +86,8 @@ def report_cmd(project_dir: str | None, fmt: str, out_dir: str | None, reference
                          metric=metric, n=sample_n, seed=seed, examples=examples)
     with open_project(project_dir) as project:
         path = build_report(project, fmt=fmt, out_dir=out_dir, opts=opts)
+        if as_json:
+            echo_json({"path": str(path), "format": fmt})
+            return
         click.echo(terminal_summary(project, opts))
     click.echo(f"\nReport written: {path}")

@@ -14,15 +14,18 @@ def experts_group() -> None:
 
 @experts_group.command("add")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @project_option
-def add_cmd(project_dir: str | None, name: str) -> None:
+def add_cmd(project_dir: str | None, name: str, as_json: bool) -> None:
     """Register an expert."""
     from preceptor.db import judging as q
     from preceptor.engine.judging.experts import _check_name
 
     with open_project(project_dir) as project:
         _, registered, created = q.add_expert(project.store, _check_name(name))
-    if created:
+    if as_json:
+        echo_json({"name": registered, "created": created})
+    elif created:
         click.echo(f"Added expert {registered!r}.")
     else:
         click.echo(f"Expert {registered!r} already exists (names are case-insensitive).")

@@ -14,7 +14,10 @@ from preceptor.cli.common import (
     echo_json,
     open_project,
     project_option,
+    say,
+    stdout_target,
 )
+from preceptor.errors import PreceptorError
 
 
 @click.group("export", cls=LazySubgroup, lazy={"negatives": "preceptor.cli.embed:export_negatives_cmd"})
@@ -51,18 +54,23 @@ def _replace(out: Path) -> None:
 @project_option
 def export_dpo_cmd(project_dir: str | None, out: str, fmt: str, style: str, source: str, min_confidence: float,
                    split: str, collection: str | None, systems: tuple[str, str] | None, force: bool, as_json: bool) -> None:
-    """Write judged pairs as DPO training data to OUT, with a manifest next to it."""
+    """Write judged pairs as DPO training data to OUT (- for stdout), with a manifest next to it."""
     from preceptor.engine.export.dpo import DPOExportOptions, export_dpo
 
     opts = DPOExportOptions(split=split, source=source, min_confidence=min_confidence, collection=collection,
                             style=style, systems=tuple(systems) if systems else None)
-    path = Path(out)
-    if force:
-        _replace(path)
-    with open_project(project_dir) as project:
+    if out == "-" and fmt == "hf":
+        raise PreceptorError("Cannot write a folder to stdout", "--format hf writes a datasets folder",
+                             "Use --format jsonl (or parquet) with -, or give a folder name.")
+    if force and out != "-":
+        _replace(Path(out))
+    with open_project(project_dir) as project, stdout_target(out, f".{fmt}") as path:
         summary = drive(export_dpo(project, path, opts, fmt, cancel_on_sigint()), "export", quiet=as_json)
     if as_json:
-        echo_json(summary)
+        echo_json(summary, err=out == "-")
+        return
+    if out == "-":
+        say(f"Wrote {summary['n']} pairs to stdout ({fmt}, {style}) — sha256 {summary['sha256'][:16]}…", err=True)
         return
     click.echo(f"Wrote {summary['n']} pairs to {summary['path']} ({fmt}, {style}) — sha256 {summary['sha256'][:16]}…")
     excluded = ", ".join(f"{k} {v}" for k, v in summary["excluded"].items() if v)
@@ -80,17 +88,21 @@ def export_dpo_cmd(project_dir: str | None, out: str, fmt: str, style: str, sour
 @click.option("--collection", help="Only this collection.")
 @click.option("--all-history", is_flag=True, help="Include superseded votes (marked superseded=true).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (on stderr when OUT is -).")
 @project_option
 def export_votes_cmd(project_dir: str | None, out: str, fmt: str | None, split: str, collection: str | None,
-                     all_history: bool, force: bool) -> None:
-    """Write every vote (judge, verdict, sides shown, unsafe flags, time) to OUT for audit."""
+                     all_history: bool, force: bool, as_json: bool) -> None:
+    """Write every vote (judge, verdict, sides shown, unsafe flags, time) to OUT (- for stdout) for audit."""
     from preceptor.engine.export.votes import export_votes
 
-    path = Path(out)
-    fmt = fmt or ("jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "csv")
-    if force:
-        _replace(path)
-    with open_project(project_dir) as project:
+    fmt = fmt or ("jsonl" if Path(out).suffix.lower() in (".jsonl", ".ndjson") else "csv")
+    if force and out != "-":
+        _replace(Path(out))
+    with open_project(project_dir) as project, stdout_target(out, f".{fmt}") as path:
         summary = drive(export_votes(project, path, fmt, split=split, collection=collection,
-                                     include_superseded=all_history), "export")
-    click.echo(f"Wrote {summary['n']} votes to {summary['path']} — sha256 {summary['sha256'][:16]}…")
+                                     include_superseded=all_history), "export", quiet=as_json)
+    if as_json:
+        echo_json(summary, err=out == "-")
+        return
+    where = "stdout" if out == "-" else summary["path"]
+    say(f"Wrote {summary['n']} votes to {where} — sha256 {summary['sha256'][:16]}…", err=out == "-")

@@ -151,13 +151,18 @@ def history_cmd(project_dir: str | None, expert: str, limit: int, as_json: bool)
 @click.option("--verdict", required=True, type=click.Choice(["A", "B", "tie", "both_bad"]))
 @click.option("--unsafe", type=click.Choice(["A", "B", "both"]))
 @click.option("--note")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @project_option
-def change_cmd(project_dir: str | None, expert: str, judgment_id: int, verdict: str, unsafe: str | None, note: str | None) -> None:
+def change_cmd(project_dir: str | None, expert: str, judgment_id: int, verdict: str, unsafe: str | None, note: str | None,
+               as_json: bool) -> None:
     """Change a past vote (a new judgment supersedes it; the old one stays in the audit trail)."""
     from preceptor.engine.judging.experts import ExpertSession
 
     with open_project(project_dir) as project:
         jid = ExpertSession(project, expert).change(judgment_id, verdict, unsafe=(unsafe,) if unsafe else (), note=note)
+    if as_json:
+        echo_json({"changed": judgment_id, "judgment_id": jid, "verdict": verdict})
+        return
     click.echo(f"Vote {judgment_id} changed: new judgment {jid}.")
 
 
@@ -165,25 +170,33 @@ def change_cmd(project_dir: str | None, expert: str, judgment_id: int, verdict: 
 @click.option("--as", "expert", required=True, metavar="NAME")
 @click.option("--prompt", "prompt_id", required=True, type=int)
 @click.option("--reason", required=True, help="What is wrong: broken prompt, wrong reference, …")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @project_option
-def flag_cmd(project_dir: str | None, expert: str, prompt_id: int, reason: str) -> None:
+def flag_cmd(project_dir: str | None, expert: str, prompt_id: int, reason: str, as_json: bool) -> None:
     """Flag a bad item: the prompt leaves statistics, exports and the queue until cleared."""
     from preceptor.engine.judging.experts import ExpertSession
 
     with open_project(project_dir) as project:
         ExpertSession(project, expert).flag_bad_item(prompt_id, reason)
+    if as_json:
+        echo_json({"prompt_id": prompt_id, "flagged": True, "reason": reason})
+        return
     click.echo(f"Prompt {prompt_id} flagged as a bad item.")
 
 
 @judge_group.command("unflag")
 @click.option("--prompt", "prompt_id", required=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @project_option
-def unflag_cmd(project_dir: str | None, prompt_id: int) -> None:
+def unflag_cmd(project_dir: str | None, prompt_id: int, as_json: bool) -> None:
     """Clear a bad-item flag."""
     from preceptor.engine.judging.experts import clear_bad_item
 
     with open_project(project_dir) as project:
         clear_bad_item(project.store, prompt_id)
+    if as_json:
+        echo_json({"prompt_id": prompt_id, "flagged": False})
+        return
     click.echo(f"Prompt {prompt_id} is back in statistics and exports.")
 
 
@@ -243,7 +256,7 @@ def llm_cmd(project_dir: str | None, systems: str | None, split: str | None, tas
 
 
 @judge_group.command("metric")
-@click.option("--metric", default="rougeL", show_default=True, help="A metric name (see `preceptor metrics list`).")
+@click.option("--metric", default="rougeL", show_default=True, help="A metric name (listed by `preceptor eval --help`).")
 @pair_filter_options
 @click.option("--force", is_flag=True, help="Judge again pairs this metric already judged.")
 @click.option("--json", "as_json", is_flag=True)

@@ -25,9 +25,10 @@ def systems_group() -> None:
               help="A decoding parameter (repeatable), e.g. temperature=0 max_new_tokens=128; values are read as JSON.")
 @click.option("--description", default="", help="A note shown by `systems show`.")
 @click.option("--no-save", is_flag=True, help="Only add it to the database, not to preceptor.toml.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @project_option
 def add_cmd(project_dir: str | None, name: str, role: str, backend: str, model: str, adapter: str | None,
-            api_base: str | None, params: tuple[str, ...], description: str, no_save: bool) -> None:
+            api_base: str | None, params: tuple[str, ...], description: str, no_save: bool, as_json: bool) -> None:
     """Declare (or redefine) system NAME. API keys come from the environment, never from here."""
     from preceptor.engine.generation import systems
 
@@ -36,6 +37,10 @@ def add_cmd(project_dir: str | None, name: str, role: str, backend: str, model: 
         s = systems.add(project, name, role=role, backend=backend, model=model, adapter=adapter, api_base=api_base,
                         params=parsed, description=description, save=not no_save)
         where = project.config_path
+        info = systems.describe_system(project, s)
+    if as_json:
+        echo_json({**info, "saved_in": None if no_save else str(where)})
+        return
     click.echo(f"System {s.name}: role {s.role}, backend {s.backend}, model {s.model}"
                + (f", adapter {s.adapter}" if s.adapter else ""))
     if s.params:
@@ -94,13 +99,17 @@ def show_cmd(project_dir: str | None, name: str, as_json: bool) -> None:
 
 @systems_group.command("preset")
 @click.argument("name", type=click.Choice(["seed000"]))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @project_option
-def preset_cmd(project_dir: str | None, name: str) -> None:
+def preset_cmd(project_dir: str | None, name: str, as_json: bool) -> None:
     """Switch to a named set-up (seed000: Qwen3-1.7B student, gpt-4o-mini teacher and judge)."""
     from preceptor.engine.generation import systems
 
     with open_project(project_dir) as project:
         out = systems.preset(project, name)
+    if as_json:
+        echo_json(out)
+        return
     click.echo(out["description"])
     click.echo(f"Systems: {', '.join(out['systems'])} (now answering for roles base and teacher).")
     if out["judge"]:

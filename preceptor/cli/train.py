@@ -12,7 +12,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,11 +23,15 @@ from preceptor.cli.common import (
     echo_json,
     open_project,
     project_option,
+    say,
     table,
 )
 from preceptor.engine.events import Done, Metric
 from preceptor.engine.train.settings import DPOSettings, SFTSettings  # light: dataclasses only
 from preceptor.errors import Cancelled, PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 SHOWN_METRICS = {"loss", "eval_loss", "perplexity", "rewards/margins", "rewards/accuracies", "eval_rewards/margins",
                  "eval_rewards/accuracies"}
@@ -87,7 +91,7 @@ def launcher_options(fn: Any) -> Any:
     return fn
 
 
-def follow(project: Any, run_id: int, label: str, as_json: bool = False) -> dict[str, Any]:
+def follow(project: Project, run_id: int, label: str, as_json: bool = False) -> dict[str, Any]:
     """Follow a run; the first Ctrl-C cancels it gracefully (checkpoint), then keeps following."""
     from preceptor.cli.common import cancel_on_sigint
     from preceptor.engine.train import runner
@@ -130,7 +134,7 @@ def report(summary: dict[str, Any], as_json: bool) -> None:
         if shown:
             click.echo("  " + "  ".join(f"{k} {v:.4g}" for k, v in shown.items()))
         if summary.get("warning"):
-            click.secho(f"  warning: {summary['warning']}", fg="yellow")
+            say(f"  warning: {summary['warning']}", "yellow")
         if summary.get("system"):
             click.echo(f"Registered system {summary['system']!r}. Try: preceptor generate --system {summary['system']}")
         if status in ("cancelled", "interrupted"):
@@ -148,7 +152,7 @@ def launch_options(launcher: str | None, num_processes: int | None, accelerate_c
             "deepspeed_config": deepspeed_config}
 
 
-def plan_and_start(project: Any, kind: str, overrides: dict[str, Any], launch: dict[str, Any], detach: bool,
+def plan_and_start(project: Project, kind: str, overrides: dict[str, Any], launch: dict[str, Any], detach: bool,
                    as_json: bool) -> dict[str, Any] | None:
     """The one launch path (``engine.train.plan``): plan, print the pre-flight, start, follow."""
     from preceptor.engine.train import plan as launch_plan
@@ -227,13 +231,17 @@ def resume_cmd(project_dir: str | None, run_id: int, detach: bool, as_json: bool
 
 @train_group.command("cancel")
 @click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @project_option
-def cancel_cmd(project_dir: str | None, run_id: int) -> None:
+def cancel_cmd(project_dir: str | None, run_id: int, as_json: bool) -> None:
     """Stop a run gracefully: it saves a checkpoint and ends 'cancelled'."""
     from preceptor.engine.train import runner
 
     with open_project(project_dir) as project:
         runner.cancel(project, run_id)
+    if as_json:
+        echo_json({"run_id": run_id, "cancel_requested": True})
+        return
     click.echo(f"Asked run {run_id} to stop; it saves a checkpoint first. Continue later with `preceptor train resume {run_id}`.")
 
 
@@ -314,9 +322,9 @@ def show_cmd(project_dir: str | None, run_id: int, follow_: bool, as_json: bool)
     click.echo(f"Run {run.id}  {run.kind}  {run.status}  (created {run.created_at}, {_duration(run) or 'not started'})")
     click.echo(f"Folder: {run.dir}")
     if run.error:
-        click.secho(f"Error: {run.error}", fg="red")
+        say(f"Error: {run.error}", "red")
     if run.warning:
-        click.secho(f"Warning: {run.warning}", fg="yellow")
+        say(f"Warning: {run.warning}", "yellow")
     if summary.get("system"):
         click.echo(f"System: {summary['system']}")
     s = run.config.get("settings") or {}

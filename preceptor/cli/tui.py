@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from preceptor.cli.common import open_project, project_option
+from preceptor.cli.common import open_project, project_option, say
 
 SCREEN_CHOICES = ["dashboard", "judge", "data", "train", "results", "export"]
 
@@ -52,6 +52,6 @@ def serve_cmd(project_dir: str | None, host: str, port: int, screen: str) -> Non
         title = f"preceptor: {project.settings.name or project.root.name}"
     command = " ".join(shlex.quote(p) for p in [sys.executable, "-m", "preceptor", "--project", root, "tui", "--screen", screen])
     if host not in ("127.0.0.1", "localhost", "::1"):
-        click.secho(f"Warning: listening on {host}: anyone who can reach it can judge and launch runs.", fg="yellow", err=True)
+        say(f"Warning: listening on {host}: anyone who can reach it can judge and launch runs.", "yellow", err=True)
     click.echo(f"Serving {root} on http://{host}:{port} (Ctrl-C to stop)", err=True)
     Server(command, host=host, port=port, title=title).serve()

@@ -44,7 +44,6 @@ class Store:
 
     def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        self._utils = None
         self._depth = 0
         self._lock = threading.RLock()  # one connection, several threads: one writer at a time
         shared = self._shared_folder()
@@ -132,15 +131,6 @@ class Store:
     def scalar(self, sql: str, params: Any = ()) -> Any:
         row = self.conn.execute(sql, params).fetchone()
         return None if row is None else row[0]
-
-    @property
-    def utils(self):  # -> sqlite_utils.Database
-        """sqlite-utils over the same connection (imported lazily: it pulls in pandas)."""
-        if self._utils is None:
-            import sqlite_utils
-
-            self._utils = sqlite_utils.Database(self.conn)
-        return self._utils
 
     @property
     def schema_version(self) -> int:

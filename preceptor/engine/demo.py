@@ -20,13 +20,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor import paths
 from preceptor.engine.events import Done, EventStream, Log, Metric, Progress, check_cancel
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 SMALL = "demo-small"
 FAST = "demo-fast"
@@ -87,7 +90,7 @@ class Stages:
         self.timings: list[dict[str, Any]] = []
         self.start = time.monotonic()
 
-    def run(self, name: str, events: EventStream, describe: Callable[[dict[str, Any]], str]) -> Iterator[Any]:
+    def run(self, name: str, events: EventStream, describe: Callable[[dict[str, Any]], str]) -> Generator[Any, None, dict[str, Any]]:
         check_cancel(self.cancel)
         t0 = time.monotonic()
         yield Log("info", f"▶ {name}")
@@ -105,7 +108,7 @@ class Stages:
         return summary
 
 
-def _gen(project: Any, system: str, collection: str, split: str = "all", cancel: Any = None) -> EventStream:
+def _gen(project: Project, system: str, collection: str, split: str = "all", cancel: Any = None) -> EventStream:
     from preceptor.engine.generation.generate import GenerateOptions, generate
 
     return generate(project, GenerateOptions(system=system, split=split, collection=collection), cancel)
@@ -116,7 +119,7 @@ def _gen_line(s: dict[str, Any]) -> str:
             f"{s.get('skipped', 0)} already done, {s.get('tokens', 0)} tokens")
 
 
-def _pairs(project: Any, a: str, b: str, split: str, collection: str) -> EventStream:
+def _pairs(project: Project, a: str, b: str, split: str, collection: str) -> EventStream:
     from preceptor.engine.judging.pairs import PairMakeOptions, make_pairs
 
     return make_pairs(project, PairMakeOptions(systems=(a, b), split=split, collection=collection))
@@ -127,7 +130,7 @@ def _pairs_line(s: dict[str, Any]) -> str:
     return ", ".join(f"{k.replace('_', ' ')} {s[k]}" for k in keys if k in s)
 
 
-def _train(project: Any, kind: str, overrides: dict[str, Any], cancel: Any) -> EventStream:
+def _train(project: Project, kind: str, overrides: dict[str, Any], cancel: Any) -> EventStream:
     """A training run through the same launch path as `preceptor train` and the app (plan, then start)."""
     from preceptor.engine.train import runner
     from preceptor.engine.train.plan import plan, start
@@ -153,14 +156,14 @@ def _train_line(s: dict[str, Any]) -> str:
     return ", ".join(fig)
 
 
-def _judge_llm(project: Any, collection: str, systems: tuple[str, str] | None, split: str) -> EventStream:
+def _judge_llm(project: Project, collection: str, systems: tuple[str, str] | None, split: str) -> EventStream:
     from preceptor.engine.judging.llm_judge import LLMJudgeOptions, judge_llm
     from preceptor.engine.judging.pairs import PairFilter
 
     return judge_llm(project, LLMJudgeOptions(pairs=PairFilter(systems=systems, split=split, collection=collection)))
 
 
-def _judge_metric(project: Any, collection: str, systems: tuple[str, str] | None, split: str) -> EventStream:
+def _judge_metric(project: Project, collection: str, systems: tuple[str, str] | None, split: str) -> EventStream:
     from preceptor.engine.judging.metric_judge import MetricJudgeOptions, judge_metric
     from preceptor.engine.judging.pairs import PairFilter
 
@@ -177,7 +180,7 @@ def _metric_line(s: dict[str, Any]) -> str:
     return f"metric judge ({s.get('metric')}): {s.get('pairs', 0)} pairs, decisive {s.get('decisive', 0)}, tie {s.get('tie', 0)}"
 
 
-def _stats(project: Any, collection: str) -> EventStream:
+def _stats(project: Project, collection: str) -> EventStream:
     from preceptor.engine.results.stats import StatsOptions, compute
 
     result = compute(project, StatsOptions(split="val", collection=collection, min_n=3, n_boot=200))
@@ -208,13 +211,13 @@ def _stats_line(s: dict[str, Any]) -> str:
     return "; ".join(parts) or "no judged val pairs yet"
 
 
-def _export(project: Any, out: Path, collection: str) -> EventStream:
+def _export(project: Project, out: Path, collection: str) -> EventStream:
     from preceptor.engine.export.dpo import DPOExportOptions, export_dpo
 
     return export_dpo(project, out, DPOExportOptions(split="train", source="all", collection=collection), fmt="jsonl")
 
 
-def _eval(project: Any, collection: str) -> EventStream:
+def _eval(project: Project, collection: str) -> EventStream:
     from preceptor.engine.evaluation.evaluate import EvalOptions, run_eval
 
     return run_eval(project, EvalOptions(split="val", collection=collection, reference="gold"))
@@ -233,7 +236,7 @@ def _eval_line(s: dict[str, Any]) -> str:
     return line
 
 
-def _import_demo(project: Any, fast: bool, cancel: Any) -> EventStream:
+def _import_demo(project: Project, fast: bool, cancel: Any) -> EventStream:
     """Import the demo items: the subset in its own collection, the rest in ``demo``."""
     from preceptor.db import prompts as q_prompts
     from preceptor.engine.ingest.prompts import ImportOptions, import_prompts
@@ -245,7 +248,7 @@ def _import_demo(project: Any, fast: bool, cancel: Any) -> EventStream:
     if not fast:
         groups.append((REST, [it for it in items if not it["meta"].get(flag)]))
     existing = {c["name"] for c in q_prompts.collections(project.store)}
-    total = {"imported": 0, "duplicates": 0, "collections": []}
+    total: dict[str, Any] = {"imported": 0, "duplicates": 0, "collections": []}
     for name, rows in groups:
         if name in existing:
             continue
@@ -262,7 +265,7 @@ def _import_demo(project: Any, fast: bool, cancel: Any) -> EventStream:
     yield Done(total)
 
 
-def _configure(project: Any, opts: DemoOptions) -> None:
+def _configure(project: Project, opts: DemoOptions) -> None:
     from preceptor.engine.generation import systems
 
     table = project.table("generate")

@@ -6,7 +6,7 @@ functions (the faces never query the store themselves); no UI code here.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import exports as q_exports
 from preceptor.db import judging as q_judging
@@ -16,8 +16,11 @@ from preceptor.db import prompts as q_prompts
 from preceptor.db import runs as q_runs
 from preceptor.db import systems as q_systems
 
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
-def project_status(project: Any) -> dict[str, Any]:
+
+def project_status(project: Project) -> dict[str, Any]:
     """Counts of prompts (per split, imported label sets apart), systems, runs, pairs, judgments, exports."""
     store = project.store
     by_coll = q_prompts.counts_by_split(store)
@@ -48,7 +51,7 @@ def project_status(project: Any) -> dict[str, Any]:
     }
 
 
-def judging_progress(project: Any) -> dict[str, Any]:
+def judging_progress(project: Project) -> dict[str, Any]:
     """Votes per expert and, per system pair and split, how many pairs have all their expert votes."""
     from preceptor.engine.judging.pairs import pair_summary
 
@@ -57,13 +60,13 @@ def judging_progress(project: Any) -> dict[str, Any]:
     return {"experts": experts, "pairs": pair_summary(project)}
 
 
-def search_prompts(project: Any, query: str, limit: int = 500) -> tuple[list[q_prompts.Prompt], int]:
+def search_prompts(project: Project, query: str, limit: int = 500) -> tuple[list[q_prompts.Prompt], int]:
     """Prompts whose text or reference contains ``query`` (case-insensitive) or whose task /
     split equals it, first ``limit`` of them, and how many matched in all."""
     return q_prompts.search(project.store, query, limit)
 
 
-def item_details(project: Any, prompt_id: int) -> dict[str, Any]:
+def item_details(project: Project, prompt_id: int) -> dict[str, Any]:
     """A prompt with every system's answer, its stored metrics and the votes on its pairs."""
     store = project.store
     prompt = q_prompts.get(store, prompt_id)
@@ -81,23 +84,23 @@ def item_details(project: Any, prompt_id: int) -> dict[str, Any]:
             "metrics": metrics, "votes": q_judging.votes_for_prompt(store, prompt_id)}
 
 
-def system_names(project: Any) -> list[str]:
+def system_names(project: Project) -> list[str]:
     """Every system's name, in the order systems were added."""
     return [s.name for s in q_systems.all_systems(project.store)]
 
 
-def default_generate_system(project: Any) -> str | None:
+def default_generate_system(project: Project) -> str | None:
     """The system a new generation starts from: the latest base, else the first system."""
     systems = q_systems.all_systems(project.store)
     return next((s.name for s in systems if s.role == "base"), systems[0].name if systems else None)
 
 
-def check_system(project: Any, name_or_role: str) -> None:
+def check_system(project: Project, name_or_role: str) -> None:
     """Refuse an unknown system (the error names the known ones)."""
     q_systems.resolve(project.store, name_or_role)
 
 
-def runs_overview(project: Any, limit: int = 200) -> list[dict[str, Any]]:
+def runs_overview(project: Project, limit: int = 200) -> list[dict[str, Any]]:
     """Runs newest first with their live state: status (dead processes marked interrupted first),
     the last step reached, the system a finished run registered, and its error or warning."""
     store = project.store

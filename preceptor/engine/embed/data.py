@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import embed as q_embed
 from preceptor.db import prompts as q_prompts
@@ -34,6 +34,9 @@ from preceptor.engine.ingest.splits import (
 )
 from preceptor.errors import PreceptorError
 from preceptor.text import identity, normalise
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 # Column names tried in order (case-insensitive). The seed-002 files come as
 # `dur_type,description,label` / `drug_type,description,label`: a term and its description.
@@ -176,7 +179,7 @@ def _score(value: Any, where: str, col: str) -> float | None:
     return x
 
 
-def import_pairs(project: Any, file: Path | str, opts: PairImportOptions, cancel: threading.Event | None = None) -> EventStream:
+def import_pairs(project: Project, file: Path | str, opts: PairImportOptions, cancel: threading.Event | None = None) -> EventStream:
     """Import a pair file into stage ``opts.stage`` of ``project``; yields events, ends with Done(summary)."""
     path = Path(file)
     store = project.store
@@ -303,7 +306,7 @@ def _publish_queries(store: Any, stage: str, rows: list[tuple[str, str, str, str
     return len(new)
 
 
-def _register_stage(project: Any, stage: str) -> None:
+def _register_stage(project: Project, stage: str) -> None:
     """Append ``stage`` to ``[embed] stages`` in preceptor.toml if it is not listed yet."""
     current = project.table("embed").get("stages") or []
     if isinstance(current, str):
@@ -333,7 +336,7 @@ def demo_files() -> list[tuple[str, Path, str]]:
     return out
 
 
-def import_demo(project: Any, cancel: threading.Event | None = None) -> EventStream:
+def import_demo(project: Project, cancel: threading.Event | None = None) -> EventStream:
     """Import the demo stages that hold no data yet; set ``[embed] stages`` to the demo order."""
     files = demo_files()
     counts = q_embed.stage_counts(project.store)

@@ -122,30 +122,43 @@ def top_k(q_emb: Any, d_emb: Any, k: int) -> tuple[Any, Any]:
 
 
 def retrieval_metrics(q_emb: Any, d_emb: Any, relevant: Sequence[set[int]], ks: Sequence[int] = KS) -> dict[str, float]:
-    """Recall@k, MRR@10 and nDCG@10 of ranking ``d_emb`` for each query (see the module docstring)."""
-    if len(relevant) == 0:
+    """Recall@k, MRR@10 and nDCG@10 of ranking ``d_emb`` for each query (see the module docstring).
+
+    The ranking is ours (one matrix product over embeddings already computed, so a stage's
+    corpus is encoded once for evaluation and mining); the measures are sentence-transformers'
+    ``InformationRetrievalEvaluator.compute_metrics``. Queries with no relevant document are
+    left out (``build_eval_set`` never makes one).
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            from sentence_transformers.sentence_transformer.evaluation import (
+                InformationRetrievalEvaluator,
+            )
+        except ImportError:  # older layout
+            from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    kept = [i for i, rel in enumerate(relevant) if rel]
+    if not kept:
         return {"n_queries": 0.0}
     depth = max(max(ks), 10)
-    idx, _ = top_k(q_emb, d_emb, depth)
-    recall = {k: 0.0 for k in ks}
-    mrr = ndcg = 0.0
-    for row, rel in zip(idx.tolist(), relevant, strict=True):
-        if not rel:
-            continue
-        hits = [1 if d in rel else 0 for d in row]
-        for k in ks:
-            recall[k] += sum(hits[:k]) / len(rel)
-        first = next((i for i, h in enumerate(hits[:10]) if h), None)
-        mrr += 0.0 if first is None else 1.0 / (first + 1)
-        dcg = sum(h / math.log2(i + 2) for i, h in enumerate(hits[:10]))
-        ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(rel), 10)))
-        ndcg += dcg / ideal
-    n = len(relevant)
-    out = {f"recall@{k}": recall[k] / n for k in ks}
-    out["mrr@10"] = mrr / n
-    out["ndcg@10"] = ndcg / n
-    out["n_queries"] = float(n)
-    out["n_docs"] = float(d_emb.shape[0])
+    idx, scores = top_k(q_emb[kept], d_emb, depth)
+    n_docs = int(d_emb.shape[0])
+    evaluator = InformationRetrievalEvaluator(
+        queries={str(i): "" for i in kept}, corpus={str(j): "" for j in range(n_docs)},
+        relevant_docs={str(i): {str(j) for j in relevant[i]} for i in kept},
+        mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=list(ks), map_at_k=[10],
+        write_csv=False, show_progress_bar=False)
+    results = [[{"corpus_id": str(j), "score": float(sc)} for j, sc in zip(row, srow, strict=True)]
+               for row, srow in zip(idx.tolist(), scores.tolist(), strict=True)]
+    m = evaluator.compute_metrics(results)
+    out = {f"recall@{k}": float(m["recall@k"][k]) for k in ks}
+    out["mrr@10"] = float(m["mrr@k"][10])
+    out["ndcg@10"] = float(m["ndcg@k"][10])
+    out["n_queries"] = float(len(kept))
+    out["n_docs"] = float(n_docs)
     return out
 
 

@@ -17,9 +17,12 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 DEFAULT_K = 5
 _LINE = re.compile(r"^\s*(\d+)\.\s+\[(-?\d+(?:\.\d+)?)\]\s?(.*)$")
@@ -80,7 +83,7 @@ def _prompt_text(p: Any) -> str | None:
 class RetrieverBackend:
     """Answers query prompts with a retriever system's ranked top-k documents."""
 
-    def __init__(self, project: Any, system: Any, *, batch_size: int = 32) -> None:
+    def __init__(self, project: Project, system: Any, *, batch_size: int = 32) -> None:
         from preceptor.db import embed as q_embed
 
         self.project = project

@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from preceptor.config import setting
 from preceptor.engine import models
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 RETRIEVAL_METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
 
@@ -71,7 +74,7 @@ class EmbedSettings:
             if not s or any(c in s for c in " ,/"):
                 raise ValueError(f"stage name {s!r} is empty or has a space, comma or slash")
 
-def load_settings(project: Any) -> EmbedSettings:
+def load_settings(project: Project) -> EmbedSettings:
     return project.section("embed", EmbedSettings)
 
 def resolve_encoder(name: str) -> Path | str:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.config import setting
 from preceptor.db import metrics as q
@@ -32,6 +32,9 @@ from preceptor.engine.evaluation.language import LANG_NAMES, pair_language
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.engine.intervals import mean_ci, wilson
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 DEFAULT_METRICS = ["rougeL", "bleu", "chrf", "bertscore_f1", "facet_f1", "key_terms", "triple_exact", "triple_soft", "ppl"]
 
@@ -87,7 +90,7 @@ class EvalOptions:
     limit: int | None = None
 
 
-def settings(project: Any) -> EvalSettings:
+def settings(project: Project) -> EvalSettings:
     return project.section("eval", EvalSettings)
 
 
@@ -102,7 +105,7 @@ def _describe(flt: PromptFilter) -> str:
     return ", ".join(parts)
 
 
-def resolve_reference(project: Any, reference: str, flt: PromptFilter, rows: list[dict[str, Any]] | None = None
+def resolve_reference(project: Project, reference: str, flt: PromptFilter, rows: list[dict[str, Any]] | None = None
                       ) -> tuple[dict[int, str], str | None]:
     """{prompt_id: reference text} for the selected prompts, and the reference system's name (None for gold)."""
     store = project.store
@@ -168,7 +171,7 @@ def build_scorer(name: str, st: EvalSettings) -> Any:
     return M.scorer(name)
 
 
-def run_eval(project: Any, opts: EvalOptions = EvalOptions(), cancel: threading.Event | None = None,
+def run_eval(project: Project, opts: EvalOptions = EvalOptions(), cancel: threading.Event | None = None,
              st: EvalSettings | None = None) -> EventStream:
     """Score outputs and store the values (see the module doc).
 
@@ -302,7 +305,7 @@ def _stored_names(names: Sequence[str]) -> list[str]:
 # --- statistics over stored values ---------------------------------------------------------
 
 
-def _selected(project: Any, reference: str, split: str | None, collection: str | None,
+def _selected(project: Project, reference: str, split: str | None, collection: str | None,
               systems: Sequence[str] | None) -> tuple[list[dict[str, Any]], dict[int, dict[str, float | None]]]:
     store = project.store
     flt = prompt_filter(split, collection)
@@ -316,7 +319,7 @@ def _selected(project: Any, reference: str, split: str | None, collection: str |
     return rows, values
 
 
-def system_table(project: Any, *, reference: str, split: str | None = "val,test", collection: str | None = None,
+def system_table(project: Project, *, reference: str, split: str | None = "val,test", collection: str | None = None,
                  systems: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Per system: {"system", "n_outputs", "metrics": {name: mean/lo/hi/n}, "via": {name: [tokenizer / encoder, ...]}}
     from stored values ("via" names what is behind each figure, one entry per language route)."""
@@ -340,7 +343,7 @@ def system_table(project: Any, *, reference: str, split: str | None = "val,test"
     return out
 
 
-def win_rate(project: Any, a: str, b: str, *, metric: str, reference: str, split: str | None = "val,test",
+def win_rate(project: Project, a: str, b: str, *, metric: str, reference: str, split: str | None = "val,test",
              collection: str | None = None, n: int | None = None, seed: int = 0, margin: float = 0.0) -> dict[str, Any]:
     """Per-item winner between systems ``a`` and ``b`` by ``metric`` (ties within ``margin``).
 
@@ -379,7 +382,7 @@ def win_rate(project: Any, a: str, b: str, *, metric: str, reference: str, split
             "win_rate": rate, "lo": lo, "hi": hi, "margin": margin}
 
 
-def per_row(project: Any, *, reference: str, split: str | None = "val,test", collection: str | None = None,
+def per_row(project: Project, *, reference: str, split: str | None = "val,test", collection: str | None = None,
             systems: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """The per-row table (prompt, reference, prediction, every metric) and the metric names in it."""
     rows, values = _selected(project, reference, split, collection, systems)

@@ -46,7 +46,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import exports as q
 from preceptor.db import prompts as q_prompts
@@ -62,6 +62,9 @@ from preceptor.engine.export.files import (
     write_jsonl,
 )
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 SCHEMA = "preceptor.dpo-export/1"
 SOURCES = ("expert", "llm", "metric", "agreed", "all")
@@ -253,7 +256,7 @@ def _prompt_text(messages: list[dict[str, str]]) -> str:
 # records
 # ----------------------------------------------------------------------------------------------
 
-def _filter(project: Any, opts: DPOExportOptions) -> PromptFilter:
+def _filter(project: Project, opts: DPOExportOptions) -> PromptFilter:
     if opts.collection and q.collection_kind(project.store, opts.collection) is None:
         names = ", ".join(q.collection_names(project.store)) or "none"
         raise PreceptorError("Unknown collection", f"no collection named {opts.collection!r}", f"Collections: {names}.")
@@ -292,7 +295,7 @@ def _vote(r: tuple[Any, ...], a: int, b: int) -> _V:
     return _V(r[q.V_KIND], str(r[q.V_JUDGE]), label, r[q.V_CONFIDENCE], bool(r[q.V_UNSAFE_A]), bool(r[q.V_UNSAFE_B]))
 
 
-def iter_dpo_records(project: Any, opts: DPOExportOptions, stats: dict[str, Any],
+def iter_dpo_records(project: Project, opts: DPOExportOptions, stats: dict[str, Any],
                      cancel: threading.Event | None = None) -> Iterator[dict[str, Any]]:
     """Yield export rows one by one; ``stats`` ({"excluded", "considered", ...}) is complete
     once the generator is exhausted."""
@@ -409,7 +412,7 @@ def _empty_error(opts: DPOExportOptions, stats: dict[str, Any]) -> PreceptorErro
     return PreceptorError("Empty export", msg, hint + ".")
 
 
-def dpo_records(project: Any, opts: DPOExportOptions = DPOExportOptions()) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def dpo_records(project: Project, opts: DPOExportOptions = DPOExportOptions()) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """TRL rows and the counts ({"excluded": {rule: n}, "considered", ...}); empty → PreceptorError."""
     stats: dict[str, Any] = {}
     rows = list(iter_dpo_records(project, opts, stats))
@@ -469,7 +472,7 @@ def _write_hf(rows: list[dict[str, Any]], tmp: Path, style: str) -> int:
     return len(rows)
 
 
-def export_dpo(project: Any, out: Path, opts: DPOExportOptions = DPOExportOptions(), fmt: str = "jsonl",
+def export_dpo(project: Project, out: Path, opts: DPOExportOptions = DPOExportOptions(), fmt: str = "jsonl",
                cancel: threading.Event | None = None) -> EventStream:
     """Write the DPO export (file + manifest + an ``exports`` row); Done({"path","n","sha256","excluded",...})."""
     if fmt not in FORMATS:

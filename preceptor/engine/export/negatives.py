@@ -12,7 +12,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import embed as q_embed
 from preceptor.db.store import now
@@ -20,6 +20,9 @@ from preceptor.engine.embed.data import PairImportOptions, import_pairs
 from preceptor.engine.events import Done, EventStream, Log, check_cancel
 from preceptor.errors import PreceptorError
 from preceptor.text import identity
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 JUDGE_PRIORITY = ("expert", "llm", "metric", "imported")
 
@@ -47,7 +50,7 @@ def _top_doc(text: str | None, backend: str | None) -> str | None:
         return ranked[0][2] if ranked else None
     return text
 
-def negative_records(project: Any, opts: NegativesOptions) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def negative_records(project: Project, opts: NegativesOptions) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """(rows, excluded counts): one (anchor, positive, negative) row per judged pair."""
     store = project.store
     kinds = None if opts.source == "all" else [opts.source]
@@ -83,7 +86,7 @@ def negative_records(project: Any, opts: NegativesOptions) -> tuple[list[dict[st
                     "stage": opts.stage, "pair_id": pair_id, "judge_kind": kind, "split": j["split"]})
     return out, excluded
 
-def export_negatives(project: Any, out: Path | str, opts: NegativesOptions, cancel: threading.Event | None = None) -> EventStream:
+def export_negatives(project: Project, out: Path | str, opts: NegativesOptions, cancel: threading.Event | None = None) -> EventStream:
     """Write judged pairs as (anchor=prompt, positive=chosen, negative=rejected) JSONL for a stage."""
     out = Path(out)
     if out.exists() and not opts.force:

@@ -6,7 +6,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from preceptor.db import exports as q
 from preceptor.db.prompts import PromptFilter
@@ -15,6 +15,9 @@ from preceptor.engine.events import Done, EventStream, Progress, check_cancel
 from preceptor.engine.export.files import check_out, manifest_path, sha256_file
 from preceptor.errors import PreceptorError
 
+if TYPE_CHECKING:
+    from preceptor.project import Project
+
 VOTES_SCHEMA = "preceptor.votes-export/1"
 
 VOTE_FIELDS = ("judgment_id", "pair_id", "prompt_id", "split", "task", "collection", "judge_kind", "judge_id",
@@ -22,7 +25,7 @@ VOTE_FIELDS = ("judgment_id", "pair_id", "prompt_id", "split", "task", "collecti
                "unsafe_a", "unsafe_b", "confidence", "repeat", "supersedes", "superseded", "latency_ms",
                "rationale", "created_at", "prompt")
 
-def export_votes(project: Any, out: Path, fmt: str = "csv", *, split: str = "all", collection: str | None = None,
+def export_votes(project: Project, out: Path, fmt: str = "csv", *, split: str = "all", collection: str | None = None,
                  include_superseded: bool = False, cancel: threading.Event | None = None) -> EventStream:
     """Every effective judgment (or all, with ``include_superseded``) as CSV or JSONL for audit."""
     import csv

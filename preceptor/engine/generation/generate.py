@@ -28,7 +28,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import outputs as q_outputs
 from preceptor.db import prompts as q_prompts
@@ -37,6 +37,9 @@ from preceptor.engine.events import Done, EventStream, Log, Progress, check_canc
 from preceptor.engine.generation.systems import GenerateSettings, ensure_default_systems
 from preceptor.errors import PreceptorError
 from preceptor.prompts import templates
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 
 @dataclass
@@ -303,7 +306,7 @@ def _base_params(system: Any) -> dict[str, Any]:
     return {"backend": system.backend, "model": system.model, "adapter": system.adapter}
 
 
-def generate(project: Any, opts: GenerateOptions, cancel: Any = None) -> EventStream:
+def generate(project: Project, opts: GenerateOptions, cancel: Any = None) -> EventStream:
     """Answer the selected prompts with ``opts.system``; Done carries the summary
     (system, selected, done, failed, skipped, tokens, prompt_tokens, completion_tokens, seconds, cost, ...)."""
     t0 = time.monotonic()
@@ -448,7 +451,7 @@ def _run_litellm(system: Any, items: list[Item], gs: GenerateSettings, writer: _
     yield Progress(len(items), len(items), "done")
 
 
-def _run_retriever(project: Any, system: Any, items: list[Item], writer: _Writer, summary: dict[str, Any],
+def _run_retriever(project: Project, system: Any, items: list[Item], writer: _Writer, summary: dict[str, Any],
                    cancel: Any) -> EventStream:
     from preceptor.engine.embed.retrievers import RetrieverBackend
 

@@ -36,7 +36,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -355,7 +355,7 @@ class LLMClient:
 
     # -- the public, synchronous face ----------------------------------------------------
     def complete_many(self, requests: list[list[dict[str, Any]]], cancel: threading.Event | None = None,
-                      extra_params: list[dict[str, Any]] | None = None) -> Iterator[tuple[int, Completion]]:
+                      extra_params: list[dict[str, Any]] | None = None) -> Generator[tuple[int, Completion], None, None]:
         """Yield ``(index, Completion)`` for every request, as they finish (cache hits first).
 
         Every index is yielded exactly once unless ``cancel`` is set, which stops new

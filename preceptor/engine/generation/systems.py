@@ -33,12 +33,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor import config as cfg
 from preceptor.config import setting
 from preceptor.db import systems as q_systems
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 GENERATING_BACKENDS = ("hf", "litellm", "grounded", "retriever")
 DTYPE_CHOICES = ("fastest", "bf16", "bfloat16", "fp32", "float32", "fp16", "float16", "auto")
@@ -244,7 +247,7 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 # -- reading definitions -------------------------------------------------------------
 
-def declared(project: Any) -> dict[str, SystemSpec]:
+def declared(project: Project) -> dict[str, SystemSpec]:
     """The systems declared in preceptor.toml (``[systems.NAME]`` tables and a ``preset`` line)."""
     table = project.table("systems")
     where = f"{project.config_path}: [systems"
@@ -263,7 +266,7 @@ def declared(project: Any) -> dict[str, SystemSpec]:
     return specs
 
 
-def sync(project: Any) -> list[str]:
+def sync(project: Project) -> list[str]:
     """Bring the database's systems in line with preceptor.toml; return the names created or changed."""
     store = project.store
     changed = []
@@ -284,7 +287,7 @@ def sync(project: Any) -> list[str]:
     return changed
 
 
-def ensure_default_systems(project: Any) -> list[str]:
+def ensure_default_systems(project: Project) -> list[str]:
     """Sync preceptor.toml, then add the offline defaults where a role has no generating system.
 
     Returns the names created or changed. Defaults: ``smollm2`` (role base, the packaged
@@ -308,7 +311,7 @@ def ensure_default_systems(project: Any) -> list[str]:
     return changed
 
 
-def resolve(project: Any, name_or_role: str) -> Any:
+def resolve(project: Project, name_or_role: str) -> Any:
     """A system by name or role (after the defaults exist)."""
     ensure_default_systems(project)
     return q_systems.resolve(project.store, name_or_role)
@@ -316,32 +319,20 @@ def resolve(project: Any, name_or_role: str) -> Any:
 
 # -- writing definitions -------------------------------------------------------------
 
-def _replace_tables(project: Any, updates: dict[str, Any], drop: dict[str, list[str]] | None = None) -> None:
+def _replace_tables(project: Project, updates: dict[str, Any], drop: dict[str, list[str]] | None = None) -> None:
     """Write ``updates`` into preceptor.toml replacing (not merging) the named sub-tables."""
-    import os
-
-    path = project.config_path
-    data = cfg.load(path)
+    nested: dict[str, Any] = {}
     for dotted, value in updates.items():
-        node = data
+        node = nested
         parts = dotted.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
-    for dotted, keys in (drop or {}).items():
-        node = data
-        for part in dotted.split("."):
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        for k in keys:
-            if isinstance(node, dict):
-                node.pop(k, None)
-    tmp = path.with_suffix(f".toml.tmp-{os.getpid()}")
-    tmp.write_text(cfg.HEADER + cfg.dumps(data), encoding="utf-8")
-    tmp.replace(path)
+    cfg.update_file(project.config_path, nested, replace=tuple(updates), drop=drop)
     project.reload()
 
 
-def add(project: Any, name: str, *, role: str, backend: str, model: str | None = None, adapter: str | None = None,
+def add(project: Project, name: str, *, role: str, backend: str, model: str | None = None, adapter: str | None = None,
         api_base: str | None = None, params: dict[str, Any] | None = None, description: str = "",
         save: bool = True) -> Any:
     """Declare (or redefine) a system: validated, written to preceptor.toml (``save``) and the database."""
@@ -372,7 +363,7 @@ def add(project: Any, name: str, *, role: str, backend: str, model: str | None =
                             adapter=spec.adapter, params=spec.db_params(), meta=meta)
 
 
-def preset(project: Any, name: str) -> dict[str, Any]:
+def preset(project: Project, name: str) -> dict[str, Any]:
     """Apply a named preset: its systems (written to preceptor.toml and the database) and its judge."""
     if name not in PRESETS:
         raise PreceptorError("Unknown preset", f"no preset named {name!r}", f"Known presets: {', '.join(PRESETS)}.")
@@ -394,7 +385,7 @@ def preset(project: Any, name: str) -> dict[str, Any]:
     return {"preset": name, "systems": created, "judge": judge, "description": p["description"]}
 
 
-def describe_system(project: Any, system: Any) -> dict[str, Any]:
+def describe_system(project: Project, system: Any) -> dict[str, Any]:
     """A system as a JSON-able dict (for `systems show` and the TUI)."""
     counts = q_systems.output_counts(project.store).get(system.name, {"ok": 0, "failed": 0})
     params = dict(system.params or {})

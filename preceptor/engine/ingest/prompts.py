@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import prompts as q_prompts
 from preceptor.db import systems as q_systems
@@ -28,6 +28,9 @@ from preceptor.engine.ingest.splits import (
 )
 from preceptor.errors import PreceptorError
 from preceptor.text import normalise
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 PROMPT_COLUMNS = ("prompt",)
 REFERENCE_COLUMNS = ("reference", "response_teacher", "output", "answer", "response", "chosen")
@@ -152,7 +155,7 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def import_prompts(project: Any, file: Path | str, opts: ImportOptions = ImportOptions(),
+def import_prompts(project: Project, file: Path | str, opts: ImportOptions = ImportOptions(),
                    cancel: threading.Event | None = None) -> EventStream:
     """Import a prompt file into ``project`` (a :class:`preceptor.project.Project`); yields events."""
     path = Path(file)
@@ -266,7 +269,7 @@ def import_prompts(project: Any, file: Path | str, opts: ImportOptions = ImportO
     yield Done(summary.__dict__)
 
 
-def _import_outputs(project: Any, collection: str, side: list[tuple[str, str | None, str | None]], summary: ImportSummary) -> None:
+def _import_outputs(project: Project, collection: str, side: list[tuple[str, str | None, str | None]], summary: ImportSummary) -> None:
     """Store ``response_student`` / ``response_teacher`` columns as imported outputs."""
     from preceptor.db import outputs as q_outputs
 

@@ -139,7 +139,7 @@ def read_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[tuple[int
     """Stream the objects of a top-level JSON array without loading the whole file."""
     decoder = json.JSONDecoder(parse_constant=_nan)
     with path.open("rb") as fh:
-        state = {"buf": "", "raw": b"", "eof": False, "first": True}
+        state: dict[str, Any] = {"buf": "", "raw": b"", "eof": False, "first": True}
         line = 1  # line number at state["buf"][pos]
         pos = 0
 

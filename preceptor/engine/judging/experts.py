@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import judging as q
 from preceptor.engine.judging.pairs import PairFilter, resolve_filter, unit_hash
@@ -32,6 +32,9 @@ from preceptor.engine.judging.queue import ExpertQueue
 from preceptor.engine.judging.settings import JudgeSettings
 from preceptor.errors import PreceptorError
 from preceptor.text import identity
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 __all__ = [
     "Expert", "Side", "ServedPair", "ExpertSession", "add_expert", "list_experts", "clear_bad_item", "EXPERT_VERDICTS",
@@ -131,7 +134,7 @@ class ExpertSession:
 
     PROGRESS_TTL = 10.0  # counting every pair of a large project is slow: refreshed in preload(), not per vote
 
-    def __init__(self, project: Any, expert: str, flt: PairFilter = PairFilter(), *, create: bool = False,
+    def __init__(self, project: Project, expert: str, flt: PairFilter = PairFilter(), *, create: bool = False,
                  detached: bool = False) -> None:
         """``detached``: reservations outlive this process (lapse by time only), for scripted
         ``judge next`` / ``judge record`` calls made by separate processes."""

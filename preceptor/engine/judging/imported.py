@@ -29,7 +29,7 @@ import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import judging as q
 from preceptor.db import outputs as q_outputs
@@ -40,6 +40,9 @@ from preceptor.engine.events import Done, EventStream, Log, Progress, check_canc
 from preceptor.engine.ingest.splits import text_hash
 from preceptor.engine.judging.pairs import int_hash, same_text
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 FORMATS = ("llmbar", "pandalm", "generic")
 
@@ -205,7 +208,7 @@ class ImportJudgmentsOptions:
                                  "Use llmbar, pandalm or generic.")
 
 
-def import_judgments(project: Any, file: Path | str, opts: ImportJudgmentsOptions = ImportJudgmentsOptions(),
+def import_judgments(project: Project, file: Path | str, opts: ImportJudgmentsOptions = ImportJudgmentsOptions(),
                      cancel: threading.Event | None = None) -> EventStream:
     path = Path(file)
     if not path.exists():

@@ -33,7 +33,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor import config as cfg
 from preceptor.db import judging as q
@@ -41,6 +41,9 @@ from preceptor.engine.events import Done, EventStream, Log, Progress, check_canc
 from preceptor.engine.judging.pairs import PairFilter, pairs_to_judge, unit_hash
 from preceptor.engine.judging.settings import JudgeSettings, load_rubric
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 WINNERS = ("A", "B", "tie", "both_bad")
 LOCAL_CHOICES = ("A", "B", "tie")
@@ -83,7 +86,7 @@ class JudgeSpec:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_judge(project: Any, opts: LLMJudgeOptions, settings: JudgeSettings) -> JudgeSpec:
+def resolve_judge(project: Project, opts: LLMJudgeOptions, settings: JudgeSettings) -> JudgeSpec:
     from preceptor.db import systems as q_systems
 
     system_name = opts.system or (None if opts.model else settings.system)
@@ -338,7 +341,7 @@ def combine(pair: dict[str, Any], orders: list[OrderResult]) -> dict[str, Any]:
 
 # --- the run -------------------------------------------------------------------------
 
-def judge_llm(project: Any, opts: LLMJudgeOptions = LLMJudgeOptions(), cancel: threading.Event | None = None) -> EventStream:
+def judge_llm(project: Project, opts: LLMJudgeOptions = LLMJudgeOptions(), cancel: threading.Event | None = None) -> EventStream:
     """Judge the selected pairs with the LLM judge; yields events, ends with ``Done(summary)``."""
     settings: JudgeSettings = project.section("judge", JudgeSettings)
     settings = cfg.override(settings, "flags", swap=opts.swap, budget_usd=opts.budget_usd,
@@ -376,7 +379,7 @@ def _orders_needed(settings: JudgeSettings, first: OrderResult) -> bool:
 class _Writer:
     """Stores finished pairs in batches (one transaction each) and keeps the counts."""
 
-    def __init__(self, project: Any, spec: JudgeSpec, settings: JudgeSettings, template_meta: dict[str, Any],
+    def __init__(self, project: Project, spec: JudgeSpec, settings: JudgeSettings, template_meta: dict[str, Any],
                  supersede: dict[int, int]) -> None:
         self.store = project.store
         self.spec = spec
@@ -439,7 +442,7 @@ def _template_meta(template: Any) -> dict[str, Any]:
             "template_hash": getattr(template, "hash", None)}
 
 
-def _run_api(project: Any, spec: JudgeSpec, settings: JudgeSettings, pairs: list[dict[str, Any]], first_left: dict[int, int],
+def _run_api(project: Project, spec: JudgeSpec, settings: JudgeSettings, pairs: list[dict[str, Any]], first_left: dict[int, int],
              supersede: dict[int, int], cancel: threading.Event | None):
     from preceptor.engine.generation.llm import LLMClient
 
@@ -600,7 +603,7 @@ def local_verdict(logprobs: list[float], choices: tuple[str, ...] = LOCAL_CHOICE
             "logprobs": {c: round(v, 4) for c, v in zip(choices, logprobs, strict=True)}, "unsafe": [], "rationale": ""}
 
 
-def _run_local(project: Any, spec: JudgeSpec, settings: JudgeSettings, pairs: list[dict[str, Any]], first_left: dict[int, int],
+def _run_local(project: Project, spec: JudgeSpec, settings: JudgeSettings, pairs: list[dict[str, Any]], first_left: dict[int, int],
                supersede: dict[int, int], cancel: threading.Event | None):
     from preceptor.engine.models import load_causal_lm
 

@@ -14,11 +14,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from preceptor.db import judging as q
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.engine.judging.pairs import PairFilter, pairs_to_judge
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 BATCH = 256
 EPS = 1e-9
@@ -42,7 +45,7 @@ def metric_vote(score_a: float, score_b: float, higher_is_better: bool = True) -
     return "win", 0 if a_wins else 1, conf
 
 
-def judge_metric(project: Any, opts: MetricJudgeOptions = MetricJudgeOptions(),
+def judge_metric(project: Project, opts: MetricJudgeOptions = MetricJudgeOptions(),
                  cancel: threading.Event | None = None) -> EventStream:
     from preceptor.engine.evaluation import metrics
     from preceptor.engine.evaluation.evaluate import build_scorer

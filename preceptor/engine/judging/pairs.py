@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import judging as q
 from preceptor.db import systems as q_systems
@@ -20,6 +20,9 @@ from preceptor.db.prompts import SPLITS, PromptFilter
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.engine.judging.settings import JudgeSettings
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 
 def unit_hash(*parts: Any) -> float:
@@ -116,7 +119,7 @@ def pairs_to_judge(store: Any, flt: PairFilter, judge_kind: str, judge_id: str, 
     return todo, len(pairs) - len(todo), done
 
 
-def make_pairs(project: Any, opts: PairMakeOptions, cancel: threading.Event | None = None) -> EventStream:
+def make_pairs(project: Project, opts: PairMakeOptions, cancel: threading.Event | None = None) -> EventStream:
     """Build the pairs between two systems; yields events, ends with ``Done(summary)``."""
     store = project.store
     settings: JudgeSettings = project.section("judge", JudgeSettings)
@@ -170,5 +173,5 @@ def make_pairs(project: Any, opts: PairMakeOptions, cancel: threading.Event | No
     yield Done(summary)
 
 
-def pair_summary(project: Any) -> list[dict[str, Any]]:
+def pair_summary(project: Project) -> list[dict[str, Any]]:
     return q.pair_summary(project.store)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 JUDGE_CHOICES = ("all", "expert", "llm", "metric", "imported")
 
@@ -88,7 +91,7 @@ def _orders(r: dict[str, Any]) -> tuple[tuple[str, str], ...]:
 def kinds_of(judge: str) -> tuple[str, ...] | None:
     return {"all": None, "expert": HUMAN_KINDS, "imported": ("imported",), "llm": ("llm",), "metric": ("metric",)}[judge]
 
-def load_votes(project: Any, *, split: str | None = "val,test", collection: str | None = None,
+def load_votes(project: Project, *, split: str | None = "val,test", collection: str | None = None,
                judge: str = "all") -> list[Vote]:
     """The effective judgments of a selection as votes (a superseded vote counts once: the newest)."""
     from preceptor.db import exports as q

@@ -38,7 +38,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +47,9 @@ from preceptor.engine.judging.queue import audit_of
 from preceptor.engine.judging.settings import JudgeSettings
 from preceptor.engine.judging.votes import HUMAN_KINDS, JUDGE_CHOICES, Vote, load_votes
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 LABELS_WITH_TIES = ("a", "b", "tie", "both_bad")
 BT_RIDGE = 0.01
@@ -539,7 +542,7 @@ def stopping_signal(votes: Sequence[Vote]) -> dict[str, Any]:
     return out
 
 
-def compute(project: Any, opts: StatsOptions = StatsOptions()) -> dict[str, Any]:
+def compute(project: Project, opts: StatsOptions = StatsOptions()) -> dict[str, Any]:
     """All judging statistics for the selection in ``opts`` (JSON-able)."""
     from preceptor.db import exports as q
 

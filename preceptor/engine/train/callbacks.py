@@ -23,10 +23,12 @@ SKIP = {"epoch", "total_flos", "step"}
 class RunCallbackMixin:
     """Streams metrics and progress into the run, and stops gracefully on cancel."""
 
-    def __init__(self, ctx: RunContext, label: str = "train", perplexity: bool = True) -> None:
+    def __init__(self, ctx: RunContext, label: str = "train", perplexity: bool = True,
+                 rename: dict[str, str] | None = None) -> None:
         self.ctx = ctx
         self.label = label
         self.perplexity = perplexity
+        self.rename = rename  # only these logged keys are recorded, under these names (the embedder: loss)
         self.delay = float(os.environ.get(STEP_DELAY_ENV) or 0)
         self.last_eval_step: int | None = None
         self.eval_losses: list[tuple[int, float]] = []
@@ -50,6 +52,11 @@ class RunCallbackMixin:
             return
         step = state.global_step
         values = {k: v for k, v in logs.items() if k not in SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if self.rename is not None:
+            values = {self.rename[k]: float(v) for k, v in values.items() if k in self.rename}
+            if values:
+                self.ctx.metrics(step, values)
+            return
         if "num_tokens" in values:
             now = time.monotonic()
             if self._tokens is not None and now > self._tokens[1] and values["num_tokens"] > self._tokens[0]:
@@ -69,9 +76,14 @@ class RunCallbackMixin:
         self.ctx.metrics(step, values)
 
 
-def run_callback(ctx: RunContext, label: str = "train", perplexity: bool = True) -> Any:
-    """A ``TrainerCallback`` for ``ctx`` (transformers is imported here, not at module import)."""
+def run_callback(ctx: RunContext, label: str = "train", perplexity: bool = True,
+                 rename: dict[str, str] | None = None) -> Any:
+    """A ``TrainerCallback`` for ``ctx`` (transformers is imported here, not at module import).
+
+    ``rename`` records only the named logged values, under new names (the embedder stages
+    record ``loss`` as ``train/loss``); by default every numeric value is recorded.
+    """
     from transformers import TrainerCallback
 
     cls = type("RunCallback", (RunCallbackMixin, TrainerCallback), {})
-    return cls(ctx, label, perplexity)
+    return cls(ctx, label, perplexity, rename)

@@ -6,15 +6,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import systems as q_systems
 from preceptor.engine.train.context import CHECKPOINTS, RunContext
 from preceptor.engine.train.settings import CommonSettings
 from preceptor.errors import Cancelled, PreceptorError
 
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
-def base_model_name(project: Any, base_system: str) -> tuple[str, dict[str, Any]]:
+def base_model_name(project: Project, base_system: str) -> tuple[str, dict[str, Any]]:
     """(model, decoding params) of the base system; the packaged student when no ``base`` exists yet.
 
     A role (``base``) means the latest trainable system with it (backend hf, never an imported

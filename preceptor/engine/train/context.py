@@ -19,9 +19,12 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import runs as q_runs
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 LOG_NAME = "train.log"
 EVENTS_NAME = "events.jsonl"
@@ -65,7 +68,7 @@ def checkpoint_step(path: Path | None) -> int:
 
 @dataclass
 class RunContext:
-    project: Any
+    project: Project
     run: q_runs.Run
     config: dict[str, Any]
     run_dir: Path

@@ -22,7 +22,7 @@ import dataclasses
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor import config as cfgmod
 from preceptor.db import embed as q_embed
@@ -38,8 +38,11 @@ from preceptor.engine.embed.settings import (
 from preceptor.engine.events import Done, EventStream, Log, Progress
 from preceptor.errors import Cancelled, PreceptorError
 
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
-def plan_stages(project: Any, overrides: dict[str, Any], *, demo: bool = False) -> tuple[EmbedSettings, list[str], dict[str, int]]:
+
+def plan_stages(project: Project, overrides: dict[str, Any], *, demo: bool = False) -> tuple[EmbedSettings, list[str], dict[str, int]]:
     """The effective settings, the stages to train and their training-pair counts (nothing is written).
 
     ``demo``: the packaged demo curriculum (imported when the run starts) unless stages are named.
@@ -117,7 +120,7 @@ def start_next(ctx: Any, follow_up: dict[str, Any]) -> int:
     return int(nxt.id)
 
 
-def follow(project: Any, run_id: int, cancel: threading.Event | None = None) -> EventStream:
+def follow(project: Project, run_id: int, cancel: threading.Event | None = None) -> EventStream:
     """Watch a curriculum from stage run ``run_id`` to its last stage.
 
     Yields the stage runs' Progress / Metric / Log events; ends with Done({"stages": [stage
@@ -160,7 +163,7 @@ def follow(project: Any, run_id: int, cancel: threading.Event | None = None) -> 
                 "alarms": sum(1 for r in reports if r.get("warning"))})
 
 
-def stage_report(project: Any, run_id: int) -> dict[str, Any]:
+def stage_report(project: Project, run_id: int) -> dict[str, Any]:
     """A finished stage run as shown by the CLI and the TUI: metrics, diagnostics, warning."""
     run = q_runs.get(project.store, run_id)
     if run is None:

@@ -14,14 +14,16 @@ adapter switched off (``ref_model=None``), so no second model copy is held in me
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import systems as q_systems
 from preceptor.engine.train.settings import DPOSettings, from_dict
 from preceptor.engine.train.sft import student_messages
 from preceptor.errors import Cancelled, PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 
 def _messages(value: Any, where: str, field: str, role: str | None, system_prompt: str | None = None) -> list[dict[str, str]]:
@@ -44,27 +46,15 @@ def read_pairs(path: Path | str, system_prompt: str | None = None) -> tuple[list
     path = Path(path).expanduser()
     if not path.is_file():
         raise PreceptorError("Pairs file not found", f"{path}: no such file", "Export pairs with `preceptor export dpo`, or check the path.")
-    text = path.read_text(encoding="utf-8")
-    records: list[tuple[int, Any]] = []
-    if text.lstrip().startswith("["):
-        try:
-            records = list(enumerate(json.loads(text), start=1))
-        except ValueError as exc:
-            raise PreceptorError("Invalid pairs file", f"{path}: not valid JSON ({exc})", "Write a JSON array or one JSON object per line.")
-        label = "item"
-    else:
-        label = "line"
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append((n, json.loads(line)))
-            except ValueError as exc:
-                raise PreceptorError("Invalid pairs file", f"{path}:{n}: not valid JSON ({exc.msg})", "Write one JSON object per line.")
+    from preceptor.engine.ingest.readers import read_json_array, read_jsonl
+
+    with path.open("rb") as fh:
+        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    records = read_json_array(path) if head.startswith(b"[") else read_jsonl(path)
     train: list[dict[str, Any]] = []
     val: list[dict[str, Any]] = []
     for n, rec in records:
-        where = f"{path}:{n}" if label == "line" else f"{path} item {n}"
+        where = f"{path}:{n}"
         if not isinstance(rec, dict):
             raise PreceptorError("Invalid pairs file", f"{where}: expected an object with prompt, chosen, rejected", "")
         missing = [k for k in ("prompt", "chosen", "rejected") if k not in rec or rec[k] is None]
@@ -80,7 +70,7 @@ def read_pairs(path: Path | str, system_prompt: str | None = None) -> tuple[list
     return train, val
 
 
-def db_pairs(project: Any, s: DPOSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+def db_pairs(project: Project, s: DPOSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """(train rows, val rows, export stats) from the project's judgments (contract E)."""
     from preceptor.engine.export.dpo import DPOExportOptions, dpo_records
 
@@ -96,7 +86,7 @@ def db_pairs(project: Any, s: DPOSettings) -> tuple[list[dict[str, Any]], list[d
     return [{k: r[k] for k in keep} for r in rows], [{k: r[k] for k in keep} for r in val], stats
 
 
-def start_system(project: Any, s: DPOSettings) -> q_systems.System:
+def start_system(project: Project, s: DPOSettings) -> q_systems.System:
     system = q_systems.resolve(project.store, s.from_system)
     if system.backend != "hf" or not system.adapter or not system.model:
         raise PreceptorError("Not an SFT system", f"system {system.name!r} has no LoRA adapter to refine",

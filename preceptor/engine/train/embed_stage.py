@@ -49,32 +49,11 @@ from preceptor.engine.embed.settings import (
     base_label,
 )
 from preceptor.engine.events import check_cancel
+from preceptor.engine.train.callbacks import run_callback
 from preceptor.engine.train.curriculum import next_stage, start_next
 from preceptor.errors import Cancelled, PreceptorError
 
 TRAIN_DATA = "train_data.jsonl"
-
-class _Callback:
-    """Builds the TrainerCallback lazily (transformers is imported only inside the worker)."""
-
-    @staticmethod
-    def make(ctx: Any, offset: int = 0) -> Any:
-        from transformers import TrainerCallback
-
-        class StageCallback(TrainerCallback):
-            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
-                ctx.progress(state.global_step, state.max_steps, "training")
-                if ctx.cancel.is_set():
-                    control.should_save = True
-                    control.should_training_stop = True
-                return control
-
-            def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> Any:
-                if logs and "loss" in logs:
-                    ctx.metric(state.global_step, "train/loss", float(logs["loss"]))
-                return control
-
-        return StageCallback()
 
 def _stage_pairs(store: Any, stage: str) -> tuple[list[Any], list[Any]]:
     pairs = q_embed.pairs(store, stage)
@@ -273,7 +252,8 @@ def run_stage(ctx: Any) -> dict[str, Any]:
         disable_tqdm=True,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
-                                         callbacks=[_Callback.make(ctx)])
+                                         callbacks=[run_callback(ctx, "training", perplexity=False,
+                                                                 rename={"loss": "train/loss"})])
     ctx.log(f"training stage {stage}: loss {type(loss).__name__}"
             + (", no-duplicate batches" if loss_name == "mnrl" else "")
             + f", {len(dataset)} examples, columns {', '.join(dataset.column_names)}")

@@ -25,9 +25,12 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 KINDS = ("sft", "dpo", "embed")
 LAUNCH_KEYS = ("launcher", "num_processes", "config_file", "deepspeed_config")
@@ -55,7 +58,7 @@ class LaunchPlan:
 
 # -- launcher -------------------------------------------------------------------------------
 
-def resolve_launch(project: Any, launch: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+def resolve_launch(project: Project, launch: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """(launcher, accelerate options) from the caller's launch options over ``[train.accelerate]``.
 
     Relative file paths are taken from the current folder when they exist there, else from
@@ -85,7 +88,7 @@ def _split(overrides: dict[str, Any] | None, extra: tuple[str, ...]) -> tuple[di
     return {k: v for k, v in values.items() if v is not None}, special
 
 
-def _sync_systems(project: Any) -> None:
+def _sync_systems(project: Project) -> None:
     """The systems of preceptor.toml (and the packaged student where no base is defined) in
     the store, so the ``base`` role names the configured student, whatever was imported first."""
     from preceptor.engine.generation.systems import ensure_default_systems
@@ -93,7 +96,7 @@ def _sync_systems(project: Any) -> None:
     ensure_default_systems(project)
 
 
-def _plan_sft(project: Any, overrides: dict[str, Any] | None) -> tuple[Any, dict[str, Any], dict[str, Any], list[str], bool]:
+def _plan_sft(project: Project, overrides: dict[str, Any] | None) -> tuple[Any, dict[str, Any], dict[str, Any], list[str], bool]:
     from preceptor.engine.train import settings as tsettings
     from preceptor.engine.train.settings import SFTSettings
     from preceptor.engine.train.sft import prepare_data
@@ -108,7 +111,7 @@ def _plan_sft(project: Any, overrides: dict[str, Any] | None) -> tuple[Any, dict
     return s, {"settings": tsettings.to_dict(s)}, summary, [note], False
 
 
-def _plan_dpo(project: Any, overrides: dict[str, Any] | None) -> tuple[Any, dict[str, Any], dict[str, Any], list[str], bool]:
+def _plan_dpo(project: Project, overrides: dict[str, Any] | None) -> tuple[Any, dict[str, Any], dict[str, Any], list[str], bool]:
     from preceptor.engine.train import dpo
     from preceptor.engine.train import settings as tsettings
     from preceptor.engine.train.settings import DPOSettings
@@ -134,7 +137,7 @@ def _plan_dpo(project: Any, overrides: dict[str, Any] | None) -> tuple[Any, dict
     return s, config, {"train": len(rows), "val": len(val), "source": source, "start_system": start_from.name}, [note], False
 
 
-def _plan_embed(project: Any, overrides: dict[str, Any] | None) -> tuple[Any, dict[str, Any], dict[str, Any], list[str], bool]:
+def _plan_embed(project: Project, overrides: dict[str, Any] | None) -> tuple[Any, dict[str, Any], dict[str, Any], list[str], bool]:
     from preceptor.engine.train import curriculum
 
     flags, special = _split(overrides, ("demo",))
@@ -149,7 +152,7 @@ def _plan_embed(project: Any, overrides: dict[str, Any] | None) -> tuple[Any, di
 PLANNERS = {"sft": _plan_sft, "dpo": _plan_dpo, "embed": _plan_embed}
 
 
-def plan(project: Any, kind: str, overrides: dict[str, Any] | None = None, *,
+def plan(project: Project, kind: str, overrides: dict[str, Any] | None = None, *,
          launch: dict[str, Any] | None = None) -> LaunchPlan:
     """Resolve and check a ``kind`` run (settings, data, launcher, command); nothing is written."""
     from preceptor.engine.train import runner
@@ -167,7 +170,7 @@ def plan(project: Any, kind: str, overrides: dict[str, Any] | None = None, *,
     return LaunchPlan(kind, settings, config, launcher, accelerate, command, data, tuple(notes), demo)
 
 
-def start(project: Any, launch_plan: LaunchPlan, *, wait: bool = False) -> Any:
+def start(project: Project, launch_plan: LaunchPlan, *, wait: bool = False) -> Any:
     """Create the planned run and start its worker (detached); return the run (``db.runs.Run``)."""
     from preceptor.engine.train import runner
 

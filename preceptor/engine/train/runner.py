@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import runs as q_runs
 from preceptor.db.runs import Run
@@ -36,6 +36,9 @@ from preceptor.engine.train.context import (
     latest_checkpoint,
 )
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 LAUNCHERS = ("python", "accelerate", "inline")
 WORKER_MODULE = "preceptor.engine.train.worker"
@@ -103,7 +106,7 @@ def _worker_env(config: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def _spawn_inline(project: Any, run: Run, wait: bool) -> Run:
+def _spawn_inline(project: Project, run: Run, wait: bool) -> Run:
     """Execute the run's worker code in a thread of this process (tests, debugging)."""
     from preceptor.engine.train import worker
 
@@ -119,7 +122,7 @@ def _spawn_inline(project: Any, run: Run, wait: bool) -> Run:
     return got
 
 
-def _spawn(project: Any, run: Run, wait: bool) -> Run:
+def _spawn(project: Project, run: Run, wait: bool) -> Run:
     launch = run.config.get("launch") or {}
     if launch.get("launcher") == "inline":
         return _spawn_inline(project, run, wait)
@@ -139,7 +142,7 @@ def _spawn(project: Any, run: Run, wait: bool) -> Run:
     return got
 
 
-def start(project: Any, kind: str, config: dict[str, Any], *, parent_id: int | None = None,
+def start(project: Project, kind: str, config: dict[str, Any], *, parent_id: int | None = None,
           launcher: str = "python", wait: bool = False, accelerate: dict[str, Any] | None = None) -> Run:
     """Create a queued run of ``kind`` and start its worker process (detached); return the run."""
     from preceptor.engine.train.registry import KINDS
@@ -158,7 +161,7 @@ def start(project: Any, kind: str, config: dict[str, Any], *, parent_id: int | N
     return _spawn(project, run, wait)
 
 
-def get_run(project: Any, run_id: int) -> Run:
+def get_run(project: Project, run_id: int) -> Run:
     run = q_runs.get(project.store, run_id)
     if run is None:
         known = ", ".join(str(r.id) for r in q_runs.list_runs(project.store, limit=10)) or "none yet"
@@ -175,7 +178,7 @@ def _reap() -> None:
             del _INLINE[rid]
 
 
-def summary_of(project: Any, run: Run) -> dict[str, Any]:
+def summary_of(project: Project, run: Run) -> dict[str, Any]:
     """What a finished run left: status, error, registered system, last metric values, summary.json."""
     from preceptor.db import systems as q_systems
 
@@ -194,7 +197,7 @@ def summary_of(project: Any, run: Run) -> dict[str, Any]:
     return out
 
 
-def watch(project: Any, run_id: int, cancel: threading.Event | None = None, poll: float = 0.5) -> EventStream:
+def watch(project: Project, run_id: int, cancel: threading.Event | None = None, poll: float = 0.5) -> EventStream:
     """Follow a run until it ends: Progress / Metric / Log events, then Done(summary).
 
     Setting ``cancel`` stops *watching* (raises ``Cancelled``); the run goes on. To stop
@@ -242,7 +245,7 @@ def watch(project: Any, run_id: int, cancel: threading.Event | None = None, poll
             time.sleep(poll)
 
 
-def cancel(project: Any, run_id: int) -> None:
+def cancel(project: Project, run_id: int) -> None:
     """Ask a run to stop: SIGTERM → the trainer saves a checkpoint and the run ends ``cancelled``."""
     run = get_run(project, run_id)
     if run.status in q_runs.TERMINAL:
@@ -266,7 +269,7 @@ def cancel(project: Any, run_id: int) -> None:
         q_runs.mark_dead_runs(project.store)
 
 
-def resume(project: Any, run_id: int, *, wait: bool = False) -> Run:
+def resume(project: Project, run_id: int, *, wait: bool = False) -> Run:
     """Continue a stopped run from its newest checkpoint (same run id, same config)."""
     run = get_run(project, run_id)
     if run.status not in ("interrupted", "cancelled", "failed"):
@@ -282,7 +285,7 @@ def resume(project: Any, run_id: int, *, wait: bool = False) -> Run:
     return _spawn(project, get_run(project, run.id), wait)
 
 
-def wait(project: Any, run_id: int, timeout: float | None = None, poll: float = 0.2) -> Run:
+def wait(project: Project, run_id: int, timeout: float | None = None, poll: float = 0.2) -> Run:
     """Block until the run ends (used by tests and scripts); returns the final run."""
     t0 = time.monotonic()
     while True:

@@ -34,11 +34,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from preceptor import config as cfg
 from preceptor.config import setting
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -148,7 +151,7 @@ DPO_PRESETS: dict[str, dict[str, Any]] = {
 TABLES = {SFTSettings: ("train.sft", SFT_PRESETS), DPOSettings: ("train.dpo", DPO_PRESETS)}
 
 
-def resolve(project: Any, cls: type, preset: str | None = None, **flags: Any) -> Any:
+def resolve(project: Project, cls: type, preset: str | None = None, **flags: Any) -> Any:
     """Settings ``cls`` from preset → ``[train.sft|dpo]`` table → flags (None flags are ignored)."""
     table_name, presets = TABLES[cls]
     table = dict(project.table(table_name)) if project is not None else {}

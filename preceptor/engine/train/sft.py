@@ -16,13 +16,16 @@ exp(eval_loss) is recorded with every evaluation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import outputs as q_outputs
 from preceptor.db import prompts as q_prompts
 from preceptor.db import systems as q_systems
 from preceptor.engine.train.settings import SFTSettings, from_dict
 from preceptor.errors import Cancelled, PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 
 def student_messages(prompt: Any, system_prompt: str | None = None) -> tuple[list[dict[str, str]], str]:
@@ -55,7 +58,7 @@ class SFTData:
     template_hashes: list[str] = field(default_factory=list)
 
 
-def prepare_data(project: Any, s: SFTSettings) -> SFTData:
+def prepare_data(project: Project, s: SFTSettings) -> SFTData:
     """Prompt/completion rows for the train and val splits (errors say what is missing)."""
     from preceptor.engine.train.common import base_model_name
 

@@ -13,19 +13,22 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import runs as q_runs
 from preceptor.db import systems as q_systems
 from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
 from preceptor.errors import PreceptorError
 
+if TYPE_CHECKING:
+    from preceptor.project import Project
+
 CARD_METRICS = ("loss", "train_loss", "eval_loss", "perplexity", "rewards/chosen", "rewards/rejected",
                 "rewards/margins", "rewards/accuracies", "eval_rewards/margins", "eval_rewards/accuracies")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
 
-def _lineage(project: Any, system: q_systems.System) -> list[dict[str, Any]]:
+def _lineage(project: Project, system: q_systems.System) -> list[dict[str, Any]]:
     """The training runs behind ``system``: its own, then the one its adapter started from (DPO → SFT)."""
     chain: list[dict[str, Any]] = []
     seen: set[int] = set()
@@ -82,7 +85,7 @@ def model_card(system: q_systems.System, adapter_cfg: dict[str, Any], lineage: l
     return "\n".join(lines)
 
 
-def export_system(project: Any, name: str, out: Path, *, merge: bool = False, cancel: Any = None) -> EventStream:
+def export_system(project: Project, name: str, out: Path, *, merge: bool = False, cancel: Any = None) -> EventStream:
     """Write the adapter (or merged model) of system ``name`` to ``out`` with a model card."""
     system = q_systems.resolve(project.store, name)
     if system.backend != "hf" or not system.adapter:

@@ -35,7 +35,7 @@ def _text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
     if isinstance(value, dict):
-        return cfg.dumps({"x": value}).split("=", 1)[1].strip() if value else ""
+        return cfg.format_value(value) if value else ""
     return str(value)
 
 

@@ -19,11 +19,10 @@ from __future__ import annotations
 import base64
 import csv
 import itertools
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.engine.evaluation import metrics as M
 from preceptor.engine.results.report import core, embedding, judging
@@ -36,6 +35,9 @@ from preceptor.engine.results.report.base import (
     text_bars,
 )
 from preceptor.errors import PreceptorError
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 Builder = Callable[[Any, ReportOptions], "Section | None"]
 
@@ -68,7 +70,7 @@ def registered() -> list[tuple[str, int]]:
 
 FORMATS = ("md", "html", "csv")
 
-def build_sections(project: Any, opts: ReportOptions | None = None) -> list[Section]:
+def build_sections(project: Project, opts: ReportOptions | None = None) -> list[Section]:
     """Every registered section's content, in order (a failing section becomes an error note)."""
     opts = opts or ReportOptions()
     out = []
@@ -82,67 +84,22 @@ def build_sections(project: Any, opts: ReportOptions | None = None) -> list[Sect
             out.append(sec)
     return out
 
-def _inline(text: str) -> str:
-    t = esc(text)
-    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
-    t = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", t)
-    t = re.sub(r"(?<![*\w])\*([^*]+)\*(?!\w)", r"<em>\1</em>", t)
-    return t
-
 def markdown_to_html(md: str, images: dict[str, str] | None = None) -> str:
-    """The small markdown subset sections use: headings, tables, images, lists, paragraphs."""
+    """Section markdown as HTML (markdown-it-py, CommonMark + tables; raw HTML is escaped).
+
+    Images named in ``images`` (SVG text) are embedded as data URIs so the page stands alone.
+    """
+    from markdown_it import MarkdownIt
+
     images = images or {}
-    out: list[str] = []
-    lines = md.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line.strip():
-            i += 1
-            continue
-        m = re.fullmatch(r"(#{1,6})\s+(.*)", line)
-        if m:
-            lvl = len(m.group(1))
-            out.append(f"<h{lvl}>{_inline(m.group(2))}</h{lvl}>")
-            i += 1
-            continue
-        m = re.fullmatch(r"!\[([^\]]*)\]\(([^)]+)\)", line.strip())
-        if m:
-            src = m.group(2)
-            if src in images:
-                data = base64.b64encode(images[src].encode()).decode()
-                src = f"data:image/svg+xml;base64,{data}"
-            out.append(f'<p><img alt="{esc(m.group(1))}" src="{esc(src)}"></p>')
-            i += 1
-            continue
-        if line.startswith("|"):
-            block = []
-            while i < len(lines) and lines[i].startswith("|"):
-                block.append(lines[i])
-                i += 1
-
-            def cells(row: str) -> list[str]:
-                return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", row.strip()[1:-1])]
-
-            head = cells(block[0])
-            body = [cells(r) for r in block[2:]] if len(block) > 1 and set(block[1]) <= set("|-: ") else [cells(r) for r in block[1:]]
-            out.append("<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr></thead><tbody>"
-                       + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
-                       + "</tbody></table>")
-            continue
-        if re.match(r"\s*[-*]\s+", line):
-            items = []
-            while i < len(lines) and re.match(r"\s*[-*]\s+", lines[i]):
-                items.append(re.sub(r"^\s*[-*]\s+", "", lines[i]))
-                i += 1
-            out.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in items) + "</ul>")
-            continue
-        para = []
-        while i < len(lines) and lines[i].strip() and not lines[i].startswith(("|", "#")):
-            para.append(lines[i])
-            i += 1
-        out.append(f"<p>{_inline(' '.join(para))}</p>")
-    return "\n".join(out)
+    parser = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = parser.parse(md)
+    for tok in tokens:
+        for child in tok.children or []:
+            src = child.attrGet("src") if child.type == "image" else None
+            if isinstance(src, str) and src in images:
+                child.attrSet("src", "data:image/svg+xml;base64," + base64.b64encode(images[src].encode()).decode())
+    return parser.renderer.render(tokens, parser.options, {}).strip()
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
@@ -172,7 +129,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         for r in rows:
             w.writerow({k: ("" if v is None else v) for k, v in r.items()})
 
-def build_report(project: Any, fmt: str = "md", out_dir: Path | str | None = None,
+def build_report(project: Project, fmt: str = "md", out_dir: Path | str | None = None,
                  opts: ReportOptions | None = None) -> Path:
     """Write the report as md, html or csv (the per-row CSV); returns the main file's path.
 
@@ -221,12 +178,12 @@ def build_report(project: Any, fmt: str = "md", out_dir: Path | str | None = Non
             parts.append(f"## {s.title}\n\n{body}")
         main.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
         return main
-    body = []
+    blocks: list[str] = []
     for s in sections:
         inner = s.html if s.html is not None else markdown_to_html(s.markdown.replace("ROWS_CSV", rows_name), s.images)
-        body.append(f'<section id="{esc(s.key)}"><h2>{esc(s.title)}</h2>\n{inner}</section>')
+        blocks.append(f'<section id="{esc(s.key)}"><h2>{esc(s.title)}</h2>\n{inner}</section>')
     main.write_text(f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
-                    f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>\n" + "\n".join(body) + "\n</body></html>\n",
+                    f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>\n" + "\n".join(blocks) + "\n</body></html>\n",
                     encoding="utf-8")
     return main
 
@@ -237,7 +194,7 @@ def _text_table(rows: list[list[Any]], headers: list[str]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
-def terminal_summary(project: Any, opts: ReportOptions | None = None) -> str:
+def terminal_summary(project: Project, opts: ReportOptions | None = None) -> str:
     """Per-system table and a text bar chart of the main metric, for the terminal."""
     from preceptor.engine.evaluation.evaluate import system_table
 

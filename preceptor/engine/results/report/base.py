@@ -6,9 +6,12 @@ import html as _html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import metrics as q
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 
 @dataclass
@@ -41,7 +44,7 @@ class Scope:
     metric: str
     seed: int
 
-def resolve(project: Any, opts: ReportOptions) -> Scope:
+def resolve(project: Project, opts: ReportOptions) -> Scope:
     from preceptor.engine.evaluation.evaluate import settings
 
     st = settings(project)

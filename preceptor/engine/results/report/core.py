@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.db import metrics as q
 from preceptor.db import runs as q_runs
@@ -23,8 +23,11 @@ from preceptor.engine.results.report.base import (
     resolve,
 )
 
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
-def overview_section(project: Any, opts: ReportOptions) -> Section:
+
+def overview_section(project: Project, opts: ReportOptions) -> Section:
     ctx = resolve(project, opts)
     from preceptor.engine.evaluation.evaluate import settings
 
@@ -42,7 +45,7 @@ def overview_section(project: Any, opts: ReportOptions) -> Section:
     ]
     return Section("overview", "Overview", "\n".join(lines))
 
-def _bertscore_note(project: Any, ctx: Scope, outputs: list[int]) -> str:
+def _bertscore_note(project: Project, ctx: Scope, outputs: list[int]) -> str:
     metas = q.metas(project.store, outputs, "bertscore_f1", ctx.reference)
     if not metas:
         return ""
@@ -61,7 +64,7 @@ def _bertscore_note(project: Any, ctx: Scope, outputs: list[int]) -> str:
         parts.append(f"{lang}: {len(flags)} items, {state}")
     return "BERTScore figures: " + "; ".join(parts) + ". Unrescaled BERTScore sits high (≈0.6–1.0) and is only comparable across systems, not to published rescaled numbers."
 
-def metrics_section(project: Any, opts: ReportOptions) -> Section | None:
+def metrics_section(project: Project, opts: ReportOptions) -> Section | None:
     from preceptor.engine.evaluation.evaluate import per_row, system_table
     from preceptor.engine.evaluation.metrics.text import corpus_bleu
 
@@ -111,7 +114,7 @@ def metrics_section(project: Any, opts: ReportOptions) -> Section | None:
     return Section("metrics", f"Automatic metrics (reference: {ctx.reference})", md, csv_rows=csv_rows,
                    images={"metrics.svg": svg})
 
-def metric_wins_section(project: Any, opts: ReportOptions) -> Section | None:
+def metric_wins_section(project: Project, opts: ReportOptions) -> Section | None:
     from preceptor.engine.evaluation.evaluate import settings, system_table, win_rate
 
     ctx = resolve(project, opts)
@@ -140,7 +143,7 @@ def metric_wins_section(project: Any, opts: ReportOptions) -> Section | None:
           + md_table(["pair", "metric", "win rate [95 % CI]", "wins", "ties", "losses", "n"], rows))
     return Section("win_rates", "Win rates by metric", md, csv_rows=csv_rows)
 
-def training_section(project: Any, opts: ReportOptions) -> Section | None:
+def training_section(project: Project, opts: ReportOptions) -> Section | None:
     from preceptor.engine.evaluation.metrics.perplexity import from_eval_loss
 
     runs = q_runs.list_runs(project.store, limit=opts.runs)
@@ -170,7 +173,7 @@ def training_section(project: Any, opts: ReportOptions) -> Section | None:
           + "\n\nEval perplexity = exp(eval loss) unless the run logged perplexity itself.\n\n" + "\n\n".join(md_imgs))
     return Section("training", "Training runs (latest)", md.strip(), csv_rows=csv_rows, images=images)
 
-def examples_section(project: Any, opts: ReportOptions) -> Section | None:
+def examples_section(project: Project, opts: ReportOptions) -> Section | None:
     from preceptor.engine.evaluation.evaluate import per_row
 
     ctx = resolve(project, opts)
@@ -201,7 +204,7 @@ def examples_section(project: Any, opts: ReportOptions) -> Section | None:
             parts.append(md_table(headers, [[clip(rs[0]["reference"]), *[clip(r["prediction"]) for r in rs]]]))
     return Section("examples", "Best and worst examples", "\n\n".join(parts))
 
-def rows_section(project: Any, opts: ReportOptions) -> Section | None:
+def rows_section(project: Project, opts: ReportOptions) -> Section | None:
     from preceptor.engine.evaluation.evaluate import per_row
 
     ctx = resolve(project, opts)

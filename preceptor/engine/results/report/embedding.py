@@ -7,9 +7,12 @@ queries, then the collapse diagnostics and any alarm.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.engine.results.report.base import Section, md_table
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 MAX_RUNS = 30
 
@@ -18,7 +21,7 @@ def _f(x: Any) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
-def embedding_section(project: Any, opts: Any) -> Section | None:
+def embedding_section(project: Project, opts: Any) -> Section | None:
     from preceptor.db import runs as q_runs
     from preceptor.engine.embed.settings import COLLAPSE_METRICS, RETRIEVAL_METRICS
     from preceptor.engine.train.curriculum import stage_report

@@ -7,10 +7,13 @@ options) and shared by the four judging sections.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preceptor.engine.results.report.base import Section, md_table
 from preceptor.engine.results.stats import StatsOptions, compute, fmt
+
+if TYPE_CHECKING:
+    from preceptor.project import Project
 
 _CACHE_ATTR = "_preceptor_stats_report_cache"
 
@@ -19,7 +22,7 @@ def _md(headers: list[str], rows: list[list[Any]]) -> str:
     return md_table(headers, rows, missing="-")
 
 
-def _stats(project: Any, opts: Any) -> dict[str, Any]:
+def _stats(project: Project, opts: Any) -> dict[str, Any]:
     from preceptor.db import exports as q
 
     split = getattr(opts, "split", None) or "val,test"
@@ -41,7 +44,7 @@ def _scope(res: dict[str, Any]) -> str:
             f"figures from fewer than {o['min_n']} observations are shown as “n too small”.")
 
 
-def win_rates_section(project: Any, opts: Any) -> Section | None:
+def win_rates_section(project: Project, opts: Any) -> Section | None:
     res = _stats(project, opts)
     if not res["win_rates"]:
         return None
@@ -62,7 +65,7 @@ def win_rates_section(project: Any, opts: Any) -> Section | None:
     return Section("judge_win_rates", "Expert and LLM-judge win rates", md, csv_rows=csv_rows)
 
 
-def league_section(project: Any, opts: Any) -> Section | None:
+def league_section(project: Project, opts: Any) -> Section | None:
     res = _stats(project, opts)
     if not res["bradley_terry"]:
         return None
@@ -85,7 +88,7 @@ def league_section(project: Any, opts: Any) -> Section | None:
     return Section("judge_league", "Bradley–Terry league", md.rstrip() + "\n", csv_rows=csv_rows)
 
 
-def agreement_section(project: Any, opts: Any) -> Section | None:
+def agreement_section(project: Project, opts: Any) -> Section | None:
     res = _stats(project, opts)
     ag = res["agreement"]
     if not ag["raters"] and not ag["self_consistency"] and not res["metric_vs_expert"]:
@@ -121,7 +124,7 @@ def agreement_section(project: Any, opts: Any) -> Section | None:
     return Section("judge_agreement", "Agreement", md, csv_rows=csv_rows)
 
 
-def bias_section(project: Any, opts: Any) -> Section | None:
+def bias_section(project: Project, opts: Any) -> Section | None:
     res = _stats(project, opts)
     b = res["bias"]
     if not b["position"] and not b["length"]:
@@ -139,7 +142,7 @@ def bias_section(project: Any, opts: Any) -> Section | None:
     return Section("judge_bias", "Judge bias", md, csv_rows=csv_rows)
 
 
-def spend_section(project: Any, opts: Any) -> Section | None:
+def spend_section(project: Project, opts: Any) -> Section | None:
     from preceptor.db import exports as q
 
     sp = q.spend(project.store)
