@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable
 
 from preceptor.db.store import Store, now
+from preceptor.errors import PreceptorError
 
 
 def _script(conn: sqlite3.Connection, sql: str) -> None:
@@ -328,6 +329,7 @@ def migrate(store: Store, target: int | None = None) -> list[str]:
     conn = store.conn
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+    refuse_newer(store, done)
     todo = MIGRATIONS if target is None else MIGRATIONS[:target]
     applied = []
     for fn in todo:
@@ -340,6 +342,18 @@ def migrate(store: Store, target: int | None = None) -> list[str]:
             conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (fn.__name__, now()))
         applied.append(fn.__name__)
     return applied
+
+
+def refuse_newer(store: Store, done: set[str]) -> None:
+    """A database migrated by a newer preceptor (names this version does not know) is refused."""
+    unknown = sorted(done - {fn.__name__ for fn in MIGRATIONS})
+    if unknown:
+        raise PreceptorError(
+            "Database from a newer preceptor",
+            f"{store.path} was made by a newer preceptor (schema {', '.join(unknown)}); upgrade preceptor",
+            "Install the newer preceptor that wrote this project (pip install -U preceptor), "
+            "or open a copy made with `preceptor backup` before the upgrade.",
+        )
 
 
 def head() -> int:
