@@ -13,23 +13,31 @@ The TUI and ``preceptor judge next/record`` both drive an :class:`ExpertSession`
   share (``repeat_share``) is shown to the same expert again, sides swapped, after
   ``repeat_gap`` more votes. Repeats are tagged and never supersede or count as votes.
 * Every write is one ``BEGIN IMMEDIATE`` transaction, committed before the call returns.
+  A write that meets another process's write lock waits with backoff until it commits
+  (the store retries; ``on_wait`` is told "waiting for the database…"); an SQLite failure
+  reaches the face as a titled :class:`PreceptorError`, never a raw ``sqlite3`` error.
   Nothing is overwritten: a changed vote is a new row that supersedes the old one.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
+import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from preceptor.db import judging as q
+from preceptor.db import user_error
 from preceptor.engine.judging.pairs import PairFilter, resolve_filter, unit_hash
 from preceptor.engine.judging.settings import JudgeSettings
 from preceptor.errors import PreceptorError
+from preceptor.processes import alive
 
 __all__ = [
     "Expert", "Side", "ServedPair", "ExpertSession", "add_expert", "list_experts", "clear_bad_item", "EXPERT_VERDICTS",
@@ -110,18 +118,19 @@ class ServedPair:
                 "A": self.left.text, "B": self.right.text, "repeat": self.repeat, "done": self.done, "total": self.total}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _writes(fn: F) -> F:
+    """A session call that writes: waits tell ``on_wait``; SQLite failures become titled errors."""
+    @functools.wraps(fn)
+    def wrapper(self: ExpertSession, *args: Any, **kwargs: Any) -> Any:
+        try:
+            with self.store.on_wait(self.on_wait):
+                return fn(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise user_error(exc, self.store.path) from exc
+    return wrapper  # type: ignore[return-value]
 
 
 class ExpertSession:
@@ -130,10 +139,12 @@ class ExpertSession:
     PROGRESS_TTL = 10.0  # counting every pair of a large project is slow: refreshed in preload(), not per vote
 
     def __init__(self, project: Any, expert: str, flt: PairFilter = PairFilter(), *, create: bool = False,
-                 detached: bool = False) -> None:
+                 detached: bool = False, on_wait: Callable[[str], None] | None = None) -> None:
         """``detached``: reservations outlive this process (lapse by time only), for scripted
-        ``judge next`` / ``judge record`` calls made by separate processes."""
+        ``judge next`` / ``judge record`` calls made by separate processes. ``on_wait(text)`` is
+        called when a write waits for another process's write (the app shows a notice)."""
         self.project = project
+        self.on_wait = on_wait
         self.store = project.store
         self.settings: JudgeSettings = project.section("judge", JudgeSettings)
         self.expert = add_expert(self.store, expert) if create else get_expert(self.store, expert)
@@ -180,7 +191,7 @@ class ExpertSession:
         q.drop_expired_reservations(self.store, t)
         for r in q.reservations_of_others(self.store, self.expert.id, t):
             host = (r["host"] or "").rsplit("/", 1)[0]
-            if host == self.hostname and r["pid"] and r["pid"] != self.pid and not _pid_alive(r["pid"]):
+            if host == self.hostname and r["pid"] and r["pid"] != self.pid and not alive(r["pid"]):
                 q.drop_reservation(self.store, r["pair_id"], r["expert_id"])
 
     def _pick(self, t: float, exclude: tuple[int, ...]) -> tuple[int, int, bool] | None:
@@ -206,6 +217,7 @@ class ExpertSession:
         self._served_at[pair_id] = time.monotonic()
 
     # -- the contract ------------------------------------------------------------------
+    @_writes
     def next(self) -> ServedPair | None:
         """Reserve and return the next pair for this expert (None when nothing is left)."""
         with self._lock:
@@ -229,6 +241,7 @@ class ExpertSession:
             self._current = self._build(*picked)
             return self._current
 
+    @_writes
     def preload(self) -> ServedPair | None:
         """Reserve the pair after the current one, so the next ``next()`` returns at once.
 
@@ -294,6 +307,7 @@ class ExpertSession:
             fields.update(verdict=verdict, winner_output_id=None)
         return fields
 
+    @_writes
     def record(self, pair: ServedPair, verdict: str, *, unsafe: tuple[str, ...] = (), note: str | None = None,
                latency_ms: float | None = None) -> int:
         """Store the verdict (A/B as shown); committed before this returns. Returns the judgment id."""
@@ -333,6 +347,7 @@ class ExpertSession:
             self._served_at.pop(pair.pair_id, None)
             return jid
 
+    @_writes
     def skip(self, pair: ServedPair) -> None:
         """Pass on this pair (recorded; others still get it; it stays in this expert's history)."""
         with self._lock:
@@ -348,6 +363,7 @@ class ExpertSession:
                 q.drop_reservation(self.store, pair.pair_id, self.expert.id)
             self._count += 1
 
+    @_writes
     def undo(self) -> ServedPair | None:
         """Take back this expert's last vote (or skip) and serve that pair again, same sides."""
         with self._lock:
@@ -396,6 +412,7 @@ class ExpertSession:
                         "time": r["created_at"], "latency_ms": r["latency_ms"]})
         return out
 
+    @_writes
     def change(self, judgment_id: int, verdict: str, *, unsafe: tuple[str, ...] = (), note: str | None = None) -> int:
         """Replace one of this expert's votes (A/B as it was shown) with a new, superseding judgment."""
         with self._lock:
@@ -422,6 +439,7 @@ class ExpertSession:
                     self._adjust_done(before, self._complete(old["pair_id"]))
             return jid
 
+    @_writes
     def flag_bad_item(self, prompt_id: int, reason: str) -> None:
         """Take a prompt out of statistics, exports and the queue until the flag is cleared."""
         reason = " ".join((reason or "").split())
@@ -476,6 +494,7 @@ class ExpertSession:
             self._progress = (t, value)
         return value
 
+    @_writes
     def release(self) -> None:
         """Give back this session's reservations (closing the screen)."""
         with self._lock:
