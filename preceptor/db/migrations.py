@@ -316,11 +316,32 @@ def m004_judging_extra(conn: sqlite3.Connection) -> None:
     )
 
 
+def m006_store_robustness(conn: sqlite3.Connection) -> None:
+    """Staged imports: rows written in short transactions under an import id stay invisible
+    until one quick statement marks the import ``done`` (a killed import is dropped later)."""
+    _script(conn,
+        """
+        CREATE TABLE imports (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            source TEXT,
+            host TEXT,
+            pid INTEGER,
+            status TEXT NOT NULL DEFAULT 'staging' CHECK (status IN ('staging', 'done')),
+            created_at TEXT NOT NULL
+        );
+        ALTER TABLE prompts ADD COLUMN import_id INTEGER;
+        CREATE INDEX prompts_staged ON prompts (import_id) WHERE import_id IS NOT NULL;
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_judging,
     m003_embedding,
     m004_judging_extra,
+    m006_store_robustness,
 ]
 
 

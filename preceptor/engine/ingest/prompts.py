@@ -165,8 +165,9 @@ def import_prompts(project: Any, file: Path | str, opts: ImportOptions = ImportO
         yield first
         yield from records
 
-    with store.tx():
-        q_prompts.ensure_collection(store, collection, "prompts", str(path))
+    q_prompts.drop_stale_imports(store)
+    import_id = q_prompts.begin_import(store, "prompts", str(path))
+    try:
         existing_hashes = q_prompts.hashes_in_collection(store, collection)
         group_split: dict[str, str | None] = {}
         pending: list[tuple[Any, ...]] = []
@@ -176,9 +177,10 @@ def import_prompts(project: Any, file: Path | str, opts: ImportOptions = ImportO
         def flush() -> None:
             if not pending:
                 return
-            q_prompts.insert_many(store, pending)
-            if cols.student or cols.teacher:
-                _import_outputs(project, collection, side, summary)
+            with store.tx():  # one short transaction per batch: votes get the lock in between
+                q_prompts.insert_many(store, pending, import_id)
+                if cols.student or cols.teacher:
+                    _import_outputs(project, collection, side, summary)
             pending.clear()
             side.clear()
 
@@ -247,6 +249,11 @@ def import_prompts(project: Any, file: Path | str, opts: ImportOptions = ImportO
                 flush()
         flush()
         check_cancel(cancel)
+        q_prompts.publish_import(store, import_id, collection, "prompts", str(path))  # all rows visible at once
+    except BaseException:
+        q_prompts.drop_import(store, import_id)
+        raise
+    q_prompts.settle_import(store, import_id)
     if summary.group_split_conflicts:
         yield Log("warning", f"{summary.group_split_conflicts} rows keep the file's split although their group is in another split (possible leakage)")
     if summary.duplicates:
