@@ -202,3 +202,122 @@ def test_a_stuck_writer_past_the_deadline_is_a_titled_error(project, monkeypatch
     assert info.value.title == "Database busy"
     assert "nothing was written" in info.value.message and "preceptor status" in info.value.hint
     assert seen == ["waiting for the database…"]
+
+
+# --- bulk writers: short transactions, atomic imports --------------------------------
+
+def _write_prompts_csv(path, n, tag="Q"):
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["prompt", "reference", "group"])
+        for i in range(n):
+            w.writerow([f"{tag} {i}: does drug {i} interact with drug {i + 7}?", f"Drug {i} raises drug {i + 7}.", f"g{i // 3}"])
+
+
+def _start_import(project, csv_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.Popen([sys.executable, "-m", "preceptor", "import", str(csv_path), "--project", str(project.root)],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _staged(project):
+    return project.store.scalar("SELECT COUNT(*) FROM prompts WHERE import_id IS NOT NULL")
+
+
+def test_kill_9_mid_import_leaves_nothing_visible(project, tmp_path):
+    import signal
+    import time
+
+    from preceptor.db import prompts as q_prompts
+
+    _write_prompts_csv(tmp_path / "big.csv", 60_000)
+    proc = _start_import(project, tmp_path / "big.csv")
+    deadline = time.monotonic() + 60
+    while _staged(project) < 6_000 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert _staged(project) >= 6_000  # rows were written in short transactions...
+    assert q_prompts.counts_by_split(project.store) == {}  # ...and none of them is visible
+    assert q_prompts.select(project.store) == []
+    assert q_prompts.search(project.store, "drug")[1] == 0
+    reopened = Project.open(project.root)  # the killed import is dropped on the next open
+    assert reopened.store.scalar("SELECT COUNT(*) FROM prompts") == 0
+    assert reopened.store.scalar("SELECT COUNT(*) FROM imports") == 0
+    reopened.close()
+
+
+def test_a_failing_import_leaves_nothing_and_a_good_one_settles(project, tmp_path):
+    from preceptor.db import prompts as q_prompts
+    from preceptor.engine.events import run
+    from preceptor.engine.ingest.prompts import import_prompts
+
+    bad = tmp_path / "bad.csv"
+    _write_prompts_csv(bad, 5_000)
+    with bad.open("a", encoding="utf-8") as fh:
+        fh.write(',"ref",g\n')  # an empty prompt on the last line, after two batches were written
+    with pytest.raises(Exception) as info:
+        run(import_prompts(project, bad))
+    assert info.value.title == "Empty prompt"
+    assert project.store.scalar("SELECT COUNT(*) FROM prompts") == 0
+    assert project.store.scalar("SELECT COUNT(*) FROM imports") == 0
+    good = tmp_path / "good.csv"
+    _write_prompts_csv(good, 3_000)
+    run(import_prompts(project, good))
+    assert sum(q_prompts.counts_by_split(project.store)["good"].values()) == 3_000
+    assert _staged(project) == 0 and project.store.scalar("SELECT COUNT(*) FROM imports") == 0
+
+
+def _cli_vote(root):
+    import io
+    import json
+    import time
+    from contextlib import redirect_stdout
+
+    t = time.perf_counter()
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main(["judge", "next", "--as", "Ann", "--json", "--project", root]) == 0
+    pair = json.loads(buf.getvalue())
+    with redirect_stdout(io.StringIO()):
+        assert main(["judge", "record", "--as", "Ann", "--pair", str(pair["pair_id"]), "--verdict", "A", "--project", root]) == 0
+    return time.perf_counter() - t
+
+
+def test_cli_vote_during_a_large_import_succeeds_and_is_not_much_slower(project, tmp_path, capsys):
+    import time
+
+    from preceptor.engine.judging.experts import add_expert
+    from tests.test_judge_support import make_all_pairs, seed_outputs
+
+    seed_outputs(project, 40, splits=("val",))
+    make_all_pairs(project)
+    add_expert(project.store, "Ann")
+    root = str(project.root)
+    idle = sorted(_cli_vote(root) for _ in range(4))
+    _write_prompts_csv(tmp_path / "big.csv", 80_000, tag="Import")
+    proc = _start_import(project, tmp_path / "big.csv")
+    try:
+        deadline = time.monotonic() + 60
+        while _staged(project) < 4_000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        busy = []
+        while proc.poll() is None and len(busy) < 6:
+            busy.append(_cli_vote(root))
+        assert _staged(project) > 0 or proc.poll() is not None
+    finally:
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert len(busy) >= 3, "the import ended before the votes ran"
+    assert "locked" not in capsys.readouterr().err
+    assert max(busy) < max(idle) + 1.0, (idle, busy)
+    assert project.store.scalar("SELECT COUNT(*) FROM judgments WHERE judge_id = 'Ann'") == 4 + len(busy)
