@@ -353,7 +353,7 @@ def test_m004_backfills_pairs_made_before_it(tmp_path):
         c.execute("INSERT INTO experts (id, name, norm_name, created_at) VALUES (1, 'Ada', 'ada', ?)", (ts,))
         c.execute("INSERT INTO judgments (id, pair_id, judge_kind, judge_id, verdict, winner_output_id, created_at) VALUES (1, 1, 'expert', 'Ada', 'win', 1, ?)", (ts,))
         c.execute("INSERT INTO judgments (id, pair_id, judge_kind, judge_id, verdict, supersedes, created_at) VALUES (2, 1, 'expert', 'Ada', 'tie', 1, ?)", (ts,))
-    assert migrations.migrate(store) == ["m004_judging_extra"]
+    assert migrations.migrate(store, target=4) == ["m004_judging_extra"]
     row = store.one("SELECT system_a, system_b, needed, expert_votes, queue_key FROM pairs WHERE id = 1")
     assert (row["system_a"], row["system_b"], row["needed"], row["expert_votes"]) == (9, 7, 1, 1)
     assert row["queue_key"] > 0

@@ -189,21 +189,21 @@ class ExpertSession:
 
     def _clean_reservations(self, t: float) -> None:
         q.drop_expired_reservations(self.store, t)
-        for r in q.reservations_of_others(self.store, self.expert.id, t):
+        for r in q.reservations_of_others(self.store, self.expert.id, t, self.host):
             host = (r["host"] or "").rsplit("/", 1)[0]
             if host == self.hostname and r["pid"] and r["pid"] != self.pid and not alive(r["pid"]):
                 q.drop_reservation(self.store, r["pair_id"], r["expert_id"])
 
     def _pick(self, t: float, exclude: tuple[int, ...]) -> tuple[int, int, bool] | None:
         """(pair id, left output id, repeat) of the next pair; call inside a transaction."""
-        rep = q.due_repeat(self.store, self.expert.id, self.query, self._count, t, exclude)
+        rep = q.due_repeat(self.store, self.expert.id, self.query, self._count, t, exclude, self.host)
         if rep is None:
-            pid = q.next_open_pair(self.store, self.query, self.expert.id, self.expert.name, t, exclude)
+            pid = q.next_open_pair(self.store, self.query, self.expert.id, self.expert.name, t, exclude, self.host)
             if pid is not None:
                 pair = q.get_pair(self.store, pid)
                 assert pair is not None
                 return pid, self.default_left(pid, pair["output_a"], pair["output_b"]), False
-            rep = q.due_repeat(self.store, self.expert.id, self.query, None, t, exclude)
+            rep = q.due_repeat(self.store, self.expert.id, self.query, None, t, exclude, self.host)
         if rep is None:
             return None
         pair = q.get_pair(self.store, rep["pair_id"])
@@ -228,7 +228,7 @@ class ExpertSession:
                 keep = (pre.pair_id,) if pre else ()
                 q.drop_reservations_of(self.store, self.expert.id, host=self.host, pid=self.pid, keep=keep)
                 picked: tuple[int, int, bool] | None = None
-                if pre is not None and (pre.repeat or q.still_servable(self.store, pre.pair_id, self.expert.id, self.expert.name, t)):
+                if pre is not None and (pre.repeat or q.still_servable(self.store, pre.pair_id, self.expert.id, self.expert.name, t, self.host)):
                     picked = (pre.pair_id, pre.left.output_id, pre.repeat)
                 else:
                     if pre is not None:
