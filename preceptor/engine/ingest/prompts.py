@@ -28,7 +28,8 @@ STUDENT_COLUMN = "response_student"
 TEACHER_COLUMN = "response_teacher"
 IMPORTED_BASE = "imported-base"
 IMPORTED_TEACHER = "imported-teacher"
-BATCH = 2_000
+BATCH = 2_000  # rows between progress events / cancel checks
+TX_ROWS = 200  # rows per write transaction: each holds the write lock for a few ms, so a vote barely waits
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,7 @@ def import_prompts(project: Any, file: Path | str, opts: ImportOptions = ImportO
                              _text(rec.get(cols.teacher)) if cols.teacher else None))
             summary.imported += 1
             summary.splits[split] += 1
-            if len(pending) >= BATCH:
+            if len(pending) >= TX_ROWS:
                 flush()
         flush()
         check_cancel(cancel)
