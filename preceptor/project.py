@@ -103,9 +103,10 @@ class Project:
         raw = cfg.load(conf)
         store = open_database(root / paths.DB_NAME)
         project = cls(root, store, raw)
-        from preceptor.db import runs
+        from preceptor.db import prompts, runs
 
         runs.mark_dead_runs(store)
+        prompts.drop_stale_imports(store)  # an import killed mid-way: its staged rows go
         return project
 
     def close(self) -> None:

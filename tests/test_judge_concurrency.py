@@ -69,3 +69,29 @@ def test_four_processes_two_hundred_votes_each(project, tmp_path):
     counted = store.scalar("SELECT SUM(expert_votes) FROM pairs")
     assert counted == store.scalar("SELECT COUNT(*) FROM judgments WHERE repeat = 0")
     assert store.scalar("SELECT COUNT(*) FROM reservations") == 0
+
+
+def test_same_expert_in_four_processes_never_gets_a_pair_twice(project, tmp_path):
+    import json
+
+    seed_outputs(project, 400, splits=("val",))
+    make_all_pairs(project)
+    add_expert(project.store, "Solo")
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(project.root), "Solo", "60", str(go)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    time.sleep(0.5)
+    go.touch()
+    ids = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+        ids += json.loads(out)["ids"]
+    assert len(ids) == 240
+    store = project.store
+    twice = store.scalar("""SELECT COUNT(*) FROM (SELECT pair_id FROM judgments WHERE judge_id = 'Solo' AND repeat = 0
+                            GROUP BY pair_id HAVING COUNT(*) > 1)""")
+    assert twice == 0
+    assert store.scalar("SELECT COUNT(*) FROM judgments WHERE supersedes IS NOT NULL") == 0
+    assert store.scalar("SELECT COUNT(*) FROM reservations") == 0

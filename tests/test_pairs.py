@@ -110,7 +110,7 @@ def test_cli_scripted_expert_round_trip(project, capsys):
 
 
 def test_cli_reservations_outlive_the_judge_next_process(project, capsys):
-    seed_outputs(project, 3, splits=("val",))
+    seed_outputs(project, 5, splits=("val",))
     make_all_pairs(project)
     root = str(project.root)
     for name in ("Ada", "Bo"):
@@ -122,8 +122,9 @@ def test_cli_reservations_outlive_the_judge_next_process(project, capsys):
         return json.loads(capsys.readouterr().out)["pair_id"]
 
     first = serve("Ada")
-    assert serve("Ada") == first  # still hers until she records it
-    assert serve("Bo") != first  # the reservation holds although the serving process has ended
+    second = serve("Ada")  # another process of hers: never the pair already out with the first one (issue 17)
+    assert second != first
+    assert serve("Bo") not in (first, second)  # the reservations hold although the serving processes have ended
     assert main(["--project", root, "judge", "record", "--as", "Ada", "--pair", str(first), "--verdict", "tie"]) == 0
     capsys.readouterr()
     assert serve("Ada") not in (first,)

@@ -13,7 +13,7 @@ import pytest
 from preceptor.db import migrations, open_database
 from preceptor.db import prompts as q_prompts
 from preceptor.db import runs as q_runs
-from preceptor.db.store import Store
+from preceptor.db.store import BUSY_TIMEOUT_MS, Store
 from preceptor.errors import PreceptorError
 from preceptor.project import Project
 
@@ -22,7 +22,7 @@ def test_pragmas(project):
     store = project.store
     assert store.scalar("PRAGMA journal_mode") == "wal"
     assert store.scalar("PRAGMA foreign_keys") == 1
-    assert store.scalar("PRAGMA busy_timeout") == 30_000
+    assert store.scalar("PRAGMA busy_timeout") == BUSY_TIMEOUT_MS
     assert store.schema_version == migrations.head()
 
 

@@ -89,3 +89,30 @@ async def test_judge_ten_pairs_by_keys(project, anyio_backend):
         })
         prev_for_pair[pid] = rows[i]["id"] if i < len(rows) else -1
     assert [{k: r[k] for k in want[0]} for r in rows] == want
+
+
+async def test_a_vote_while_another_program_holds_the_database_waits_and_says_so(project, anyio_backend):
+    import subprocess
+    import sys
+
+    from preceptor.tui.app import PreceptorApp
+    from tests.test_store_robustness import HOLDER
+
+    judged_project(project, 4)
+    app = PreceptorApp(project, start="judge", expert="Dr Ada")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: getattr(screen, "current", None) is not None)
+        await pilot.pause(0.5)  # let the preload of the next pair finish
+        pair = screen.current
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(project.root / "preceptor.db"), "2.5"],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            await pilot.press("1")
+            await wait_for(pilot, lambda: any(n.message == "waiting for the database…" for n in app._notifications), timeout=15)
+            await wait_for(pilot, lambda: project.store.scalar(
+                "SELECT COUNT(*) FROM judgments WHERE pair_id = ? AND judge_id = 'Dr Ada'", (pair.pair_id,)) == 1, timeout=20)
+        finally:
+            holder.wait(timeout=30)
+        assert not app.errors

@@ -7,6 +7,8 @@ start without importing what other commands need. Add a command by adding one en
 
 from __future__ import annotations
 
+import importlib
+import sqlite3
 import sys
 
 import click
@@ -58,16 +60,24 @@ def cli(ctx: click.Context, project_dir: str | None) -> None:
         ctx.invoke(cli.get_command(ctx, name))  # type: ignore[arg-type]
 
 
+def main_error(exc: PreceptorError) -> int:
+    click.secho(f"Error: {exc.title}", fg="red", bold=True, err=True)
+    click.echo(exc.message, err=True)
+    if exc.hint:
+        click.echo(f"Hint: {exc.hint}", err=True)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print title, message and hint to stderr and exit 2."""
     try:
         cli.main(args=argv, prog_name="preceptor", standalone_mode=False)
     except PreceptorError as exc:
-        say(f"Error: {exc.title}", "bold red", err=True)
-        say(exc.message, err=True)
-        if exc.hint:
-            say(f"Hint: {exc.hint}", err=True)
-        return 2
+        return main_error(exc)
+    except sqlite3.Error as exc:
+        from preceptor.db import user_error
+
+        return main_error(user_error(exc))
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130

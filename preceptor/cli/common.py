@@ -37,7 +37,9 @@ def project_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 def open_project(project_dir: str | None, create: bool = False):
     from preceptor.project import Project
 
-    return Project.open(project_dir, create=create)
+    project = Project.open(project_dir, create=create)
+    project.store.notify_wait = lambda text: click.echo(text, err=True)  # a write waiting on another process
+    return project
 
 
 def console(err: bool = False) -> Any:

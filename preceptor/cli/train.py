@@ -270,12 +270,15 @@ def list_cmd(project_dir: str | None, kind: str | None, limit: int, as_json: boo
     from preceptor.db import systems as q_systems
 
     with open_project(project_dir) as project:
+        q_runs.mark_dead_runs(project.store)
         runs = q_runs.list_runs(project.store, kind, limit)
         rows = []
         for r in runs:
             last = {k: v for k, (_, v) in q_runs.last_values(project.store, r.id).items()}
             system = q_systems.get(project.store, r.system_id) if r.system_id else None
-            rows.append({"id": r.id, "kind": r.kind, "status": r.status, "created": r.created_at, "duration": _duration(r),
+            shown, age = q_runs.liveness(r)
+            rows.append({"id": r.id, "kind": r.kind, "status": shown if shown != "stalled" else f"stalled ({age:.0f} s)",
+                         "heartbeat_age_s": age, "created": r.created_at, "duration": _duration(r),
                          "loss": last.get("loss"), "eval_loss": last.get("eval_loss"), "perplexity": last.get("perplexity"),
                          "system": system.name if system else None, "error": (r.error or "").splitlines()[0] if r.error else None})
     if as_json:

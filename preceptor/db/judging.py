@@ -203,8 +203,10 @@ def drop_expired_reservations(store: Store, t: float) -> None:
     store.execute("DELETE FROM reservations WHERE until < ?", (t,))
 
 
-def reservations_of_others(store: Store, expert_id: int, t: float) -> list[sqlite3.Row]:
-    return store.all("SELECT pair_id, expert_id, host, pid FROM reservations WHERE expert_id != ? AND until >= ?", (expert_id, t))
+def reservations_of_others(store: Store, expert_id: int, t: float, host: str | None = None) -> list[sqlite3.Row]:
+    """Live reservations of other experts, and of this expert's other sessions (``host``)."""
+    return store.all("SELECT pair_id, expert_id, host, pid FROM reservations WHERE until >= ? AND NOT (expert_id = ? AND host IS ?)",
+                     (t, expert_id, host))
 
 
 def drop_reservation(store: Store, pair_id: int, expert_id: int) -> None:
@@ -248,15 +250,17 @@ QUEUE_ORDER = {"priority": "p.priority DESC, p.queue_key", "random": "p.queue_ke
 
 
 def next_open_pair(store: Store, q: PairQuery, expert_id: int, expert_name: str, t: float,
-                   exclude: Sequence[int] = (), *, order: str = "priority", matchup: tuple[int, int] | None = None,
-                   min_priority: float | None = None) -> sqlite3.Row | None:
+                   exclude: Sequence[int] = (), host: str | None = None, *, order: str = "priority",
+                   matchup: tuple[int, int] | None = None, min_priority: float | None = None) -> sqlite3.Row | None:
     """(id, system_a, system_b, priority, queue_key) of the first pair this expert may judge now.
 
-    Open (fewer expert votes than needed), not reserved by another expert, not already
-    judged or skipped by this expert. ``order``: ``priority`` (then the shuffled queue key),
-    ``random`` (the queue key) or ``sequential`` (pair id), each walking its partial index;
-    ``matchup`` keeps one pair of systems (either side); ``min_priority`` leaves out pairs
-    whose priority is not above it.
+    Open (fewer expert votes than needed), not reserved by anyone but this session
+    (``host``: another expert, or the same expert in another process or app, never gets
+    it), not already judged or skipped by this expert. ``order``: ``priority`` (then the
+    shuffled queue key), ``random`` (the queue key) or ``sequential`` (pair id), each walking
+    its partial index; ``matchup`` keeps one pair of systems (either side); ``min_priority``
+    leaves out pairs whose priority is not above it. Call inside the write transaction that
+    reserves it, so picking and reserving are atomic.
     """
     where, params = q.where()
     ex = f" AND p.id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
@@ -270,11 +274,11 @@ def next_open_pair(store: Store, q: PairQuery, expert_id: int, expert_name: str,
     return store.one(
         f"""SELECT p.id, p.system_a, p.system_b, p.priority, p.queue_key FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
             WHERE p.expert_votes < p.needed AND {where}{ex}
-              AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.pair_id = p.id AND r.expert_id != ? AND r.until >= ?)
+              AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.pair_id = p.id AND r.until >= ? AND NOT (r.expert_id = ? AND r.host IS ?))
               AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.judge_kind = 'expert' AND j.judge_id = ? AND j.pair_id = p.id
                               AND j.repeat = 0 AND {CURRENT.format(a='j')} AND {NOT_UNDO.format(a='j')})
             ORDER BY {QUEUE_ORDER[order]} LIMIT 1""",
-        [*params, *exclude, *extra, expert_id, t, expert_name],
+        [*params, *exclude, *extra, t, expert_id, host, expert_name],
     )
 
 
@@ -347,15 +351,15 @@ def system_names(store: Store) -> dict[int, str]:
     return {r[0]: r[1] for r in store.all("SELECT id, name FROM systems")}
 
 
-def still_servable(store: Store, pair_id: int, expert_id: int, expert_name: str, t: float) -> bool:
+def still_servable(store: Store, pair_id: int, expert_id: int, expert_name: str, t: float, host: str | None = None) -> bool:
     """The cheap re-check of a preloaded pair before it is shown."""
     row = store.one(
         f"""SELECT 1 FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
             WHERE p.id = ? AND p.expert_votes < p.needed AND pr.bad_item IS NULL
-              AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.pair_id = p.id AND r.expert_id != ? AND r.until >= ?)
+              AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.pair_id = p.id AND r.until >= ? AND NOT (r.expert_id = ? AND r.host IS ?))
               AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.judge_kind = 'expert' AND j.judge_id = ? AND j.pair_id = p.id
                               AND j.repeat = 0 AND {CURRENT.format(a='j')} AND {NOT_UNDO.format(a='j')})""",
-        (pair_id, expert_id, t, expert_name))
+        (pair_id, t, expert_id, host, expert_name))
     return row is not None
 
 
@@ -372,7 +376,7 @@ def drop_repeat(store: Store, expert_id: int, pair_id: int) -> None:
 
 
 def due_repeat(store: Store, expert_id: int, q: PairQuery, count: int | None, t: float,
-               exclude: Sequence[int] = ()) -> sqlite3.Row | None:
+               exclude: Sequence[int] = (), host: str | None = None) -> sqlite3.Row | None:
     """A repeat due for this expert (``count`` = votes so far; None = any pending one)."""
     where, params = q.where()
     due = " AND rp.due_after <= ?" if count is not None else ""
@@ -381,9 +385,9 @@ def due_repeat(store: Store, expert_id: int, q: PairQuery, count: int | None, t:
         f"""SELECT rp.pair_id, rp.left_output_id FROM repeats rp
             JOIN pairs p ON p.id = rp.pair_id JOIN prompts pr ON pr.id = p.prompt_id
             WHERE rp.expert_id = ?{due}{ex} AND {where}
-              AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.pair_id = p.id AND r.expert_id != ? AND r.until >= ?)
+              AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.pair_id = p.id AND r.until >= ? AND NOT (r.expert_id = ? AND r.host IS ?))
             ORDER BY rp.due_after LIMIT 1""",
-        [expert_id, *([count] if count is not None else []), *exclude, *params, expert_id, t])
+        [expert_id, *([count] if count is not None else []), *exclude, *params, t, expert_id, host])
 
 
 def repeat_of(store: Store, expert_id: int, pair_id: int) -> sqlite3.Row | None:

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable
 
 from preceptor.db.store import Store, now
+from preceptor.errors import PreceptorError
 
 
 def _script(conn: sqlite3.Connection, sql: str) -> None:
@@ -315,6 +316,26 @@ def m004_judging_extra(conn: sqlite3.Connection) -> None:
     )
 
 
+def m006_store_robustness(conn: sqlite3.Connection) -> None:
+    """Staged imports: rows written in short transactions under an import id stay invisible
+    until one quick statement marks the import ``done`` (a killed import is dropped later)."""
+    _script(conn,
+        """
+        CREATE TABLE imports (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            source TEXT,
+            host TEXT,
+            pid INTEGER,
+            status TEXT NOT NULL DEFAULT 'staging' CHECK (status IN ('staging', 'done')),
+            created_at TEXT NOT NULL
+        );
+        ALTER TABLE prompts ADD COLUMN import_id INTEGER;
+        CREATE INDEX prompts_staged ON prompts (import_id) WHERE import_id IS NOT NULL;
+        """
+    )
+
+
 def m007_language_and_splits(conn: sqlite3.Connection) -> None:
     """Collections kept out of default selections (``hidden``): the embedding demo's held-out
     queries, so `train embed --demo` never adds prompts to a project's default views."""
@@ -341,6 +362,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m002_judging,
     m003_embedding,
     m004_judging_extra,
+    m006_store_robustness,
     m007_language_and_splits,
     m009_active_queue,
 ]
@@ -351,6 +373,7 @@ def migrate(store: Store, target: int | None = None) -> list[str]:
     conn = store.conn
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+    refuse_newer(store, done)
     todo = MIGRATIONS if target is None else MIGRATIONS[:target]
     applied = []
     for fn in todo:
@@ -363,6 +386,18 @@ def migrate(store: Store, target: int | None = None) -> list[str]:
             conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (fn.__name__, now()))
         applied.append(fn.__name__)
     return applied
+
+
+def refuse_newer(store: Store, done: set[str]) -> None:
+    """A database migrated by a newer preceptor (names this version does not know) is refused."""
+    unknown = sorted(done - {fn.__name__ for fn in MIGRATIONS})
+    if unknown:
+        raise PreceptorError(
+            "Database from a newer preceptor",
+            f"{store.path} was made by a newer preceptor (schema {', '.join(unknown)}); upgrade preceptor",
+            "Install the newer preceptor that wrote this project (pip install -U preceptor), "
+            "or open a copy made with `preceptor backup` before the upgrade.",
+        )
 
 
 def head() -> int:

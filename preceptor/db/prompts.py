@@ -63,7 +63,13 @@ class PromptFilter:
             params.append(self.task)
         if not self.include_bad:
             clauses.append(f"{alias}.bad_item IS NULL")
+        clauses.append(visible(alias))
         return (" AND ".join(clauses) or "1"), params
+
+
+def visible(alias: str = "p") -> str:
+    """The rows a reader may see: not staged by an import that has not finished."""
+    return f"({alias}.import_id IS NULL OR {alias}.import_id IN (SELECT id FROM imports WHERE status = 'done'))"
 
 
 def get(store: Store, prompt_id: int) -> Prompt | None:
@@ -84,17 +90,88 @@ def split_of_group(store: Store, group_key: str) -> str | None:
 
 
 def hashes_in_collection(store: Store, collection: str) -> set[str]:
-    return {r[0] for r in store.execute("SELECT text_hash FROM prompts WHERE collection = ?", (collection,))}
+    return {r[0] for r in store.execute(f"SELECT text_hash FROM prompts p WHERE collection = ? AND {visible()}", (collection,))}
 
 
 INSERT_COLUMNS = ("text", "text_hash", "reference", "split", "task", "group_key", "collection", "meta", "source", "created_at")
 
 
-def insert_many(store: Store, rows: Iterable[Sequence[Any]]) -> None:
-    """Insert rows of :data:`INSERT_COLUMNS` values (call inside ``store.tx()``)."""
+def insert_many(store: Store, rows: Iterable[Sequence[Any]], import_id: int | None = None) -> None:
+    """Insert rows of :data:`INSERT_COLUMNS` values (call inside ``store.tx()``); with
+    ``import_id`` they stay invisible until :func:`publish_import`."""
+    cols = (*INSERT_COLUMNS, "import_id")
     store.conn.executemany(
-        f"INSERT INTO prompts ({','.join(INSERT_COLUMNS)}) VALUES ({','.join('?' * len(INSERT_COLUMNS))})", rows
+        f"INSERT INTO prompts ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+        [(*r, import_id) for r in rows],
     )
+
+
+# --- staged imports: short transactions, one quick statement to publish -------------
+
+SETTLE_CHUNK = 20_000  # rows per short transaction when clearing or dropping a staged import
+
+
+def begin_import(store: Store, kind: str, source: str | None) -> int:
+    import os
+    import socket
+
+    from preceptor.db.store import now
+
+    with store.tx():
+        return int(store.execute("INSERT INTO imports (kind, source, host, pid, status, created_at) VALUES (?, ?, ?, ?, 'staging', ?)",
+                                 (kind, source, socket.gethostname(), os.getpid(), now())).lastrowid)
+
+
+def publish_import(store: Store, import_id: int, collection: str, kind: str = "prompts", source: str | None = None) -> None:
+    """The one quick statement that makes every row of the import visible at once (and its collection)."""
+    with store.tx():
+        ensure_collection(store, collection, kind, source)
+        store.execute("UPDATE imports SET status = 'done' WHERE id = ?", (import_id,))
+
+
+def settle_import(store: Store, import_id: int) -> None:
+    """After publishing: clear the rows' import id in short transactions, then forget the import."""
+    while True:
+        with store.tx():
+            n = store.execute("UPDATE prompts SET import_id = NULL WHERE rowid IN "
+                              "(SELECT rowid FROM prompts WHERE import_id = ? LIMIT ?)", (import_id, SETTLE_CHUNK)).rowcount
+            if n < SETTLE_CHUNK:
+                store.execute("DELETE FROM imports WHERE id = ?", (import_id,))
+                return
+
+
+def drop_import(store: Store, import_id: int) -> int:
+    """Delete a staged (never published) import's rows in short transactions; returns how many."""
+    total = 0
+    while True:
+        with store.tx():
+            n = store.execute("DELETE FROM prompts WHERE rowid IN (SELECT rowid FROM prompts WHERE import_id = ? LIMIT ?)",
+                              (import_id, SETTLE_CHUNK)).rowcount
+            total += n
+            if n < SETTLE_CHUNK:
+                store.execute("DELETE FROM imports WHERE id = ? AND status = 'staging'", (import_id,))
+                return total
+
+
+def drop_stale_imports(store: Store) -> list[int]:
+    """Staged imports whose process is gone (killed mid-import): drop their rows; published ones left
+    half-settled are settled. Returns the ids dropped."""
+    import socket
+
+    from preceptor.processes import alive
+
+    rows = store.all("SELECT id, host, pid, status FROM imports")
+    host = socket.gethostname()
+    dropped = []
+    for r in rows:
+        if r["host"] != host or alive(r["pid"]):
+            continue
+        if r["status"] == "done":
+            settle_import(store, r["id"])
+        else:
+            drop_import(store, r["id"])
+            dropped.append(r["id"])
+    return dropped
 
 
 def ids_by_hash(store: Store, collection: str, hashes: Sequence[str]) -> dict[str, int]:
@@ -112,7 +189,7 @@ def ids_by_hash(store: Store, collection: str, hashes: Sequence[str]) -> dict[st
 def counts_by_split(store: Store) -> dict[str, dict[str, int]]:
     """{collection: {split: n}}."""
     out: dict[str, dict[str, int]] = {}
-    for r in store.all("SELECT collection, split, COUNT(*) FROM prompts GROUP BY collection, split"):
+    for r in store.all(f"SELECT collection, split, COUNT(*) FROM prompts p WHERE {visible()} GROUP BY collection, split"):
         out.setdefault(r[0], {})[r[1]] = r[2]
     return out
 
@@ -146,8 +223,9 @@ def search(store: Store, query: str, limit: int = 500) -> tuple[list[Prompt], in
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where = ("(text LIKE ? ESCAPE '\\' OR reference LIKE ? ESCAPE '\\' OR lower(task) = lower(?) OR split = lower(?))")
         params = [like, like, q, q]
-    total = store.scalar(f"SELECT COUNT(*) FROM prompts WHERE {where}", params) or 0
-    rows = store.all(f"SELECT * FROM prompts WHERE {where} ORDER BY id LIMIT ?", [*params, int(limit)])
+    where = f"{where} AND {visible()}"
+    total = store.scalar(f"SELECT COUNT(*) FROM prompts p WHERE {where}", params) or 0
+    rows = store.all(f"SELECT * FROM prompts p WHERE {where} ORDER BY id LIMIT ?", [*params, int(limit)])
     return [_row(r) for r in rows], int(total)
 
 

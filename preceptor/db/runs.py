@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from preceptor.db.store import Store, dumps, loads, now
+from preceptor.processes import alive
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
@@ -28,11 +29,50 @@ class Run:
     created_at: str
     started_at: str | None
     ended_at: str | None
+    heartbeat_at: str | None = None
+
+
+STALL_AFTER_S = 30.0  # a running run whose heartbeat (every 5 s) is older than this shows "stalled"
 
 
 def _row(r: Any) -> Run:
     return Run(r["id"], r["kind"], r["status"], loads(r["config"]) or {}, r["pid"], r["dir"], r["error"],
-               r["warning"], r["system_id"], r["parent_id"], r["created_at"], r["started_at"], r["ended_at"])
+               r["warning"], r["system_id"], r["parent_id"], r["created_at"], r["started_at"], r["ended_at"],
+               r["heartbeat_at"])
+
+
+def _age_s(stamp: str | None, t: float) -> float | None:
+    if not stamp:
+        return None
+    import calendar
+    import time
+
+    whole, _, frac = stamp.rstrip("Z").partition(".")
+    try:
+        sec = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + (float("0." + frac) if frac else 0.0)
+    except ValueError:
+        return None
+    return max(0.0, t - sec)
+
+
+def liveness(run: Run, t: float | None = None, stall_after_s: float | None = None) -> tuple[str, float | None]:
+    """(status as shown, seconds since the last sign of life) of a run.
+
+    A ``running`` run whose heartbeat (or, before its first one, its start) is older than
+    :data:`STALL_AFTER_S` shows ``stalled`` (its process exists but makes no progress, e.g.
+    stopped with SIGSTOP or hung); one whose process is gone is marked ``interrupted`` by
+    :func:`mark_dead_runs`. Other statuses are shown as they are, with no age.
+    """
+    import time
+
+    if run.status != "running":
+        return run.status, None
+    t = time.time() if t is None else t
+    age = _age_s(run.heartbeat_at or run.started_at, t)
+    limit = STALL_AFTER_S if stall_after_s is None else stall_after_s
+    if age is not None and age > limit:
+        return "stalled", age
+    return "running", age
 
 
 def create(store: Store, kind: str, config: dict[str, Any], *, dir: str | None = None, parent_id: int | None = None) -> Run:
@@ -97,23 +137,9 @@ def metrics(store: Store, run_id: int, name: str | None = None) -> list[tuple[in
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    try:  # a zombie (exited, not yet reaped by its parent) is dead for our purpose
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def mark_dead_runs(store: Store) -> list[int]:
     """Mark runs whose process is gone as ``interrupted``; return their ids."""
-    dead = [r[0] for r in store.all("SELECT id, pid FROM runs WHERE status = 'running'") if not r[1] or not _alive(r[1])]
+    dead = [r[0] for r in store.all("SELECT id, pid FROM runs WHERE status = 'running'") if not r[1] or not alive(r[1])]
     for rid in dead:
         with store.tx():
             store.execute(
@@ -142,7 +168,7 @@ def heartbeat(store: Store, run_id: int) -> None:
 def mark_dead_queued(store: Store) -> list[int]:
     """Queued runs whose launched process (pid recorded) is gone: they never started."""
     dead = [r[0] for r in store.all("SELECT id, pid FROM runs WHERE status = 'queued' AND pid IS NOT NULL")
-            if not _alive(r[1])]
+            if not alive(r[1])]
     for rid in dead:
         with store.tx():
             store.execute(

@@ -9,13 +9,20 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from preceptor.errors import PreceptorError
 
-BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_MS = 1_000  # one wait of SQLite's own busy handler; a write transaction retries it (below)
+WRITE_DEADLINE_S = 600.0  # how long a write keeps retrying a database another process holds
+WAIT_NOTICE_S = 1.0  # after this long, the waiting caller is told ("waiting for the database…")
+
+
+def is_busy(exc: BaseException) -> bool:
+    """SQLite's "database is locked" / "database is busy" (another connection holds the write lock)."""
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
 
 
 def now() -> str:
@@ -46,6 +53,9 @@ class Store:
         self.path = Path(path)
         self._depth = 0
         self._lock = threading.RLock()  # one connection, several threads: one writer at a time
+        self._local = threading.local()  # per thread: who to tell while a write waits for the lock
+        self.write_deadline = WRITE_DEADLINE_S
+        self.notify_wait: Callable[[str], None] | None = None  # the default for threads that set none (the CLI: stderr)
         shared = self._shared_folder()
         old_umask = os.umask(0o002) if shared else None
         try:
@@ -107,7 +117,7 @@ class Store:
             finally:
                 self._depth -= 1
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._begin()
         self._depth = 1
         try:
             yield self.conn
@@ -118,6 +128,59 @@ class Store:
         else:
             self._depth = 0
             self.conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def on_wait(self, notify: Callable[[str], None] | None) -> Iterator[None]:
+        """While inside, a write of this thread that waits for another writer calls ``notify(text)`` once."""
+        prev = getattr(self._local, "notify", None)
+        self._local.notify = notify
+        try:
+            yield
+        finally:
+            self._local.notify = prev
+
+    def _begin(self) -> None:
+        """``BEGIN IMMEDIATE``, retried with backoff while another process holds the write lock.
+
+        In WAL mode the write lock is the only thing a writer waits for: once taken, the
+        transaction's statements never meet "database is locked". So the whole wait is here:
+        each try waits up to SQLite's busy timeout, then backs off, until
+        :attr:`write_deadline`; past it (a writer stuck for minutes) a titled error.
+        """
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+        import tenacity
+
+        start = time.monotonic()
+        told = False
+
+        def tell(_state: Any) -> None:
+            nonlocal told
+            notify = getattr(self._local, "notify", None) or self.notify_wait
+            if not told and notify is not None and time.monotonic() - start >= WAIT_NOTICE_S - BUSY_TIMEOUT_MS / 1000:
+                told = True
+                notify("waiting for the database…")
+
+        retry = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(is_busy),
+            wait=tenacity.wait_exponential(multiplier=0.02, max=0.5) + tenacity.wait_random(0, 0.05),
+            stop=tenacity.stop_after_delay(self.write_deadline),
+            before_sleep=tell, reraise=True)
+        try:
+            for attempt in retry:
+                with attempt:
+                    self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            raise PreceptorError(
+                "Database busy",
+                f"{self.path}: another program held the write lock for more than {self.write_deadline:.0f} s; nothing was written",
+                "Try again; if it persists, look for a stuck preceptor process (`preceptor status`) and stop it.") from exc
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)

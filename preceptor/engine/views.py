@@ -100,6 +100,13 @@ def check_system(project: Project, name_or_role: str) -> None:
     q_systems.resolve(project.store, name_or_role)
 
 
+ACTIVE_SHOWN = ("queued", "running", "stalled")  # statuses as shown whose run may still change
+
+
+def stalled_note(age: float | None) -> str:
+    return f"no heartbeat for {age:.0f} s: the process exists but makes no progress (stopped or hung)"
+
+
 def runs_overview(project: Project, limit: int = 200) -> list[dict[str, Any]]:
     """Runs newest first with their live state: status (dead processes marked interrupted first),
     the last step reached, the system a finished run registered, and its error or warning."""
@@ -110,8 +117,12 @@ def runs_overview(project: Project, limit: int = 200) -> list[dict[str, Any]]:
     for r in q_runs.list_runs(store, limit=limit):
         last = q_runs.last_values(store, r.id)
         step = max((s for s, _ in last.values()), default=None)
-        out.append({"run": r, "id": r.id, "kind": r.kind, "status": r.status, "created_at": r.created_at,
-                    "step": step, "stage": r.config.get("stage"),
+        shown, age = q_runs.liveness(r)
+        note = (r.error or r.warning or "").splitlines()[0] if (r.error or r.warning) else ""
+        if shown == "stalled":
+            note = stalled_note(age)
+        out.append({"run": r, "id": r.id, "kind": r.kind, "status": shown, "created_at": r.created_at,
+                    "step": step, "stage": r.config.get("stage"), "heartbeat_age_s": age,
                     "system": names.get(r.system_id) if r.system_id else None,
-                    "note": (r.error or r.warning or "").splitlines()[0] if (r.error or r.warning) else ""})
+                    "note": note})
     return out

@@ -38,7 +38,8 @@ STUDENT_COLUMN = "response_student"
 TEACHER_COLUMN = "response_teacher"
 IMPORTED_BASE = "imported-base"
 IMPORTED_TEACHER = "imported-teacher"
-BATCH = 2_000
+BATCH = 2_000  # rows between progress events / cancel checks
+TX_ROWS = 200  # rows per write transaction: each holds the write lock for a few ms, so a vote barely waits
 
 
 @dataclass(frozen=True)
@@ -179,8 +180,9 @@ def import_prompts(project: Project, file: Path | str, opts: ImportOptions = Imp
         yield first
         yield from records
 
-    with store.tx():
-        q_prompts.ensure_collection(store, collection, "prompts", str(path))
+    q_prompts.drop_stale_imports(store)
+    import_id = q_prompts.begin_import(store, "prompts", str(path))
+    try:
         existing_hashes = q_prompts.hashes_in_collection(store, collection)
         group_split: dict[str, str | None] = {}
         pending: list[tuple[Any, ...]] = []
@@ -190,9 +192,10 @@ def import_prompts(project: Project, file: Path | str, opts: ImportOptions = Imp
         def flush() -> None:
             if not pending:
                 return
-            q_prompts.insert_many(store, pending)
-            if cols.student or cols.teacher:
-                _import_outputs(project, collection, side, summary)
+            with store.tx():  # one short transaction per batch: votes get the lock in between
+                q_prompts.insert_many(store, pending, import_id)
+                if cols.student or cols.teacher:
+                    _import_outputs(project, collection, side, summary)
             pending.clear()
             side.clear()
 
@@ -257,10 +260,15 @@ def import_prompts(project: Project, file: Path | str, opts: ImportOptions = Imp
                              _text(rec.get(cols.teacher)) if cols.teacher else None))
             summary.imported += 1
             summary.splits[split] += 1
-            if len(pending) >= BATCH:
+            if len(pending) >= TX_ROWS:
                 flush()
         flush()
         check_cancel(cancel)
+        q_prompts.publish_import(store, import_id, collection, "prompts", str(path))  # all rows visible at once
+    except BaseException:
+        q_prompts.drop_import(store, import_id)
+        raise
+    q_prompts.settle_import(store, import_id)
     if summary.group_split_conflicts:
         yield Log("warning", f"{summary.group_split_conflicts} rows keep the file's split although their group is in another split (possible leakage)")
     if summary.duplicates:

@@ -13,24 +13,32 @@ The TUI and ``preceptor judge next/record`` both drive an :class:`ExpertSession`
   share (``repeat_share``) is shown to the same expert again, sides swapped, after
   ``repeat_gap`` more votes. Repeats are tagged and never supersede or count as votes.
 * Every write is one ``BEGIN IMMEDIATE`` transaction, committed before the call returns.
+  A write that meets another process's write lock waits with backoff until it commits
+  (the store retries; ``on_wait`` is told "waiting for the database…"); an SQLite failure
+  reaches the face as a titled :class:`PreceptorError`, never a raw ``sqlite3`` error.
   Nothing is overwritten: a changed vote is a new row that supersedes the old one.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
+import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from preceptor.db import judging as q
+from preceptor.db import user_error
 from preceptor.engine.judging.pairs import PairFilter, resolve_filter, unit_hash
 from preceptor.engine.judging.queue import ExpertQueue
 from preceptor.engine.judging.settings import JudgeSettings
 from preceptor.errors import PreceptorError
+from preceptor.processes import alive
 from preceptor.text import identity
 
 if TYPE_CHECKING:
@@ -115,18 +123,19 @@ class ServedPair:
                 "A": self.left.text, "B": self.right.text, "repeat": self.repeat, "done": self.done, "total": self.total}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _writes(fn: F) -> F:
+    """A session call that writes: waits tell ``on_wait``; SQLite failures become titled errors."""
+    @functools.wraps(fn)
+    def wrapper(self: ExpertSession, *args: Any, **kwargs: Any) -> Any:
+        try:
+            with self.store.on_wait(self.on_wait):
+                return fn(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise user_error(exc, self.store.path) from exc
+    return wrapper  # type: ignore[return-value]
 
 
 class ExpertSession:
@@ -135,10 +144,12 @@ class ExpertSession:
     PROGRESS_TTL = 10.0  # counting every pair of a large project is slow: refreshed in preload(), not per vote
 
     def __init__(self, project: Project, expert: str, flt: PairFilter = PairFilter(), *, create: bool = False,
-                 detached: bool = False) -> None:
+                 detached: bool = False, on_wait: Callable[[str], None] | None = None) -> None:
         """``detached``: reservations outlive this process (lapse by time only), for scripted
-        ``judge next`` / ``judge record`` calls made by separate processes."""
+        ``judge next`` / ``judge record`` calls made by separate processes. ``on_wait(text)`` is
+        called when a write waits for another process's write (the app shows a notice)."""
         self.project = project
+        self.on_wait = on_wait
         self.store = project.store
         self.settings: JudgeSettings = project.section("judge", JudgeSettings)
         self.expert = add_expert(self.store, expert) if create else get_expert(self.store, expert)
@@ -184,21 +195,21 @@ class ExpertSession:
 
     def _clean_reservations(self, t: float) -> None:
         q.drop_expired_reservations(self.store, t)
-        for r in q.reservations_of_others(self.store, self.expert.id, t):
+        for r in q.reservations_of_others(self.store, self.expert.id, t, self.host):
             host = (r["host"] or "").rsplit("/", 1)[0]
-            if host == self.hostname and r["pid"] and r["pid"] != self.pid and not _pid_alive(r["pid"]):
+            if host == self.hostname and r["pid"] and r["pid"] != self.pid and not alive(r["pid"]):
                 q.drop_reservation(self.store, r["pair_id"], r["expert_id"])
 
     def _pick(self, t: float, exclude: tuple[int, ...]) -> tuple[int, int, bool] | None:
         """(pair id, left output id, repeat) of the next pair; call inside a transaction."""
-        rep = q.due_repeat(self.store, self.expert.id, self.query, self._count, t, exclude)
+        rep = q.due_repeat(self.store, self.expert.id, self.query, self._count, t, exclude, self.host)
         if rep is None:
-            pid = self.queue.next_pair(self.store, self.query, self.expert.id, self.expert.name, t, exclude)
+            pid = self.queue.next_pair(self.store, self.query, self.expert.id, self.expert.name, t, exclude, self.host)
             if pid is not None:
                 pair = q.get_pair(self.store, pid)
                 assert pair is not None
                 return pid, self.default_left(pid, pair["output_a"], pair["output_b"]), False
-            rep = q.due_repeat(self.store, self.expert.id, self.query, None, t, exclude)
+            rep = q.due_repeat(self.store, self.expert.id, self.query, None, t, exclude, self.host)
         if rep is None:
             return None
         pair = q.get_pair(self.store, rep["pair_id"])
@@ -212,6 +223,7 @@ class ExpertSession:
         self._served_at[pair_id] = time.monotonic()
 
     # -- the contract ------------------------------------------------------------------
+    @_writes
     def next(self) -> ServedPair | None:
         """Reserve and return the next pair for this expert (None when nothing is left)."""
         with self._lock:
@@ -222,7 +234,7 @@ class ExpertSession:
                 keep = (pre.pair_id,) if pre else ()
                 q.drop_reservations_of(self.store, self.expert.id, host=self.host, pid=self.pid, keep=keep)
                 picked: tuple[int, int, bool] | None = None
-                if pre is not None and (pre.repeat or q.still_servable(self.store, pre.pair_id, self.expert.id, self.expert.name, t)):
+                if pre is not None and (pre.repeat or q.still_servable(self.store, pre.pair_id, self.expert.id, self.expert.name, t, self.host)):
                     picked = (pre.pair_id, pre.left.output_id, pre.repeat)
                 else:
                     if pre is not None:
@@ -235,6 +247,7 @@ class ExpertSession:
             self._current = self._build(*picked)
             return self._current
 
+    @_writes
     def preload(self) -> ServedPair | None:
         """Reserve the pair after the current one, so the next ``next()`` returns at once.
 
@@ -300,6 +313,7 @@ class ExpertSession:
             fields.update(verdict=verdict, winner_output_id=None)
         return fields
 
+    @_writes
     def record(self, pair: ServedPair, verdict: str, *, unsafe: tuple[str, ...] = (), note: str | None = None,
                latency_ms: float | None = None) -> int:
         """Store the verdict (A/B as shown); committed before this returns. Returns the judgment id."""
@@ -339,6 +353,7 @@ class ExpertSession:
             self._served_at.pop(pair.pair_id, None)
             return jid
 
+    @_writes
     def skip(self, pair: ServedPair) -> None:
         """Pass on this pair (recorded; others still get it; it stays in this expert's history)."""
         with self._lock:
@@ -354,6 +369,7 @@ class ExpertSession:
                 q.drop_reservation(self.store, pair.pair_id, self.expert.id)
             self._count += 1
 
+    @_writes
     def undo(self) -> ServedPair | None:
         """Take back this expert's last vote (or skip) and serve that pair again, same sides."""
         with self._lock:
@@ -402,6 +418,7 @@ class ExpertSession:
                         "time": r["created_at"], "latency_ms": r["latency_ms"]})
         return out
 
+    @_writes
     def change(self, judgment_id: int, verdict: str, *, unsafe: tuple[str, ...] = (), note: str | None = None) -> int:
         """Replace one of this expert's votes (A/B as it was shown) with a new, superseding judgment."""
         with self._lock:
@@ -428,6 +445,7 @@ class ExpertSession:
                     self._adjust_done(before, self._complete(old["pair_id"]))
             return jid
 
+    @_writes
     def flag_bad_item(self, prompt_id: int, reason: str) -> None:
         """Take a prompt out of statistics, exports and the queue until the flag is cleared."""
         reason = " ".join((reason or "").split())
@@ -482,6 +500,7 @@ class ExpertSession:
             self._progress = (t, value)
         return value
 
+    @_writes
     def release(self) -> None:
         """Give back this session's reservations (closing the screen)."""
         with self._lock:

@@ -379,25 +379,26 @@ class ExpertQueue:
             self._picks, self._fitted_at = 0, time.monotonic()
 
     def next_pair(self, store: Any, query: Any, expert_id: int, expert_name: str, t: float,
-                  exclude: Sequence[int] = ()) -> int | None:
-        """The pair id this expert should judge next (call inside the serving transaction)."""
+                  exclude: Sequence[int] = (), host: str | None = None) -> int | None:
+        """The pair id this expert should judge next (call inside the serving transaction);
+        ``host`` is the session, so the same expert elsewhere never gets the same pair."""
         from preceptor.db import judging as q
 
         floor = LLM_SETTLED if self.settings.llm_first else None
         self._picks += 1
         if self.order != "active":
-            row = q.next_open_pair(store, query, expert_id, expert_name, t, exclude, order=self.order, min_priority=floor)
+            row = q.next_open_pair(store, query, expert_id, expert_name, t, exclude, host, order=self.order, min_priority=floor)
             self.last = None if row is None else Choice(_cand(row), self.order, 0.0, 0.0, ((_cand(row), 0.0, 0.0),))
             return None if row is None else int(row[0])
         self._refresh(store, query)
         cands = []
         for m in self._matchups:
-            row = q.next_open_pair(store, query, expert_id, expert_name, t, exclude, order="priority", matchup=m,
+            row = q.next_open_pair(store, query, expert_id, expert_name, t, exclude, host, order="priority", matchup=m,
                                    min_priority=floor)
             if row is not None:
                 cands.append(_cand(row))
         if not cands:  # pairs without systems (older projects): the plain priority order
-            row = q.next_open_pair(store, query, expert_id, expert_name, t, exclude, order="priority", min_priority=floor)
+            row = q.next_open_pair(store, query, expert_id, expert_name, t, exclude, host, order="priority", min_priority=floor)
             if row is None:
                 self.last = None
                 return None

@@ -43,15 +43,11 @@ def is_converted(folder: Path) -> bool:
 @contextlib.contextmanager
 def lock(folder: Path) -> Iterator[None]:
     """An exclusive lock on ``folder/.setup.lock`` (another set-up waits, then finds it done)."""
-    import fcntl
+    import filelock
 
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".setup.lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with filelock.FileLock(str(folder / ".setup.lock")):
+        yield
 
 def pip_install(names: list[str]) -> tuple[bool, str]:
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", *names]

@@ -191,11 +191,18 @@ class JudgeScreen(EngineScreen):
     def action_ask_name(self) -> None:
         self.ask_name()
 
+    def _database_wait(self, text: str) -> None:
+        """A vote waits for another program's write: say so (the vote is kept and goes in when it can)."""
+        try:
+            self.app.call_from_thread(self.notify, text, timeout=5)
+        except RuntimeError:  # already on the app's thread
+            self.notify(text, timeout=5)
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="judge-session")
     def start_session(self, name: str) -> None:
         project = self.open_project()
         flt = self.ctx.pair_filter or PairFilter()
-        session = judge.ExpertSession(project, name, flt, create=True)
+        session = judge.ExpertSession(project, name, flt, create=True, on_wait=self._database_wait)
         first = session.next()
         self.post_message(SessionReady(session, session.name, first))
 

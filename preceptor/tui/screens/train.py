@@ -191,7 +191,7 @@ class TrainScreen(EngineScreen):
         self.list_runs()
 
     def _refresh_if_active(self) -> None:
-        if any(r["status"] in ("queued", "running") for r in self.runs):
+        if any(r["status"] in views.ACTIVE_SHOWN for r in self.runs):
             self.list_runs()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-list")
@@ -223,7 +223,7 @@ class TrainScreen(EngineScreen):
             self.follow(target)
         elif self.watching is None and msg.runs and not self.watch_key:
             # reopening the app: follow the run still going, else show the latest one
-            active = [r for r in msg.runs if r["status"] in ("queued", "running")]
+            active = [r for r in msg.runs if r["status"] in views.ACTIVE_SHOWN]
             self.follow((active or msg.runs)[0]["id"])
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -428,7 +428,7 @@ class TrainScreen(EngineScreen):
             self.notify("Stopping after the current step…")
             return
         run = self.selected_run()
-        if run is None or run["status"] not in ("queued", "running"):
+        if run is None or run["status"] not in views.ACTIVE_SHOWN:
             self.notify("No running run selected.", severity="warning")
             return
         run_id = run["id"]
