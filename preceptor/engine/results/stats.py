@@ -26,9 +26,13 @@ Intervals
 
 Bradley–Terry
   P(i beats j) = 1 / (1 + exp(θj − θi)); ties, both-bad and inconsistent verdicts count
-  half a win to each side. θ is the MLE
-  (L-BFGS through scipy) with a weak ridge (λ = 0.01) that keeps ratings finite when one
-  system wins every comparison, centred to mean 0; ``elo`` = 1000 + 400·θ/ln 10.
+  half a win to each side. θ is ridge-penalised — the posterior mode under a weak Gaussian
+  prior θ ~ N(0, 1/λ), λ = 0.01 — found by L-BFGS through scipy, which keeps ratings finite
+  when one system wins every comparison; centred to mean 0; ``elo`` = 1000 + 400·θ/ln 10.
+  Its 95 % interval is the wider of the percentile bootstrap over prompts and the prior's
+  Laplace interval (θ ± 1.96 sd from the penalised likelihood's curvature): under complete
+  separation every bootstrap replicate is the same, but the curvature is small, so the
+  interval widens instead of collapsing to one value.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from preceptor.engine.intervals import boot_index_chunks, figure, share, wilson
+from preceptor.engine.intervals import Z95, boot_index_chunks, figure, share, wilson
 from preceptor.engine.judging.queue import audit_of
 from preceptor.engine.judging.settings import JudgeSettings
 from preceptor.engine.judging.votes import HUMAN_KINDS, JUDGE_CHOICES, Vote, load_votes
@@ -187,22 +191,44 @@ def bt_league(names: Sequence[str], per_prompt: np.ndarray, *, n_boot: int, seed
                 w = np.bincount(row, minlength=m).astype(float) @ flat
                 boots.append(bt_fit(w.reshape(s, s), x0=theta))
     boot = np.array(boots) if boots else None
+    lap_sd = bt_laplace_sd(theta, games)
     wins = total.sum(axis=1)
     order = np.argsort(-theta, kind="stable")
     for rank, i in enumerate(order, 1):
         ci = None
-        if boot is not None:
-            ci = (float(np.percentile(boot[:, i], 2.5)), float(np.percentile(boot[:, i], 97.5)))
+        if n_comparisons >= min_n and connected:
+            lap = (float(theta[i] - Z95 * lap_sd[i]), float(theta[i] + Z95 * lap_sd[i]))
+            ci = lap
+            if boot is not None:
+                bl, bh = float(np.percentile(boot[:, i], 2.5)), float(np.percentile(boot[:, i], 97.5))
+                ci = (min(bl, lap[0]), max(bh, lap[1]))
         played = int(round(games[i].sum()))
         row = {
             "rank": rank, "system": names[i], "comparisons": played, "wins": float(wins[i]),
-            "strength": figure(float(theta[i]), n_comparisons, ci, method="bootstrap over prompts", min_n=min_n),
+            "strength": figure(float(theta[i]), n_comparisons, ci, method=BT_METHOD, min_n=min_n),
             "elo": figure(1000.0 + ELO_SCALE * float(theta[i]), n_comparisons,
                           (1000.0 + ELO_SCALE * ci[0], 1000.0 + ELO_SCALE * ci[1]) if ci else None,
-                          method="bootstrap over prompts", min_n=min_n),
+                          method=BT_METHOD, min_n=min_n),
         }
         out["rows"].append(row)
     return out
+
+
+BT_METHOD = "ridge-penalised BT (Gaussian prior λ=0.01): bootstrap over prompts ∪ Laplace interval"
+
+
+def bt_laplace_sd(theta: np.ndarray, games: np.ndarray, ridge: float = BT_RIDGE) -> np.ndarray:
+    """Standard deviations of the (mean-centred) ratings from the penalised likelihood's
+    curvature at θ: H = λI + Σ games·p(1−p) as a graph Laplacian; cov = P H⁻¹ P, P centring."""
+    s = len(theta)
+    d = theta[:, None] - theta[None, :]
+    p = 1.0 / (1.0 + np.exp(-d))
+    w = games * p * (1.0 - p)
+    h = np.diag(w.sum(axis=1)) - w + ridge * np.eye(s)
+    cov = np.linalg.inv(h)
+    centre = np.eye(s) - np.full((s, s), 1.0 / s)
+    cov = centre @ cov @ centre
+    return np.sqrt(np.clip(np.diag(cov), 1e-12, None))
 
 
 def _connected(adj: np.ndarray) -> bool:

@@ -80,7 +80,7 @@ def league_section(project: Any, opts: Any) -> Section | None:
                              "ci_low": (e["ci"] or [None, None])[0], "ci_high": (e["ci"] or [None, None])[1],
                              "comparisons": r["comparisons"], "wins": r["wins"], "note": e["note"]})
         parts.append("")
-    md = ("Bradley–Terry ratings (MLE, ties half a win, bootstrap over prompts), on an Elo scale "
+    md = ("Bradley–Terry ratings (ridge-penalised: a weak Gaussian prior, λ = 0.01; ties half a win; 95 % CI the wider of a bootstrap over prompts and the prior's Laplace interval), on an Elo scale "
           "(1000 = the average system).\n\n" + "\n".join(parts))
     return Section("judge_league", "Bradley–Terry league", md.rstrip() + "\n", csv_rows=csv_rows)
 
