@@ -328,7 +328,9 @@ def _load_pandalm(project, rows: list[dict]) -> None:
 def _check_pandalm_kappas(project, rows: list[dict]) -> None:
     from sklearn.metrics import cohen_kappa_score
 
-    assert compute(project, StatsOptions(n_boot=0))["n_votes"] == 0  # left out unless named
+    default = compute(project, StatsOptions(n_boot=0))  # left out of the default selection, so it falls back, saying so
+    assert default["fallback"] == ["pandalm"] and "imported collection pandalm" in default["fallback_note"]
+    assert default["floors"]["n"] > 0
     res = compute(project, StatsOptions(split="all", collection="pandalm", n_boot=0))
     _no_nan(res)
     got = {(r["rater_1"], r["rater_2"]): r for r in res["agreement"]["raters"]}
@@ -391,3 +393,34 @@ def test_bradley_terry_interval_widens_under_complete_separation(project) -> Non
         assert hi - lo > 100  # every bootstrap replicate is the same; the prior's interval is not
         assert lo < row["elo"]["value"] < hi
         assert "ridge-penalised" in row["elo"]["method"]
+
+
+def _intervals(node, path="res"):
+    if isinstance(node, dict):
+        if isinstance(node.get("ci"), list) and len(node["ci"]) == 2:
+            yield path, node["ci"]
+        for k, v in node.items():
+            yield from _intervals(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _intervals(v, f"{path}[{i}]")
+
+
+def test_no_printed_interval_has_zero_width_on_a_handful_of_one_sided_votes(project, capsys) -> None:
+    import json as _json
+
+    from preceptor.cli import main
+
+    j = Judged(project)
+    for i in range(4):
+        pair, outs = j.pair(j.prompt(), _texts(i))
+        for judge in ("ann", "bob"):
+            j.vote(pair, outs, "ft", judge=judge)
+        j.vote(pair, outs, "ft", kind="llm", judge="gpt")
+        j.vote(pair, outs, "ft", kind="metric", judge="rougeL")
+    assert main(["--project", str(project.root), "stats", "--min-n", "1", "--json"]) == 0
+    res = _json.loads(capsys.readouterr().out)
+    found = list(_intervals(res))
+    assert found  # win rates, leagues, agreement...
+    for path, (lo, hi) in found:
+        assert hi > lo, f"{path} has a zero-width interval [{lo}, {hi}]"

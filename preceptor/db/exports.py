@@ -218,6 +218,11 @@ def collection_kind(store: Store, name: str) -> str | None:
     return store.scalar("SELECT kind FROM collections WHERE name = ?", (name,))
 
 
+def count_votes_all_splits(store: Store) -> int:
+    """Judgments in the whole project (any split, any collection), skips left out."""
+    return int(store.scalar("SELECT COUNT(*) FROM judgments WHERE verdict != 'skip'") or 0)
+
+
 def collection_names(store: Store, kind: str | None = None) -> list[str]:
     if kind:
         return [r[0] for r in store.all("SELECT name FROM collections WHERE kind = ? ORDER BY name", (kind,))]
