@@ -424,3 +424,25 @@ def test_no_printed_interval_has_zero_width_on_a_handful_of_one_sided_votes(proj
     assert found  # win rates, leagues, agreement...
     for path, (lo, hi) in found:
         assert hi > lo, f"{path} has a zero-width interval [{lo}, {hi}]"
+
+
+def test_style_control_removes_a_pure_length_preference(project) -> None:
+    """A judge that picks the longer answer 4 times in 5, with each system longer half the time:
+    the plain league is even, the length coefficient is large and positive, and the
+    length-controlled win rate stays near 50 % with an interval that covers it."""
+    j = Judged(project)
+    for i in range(40):
+        long_ft = i % 2 == 0
+        texts = {"base": "short" if long_ft else "a much longer answer " * 5,
+                 "ft": "a much longer answer " * 5 if long_ft else "short"}
+        pair, outs = j.pair(j.prompt(), texts)
+        longer = "ft" if long_ft else "base"
+        shorter = "base" if long_ft else "ft"
+        j.vote(pair, outs, shorter if i % 10 in (0, 5) else longer)
+    res = compute(project, StatsOptions(**FAST))
+    sc = res["style_controlled"]["expert"]
+    assert sc["length_coefficient"]["ci"][0] > 0.5
+    [lc] = sc["lc_win_rates"]
+    lo, hi = lc["lc_win_rate_1"]["ci"]
+    assert lo < 0.5 < hi and hi > lo
+    assert abs(lc["lc_win_rate_1"]["value"] - 0.5) < 0.05

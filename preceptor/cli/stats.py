@@ -44,6 +44,16 @@ def render_text(res: dict[str, Any]) -> str:
         if league["rows"]:
             lines.append(table([[r["rank"], r["system"], fmt(r["elo"], pct=False, digits=0), r["comparisons"], f"{r['wins']:g}"]
                                 for r in league["rows"]], ["#", "system", "elo [95% CI]", "n", "wins"]))
+    for kind, sc in (res.get("style_controlled") or {}).items():
+        lc = sc["length_coefficient"]
+        lines += ["", f"Style-controlled league ({kind} votes; answer length as a covariate, coefficient "
+                  f"{fmt(lc, pct=False)})"]
+        lines.append(table([[r["rank"], r["system"], fmt(r["elo"], pct=False, digits=0), r["comparisons"]]
+                            for r in sc["rows"]], ["#", "system", "elo [95% CI]", "n"]))
+        if sc["lc_win_rates"]:
+            lines.append(table([[r["system_1"], r["system_2"], r["votes"], fmt(r["lc_win_rate_1"])]
+                                for r in sc["lc_win_rates"]],
+                               ["system 1", "vs", "n", "length-controlled win rate 1 [95% CI]"]))
     if res["win_rates"]:
         by_task = "task" in res["win_rates"][0]
         lines += ["", "Win rates (first system's share of decisive votes; ties shown apart)"]

@@ -232,6 +232,103 @@ def bt_laplace_sd(theta: np.ndarray, games: np.ndarray, ridge: float = BT_RIDGE)
     return np.sqrt(np.clip(np.diag(cov), 1e-12, None))
 
 
+def _logit_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted logistic regression with a Gaussian prior (ridge) on every coefficient:
+    (coefficients, covariance from the penalised likelihood's curvature)."""
+    from scipy.optimize import minimize
+
+    k = x.shape[1]
+
+    def nll(beta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = x @ beta
+        f = float((w * (np.logaddexp(0.0, z) - y * z)).sum()) + 0.5 * ridge * float(beta @ beta)
+        p = 1.0 / (1.0 + np.exp(-z))
+        return f, x.T @ (w * (p - y)) + ridge * beta
+
+    beta = np.asarray(minimize(nll, np.zeros(k), jac=True, method="L-BFGS-B").x, float)
+    p = 1.0 / (1.0 + np.exp(-(x @ beta)))
+    h = (x * (w * p * (1 - p))[:, None]).T @ x + ridge * np.eye(k)
+    return beta, np.linalg.inv(h)
+
+
+def _length_feature(v: Vote) -> float:
+    """Answer-length difference of a pair (a minus b) over their sum, in [-1, 1]."""
+    tot = v.len_a + v.len_b
+    return (v.len_a - v.len_b) / tot if tot else 0.0
+
+
+def _outcomes(v: Vote) -> float | None:
+    """1 for a, 0 for b, 0.5 for tie / both-bad / inconsistent; None for unparsed."""
+    return {"a": 1.0, "b": 0.0, "tie": 0.5, "both_bad": 0.5, "inconsistent": 0.5}.get(v.label)
+
+
+def style_controlled(votes: Sequence[Vote], *, min_n: int = 5) -> dict[str, Any]:
+    """Arena-style style control: per judge kind, Bradley–Terry with the answers' length
+    difference as a covariate (a logistic regression with a weak Gaussian prior, λ = 0.01),
+    so a judge that prefers longer answers does not lift long-winded systems; ratings on the
+    Elo scale with 95 % Laplace intervals, and the fitted length coefficient with its CI.
+    Beside it, AlpacaEval-style length-controlled win rates per system pair: the win rate the
+    same regression predicts at equal length, with a delta-method 95 % interval."""
+    votes, _ = league_votes(votes)
+    by_kind: dict[str, list[Vote]] = defaultdict(list)
+    for v in votes:
+        if not v.repeat and _outcomes(v) is not None:
+            by_kind[v.kind].append(v)
+    out: dict[str, Any] = {}
+    for kind, vs in sorted(by_kind.items()):
+        names = sorted({v.system_a for v in vs} | {v.system_b for v in vs})
+        if len(names) < 2:
+            continue
+        ix = {n: i for i, n in enumerate(names)}
+        s = len(names)
+        # columns: systems 1..s-1 (system 0 is the reference, rating 0) and the length feature
+        x = np.zeros((len(vs), s))
+        y = np.array([_outcomes(v) for v in vs], float)
+        for r, v in enumerate(vs):
+            ia, ib = ix[v.system_a], ix[v.system_b]
+            if ia:
+                x[r, ia - 1] += 1.0
+            if ib:
+                x[r, ib - 1] -= 1.0
+            x[r, s - 1] = _length_feature(v)
+        beta, cov = _logit_fit(x, y, np.ones(len(vs)), BT_RIDGE)
+        theta = np.concatenate([[0.0], beta[: s - 1]])
+        tcov = np.zeros((s, s))
+        tcov[1:, 1:] = cov[: s - 1, : s - 1]
+        centre = np.eye(s) - np.full((s, s), 1.0 / s)
+        theta_c = centre @ theta
+        sd = np.sqrt(np.clip(np.diag(centre @ tcov @ centre), 1e-12, None))
+        played = {n: sum(1 for v in vs if n in (v.system_a, v.system_b)) for n in names}
+        rows = []
+        for rank, i in enumerate(np.argsort(-theta_c, kind="stable"), 1):
+            e = 1000.0 + ELO_SCALE * float(theta_c[i])
+            half = ELO_SCALE * Z95 * float(sd[i])
+            rows.append({"rank": rank, "system": names[i], "comparisons": played[names[i]],
+                         "elo": figure(e, played[names[i]], (e - half, e + half), min_n=min_n,
+                                       method="style-controlled BT (length covariate), Laplace interval")})
+        lb, lsd = float(beta[s - 1]), float(np.sqrt(cov[s - 1, s - 1]))
+        pairs = []
+        for a, b in combinations(range(s), 2):
+            d = theta[a] - theta[b]
+            g = np.zeros(s)  # gradient of θa − θb w.r.t. the fitted system columns
+            if a:
+                g[a - 1] += 1.0
+            if b:
+                g[b - 1] -= 1.0
+            sd_d = float(np.sqrt(max(g @ cov @ g, 1e-12)))
+            n_ab = sum(1 for v in vs if {v.system_a, v.system_b} == {names[a], names[b]})
+            if not n_ab:
+                continue
+            sig = lambda t: 1.0 / (1.0 + math.exp(-t))  # noqa: E731
+            pairs.append({"system_1": names[a], "system_2": names[b], "votes": n_ab,
+                          "lc_win_rate_1": figure(sig(d), n_ab, (sig(d - Z95 * sd_d), sig(d + Z95 * sd_d)), min_n=min_n,
+                                                  method="length-controlled (logistic, equal length), delta method")})
+        out[kind] = {"rows": rows, "length_coefficient": figure(lb, len(vs), (lb - Z95 * lsd, lb + Z95 * lsd),
+                                                                 min_n=min_n, method="logit per unit of length share"),
+                     "lc_win_rates": pairs, "n": len(vs)}
+    return out
+
+
 def _connected(adj: np.ndarray) -> bool:
     s = adj.shape[0]
     seen, stack = {0}, [0]
@@ -713,6 +810,7 @@ def compute(project: Any, opts: StatsOptions = StatsOptions()) -> dict[str, Any]
         "judges": {k: sorted({v.judge for v in votes if v.kind == k}) for k in sorted({v.kind for v in votes})},
         "win_rates": win_rates(votes, by_task=opts.by == "task", **kw),
         "bradley_terry": bradley_terry(votes, **kw),
+        "style_controlled": style_controlled(votes, min_n=opts.min_n),
         "agreement": {
             "raters": rater_agreement(votes, **kw),
             "self_consistency": self_consistency(votes, **kw),
@@ -755,5 +853,5 @@ def fmt(fig: dict[str, Any] | None, pct: bool = True, digits: int = 2) -> str:
 
 __all__: list[str] = ["StatsOptions", "compute", "wilson", "cohen_kappa", "agreement", "bt_fit", "bt_league",
                       "win_rates", "bradley_terry", "rater_agreement", "self_consistency", "position_bias",
-                      "length_bias", "metric_vs_expert", "human_floors", "beats_floors", "league_votes", "stopping_signal", "llm_audit", "figure", "fmt", "Vote", "load_votes"]
+                      "length_bias", "metric_vs_expert", "human_floors", "beats_floors", "style_controlled", "league_votes", "stopping_signal", "llm_audit", "figure", "fmt", "Vote", "load_votes"]
 
