@@ -98,7 +98,7 @@ def test_rules_each_counted(project, student_prompt) -> None:
     j.vote(p, o, "teacher", repeat=True)
     made["superseded"] = p
 
-    rows, info = dpo_records(project, DPOExportOptions())
+    rows, info = dpo_records(project, DPOExportOptions(style="standard"))
     by = _rows_by_pair(rows)
     ex = info["excluded"]
     assert (ex["tie"], ex["both_bad"], ex["unsafe_chosen"], ex["conflict"], ex["no_votes"], ex["bad_item"],
@@ -173,7 +173,7 @@ def test_duplicates_and_identical_answers_removed(project, student_prompt) -> No
     j.vote(p3, o3, "dpo")
     p4, o4 = j.pair(pid, {"ft": "two", "teacher": "two"})
     j.vote(p4, o4, "ft")
-    rows, info = dpo_records(project, DPOExportOptions())
+    rows, info = dpo_records(project, DPOExportOptions(style="standard"))
     assert [(r["pair_id"], r["chosen"], r["rejected"]) for r in rows] == [(p1, "two", "one"), (p3, "one", "two")]
     assert info["excluded"]["duplicate"] == 1 and info["excluded"]["identical"] == 1
 
@@ -191,7 +191,7 @@ def test_prompt_is_the_students_never_the_teachers(project, student_prompt) -> N
     j.vote(p, o, "teacher")
     expected, thash = student_prompt(q_prompts.get(project.store, pid))
     turns = [m for m in expected if m["role"] in ("system", "user")]
-    [std], _ = dpo_records(project, DPOExportOptions())
+    [std], _ = dpo_records(project, DPOExportOptions(style="standard"))
     [conv], _ = dpo_records(project, DPOExportOptions(style="conversational"))
     assert std["prompt"] == "\n\n".join(m["content"] for m in turns)
     assert conv["prompt"] == turns
@@ -316,3 +316,81 @@ def test_student_prompt_shortcut_equals_student_messages(project, student_prompt
             msgs, _ = student_prompt(q_prompts.get(project.store, pairs[r["pair_id"]]))
             turns = [m for m in msgs if m["role"] in ("system", "user")]
             assert r["prompt"] == (turns if style == "conversational" else "\n\n".join(m["content"] for m in turns))
+
+
+@pytest.mark.parametrize("source", ["expert", "llm", "metric", "agreed", "all"])
+def test_an_answer_flagged_unsafe_is_never_chosen_whatever_the_source(project, student_prompt, source) -> None:
+    j = Judged(project)
+    _, p, o = _pair(j, 1)
+    # the expert prefers the base answer and flags the teacher's unsafe; both machines prefer the teacher's
+    j.vote(p, o, "base", unsafe=("teacher",))
+    j.vote(p, o, "teacher", kind="llm", judge="gpt")
+    j.vote(p, o, "teacher", kind="metric", judge="rougeL")
+    # the same unsafe answer, in a second pair (against another system) judged by the metric judge only
+    pid1 = project.store.scalar("SELECT prompt_id FROM pairs WHERE id = ?", (p,))
+    o2 = {"teacher": o["teacher"], "ft": j.answer(int(pid1), "ft", "ft answer 1")}
+    with project.store.tx():
+        other = project.store.execute("INSERT INTO pairs (prompt_id, output_a, output_b, split, created_at) "
+                                      "VALUES (?,?,?,?,?)", (pid1, *sorted(o2.values()), "val", "2026")).lastrowid
+    j.vote(int(other), o2, "teacher", kind="metric", judge="rougeL")
+    try:
+        rows, info = dpo_records(project, DPOExportOptions(source=source))
+    except PreceptorError as err:  # nothing else qualified: an empty export is refused, nothing chosen
+        assert err.title == "Empty export"
+        return
+    assert all(r["chosen_output_id"] != o["teacher"] for r in rows)
+    if source in ("llm", "metric"):
+        assert info["excluded"]["unsafe_chosen"] >= 1
+        assert info["unsafe_flagged_by"].get("expert", 0) >= 1
+
+
+def test_metric_source_export_counts_unsafe_exclusions_in_the_manifest(project, student_prompt, tmp_path) -> None:
+    j = Judged(project)
+    for i in range(3):
+        _, p, o = _pair(j, i)
+        j.vote(p, o, "teacher", kind="metric", judge="rougeL")
+        if i == 0:
+            j.vote(p, o, None, verdict="tie", unsafe=("teacher",))  # an expert's flag, whatever verdict
+    out = tmp_path / "m.jsonl"
+    run(export_dpo(project, out, DPOExportOptions(source="metric")))
+    manifest = json.loads(manifest_path(out).read_text())
+    assert manifest["n"] == 2
+    assert manifest["excluded"]["unsafe_chosen"] == 1
+    assert manifest["unsafe_flagged_by"] == {"expert": 1}
+
+
+def _hf_student(project, name: str, role: str, system_prompt: str | None) -> int:
+    from preceptor.db import systems as q_systems
+
+    params = {"system_prompt": system_prompt} if system_prompt else {}
+    return q_systems.upsert(project.store, name, role=role, backend="hf", model="tiny", params=params).id
+
+
+def test_export_prompt_is_exactly_what_the_student_was_asked(project, student_prompt) -> None:
+    from preceptor.db import outputs as q_outputs
+    from preceptor.prompts.templates import student_messages
+
+    sid = _hf_student(project, "ft-1", "ft", SYSTEM_TURN)
+    j = Judged(project)
+    pid = j.prompt("How do clarithromycin and simvastatin interact?", split="train")
+    msgs, thash = student_messages("How do clarithromycin and simvastatin interact?", SYSTEM_TURN)
+    q_outputs.record(project.store, pid, sid, text="ft answer", messages=msgs, template_hash=thash)
+    j.systems["ft-1"] = sid
+    outs = {"ft-1": int(project.store.scalar("SELECT id FROM outputs WHERE system_id = ?", (sid,))),
+            "teacher": j.answer(pid, "teacher", "teacher answer: CYP3A4 inhibition raises simvastatin")}
+    a, b = sorted(outs.values())
+    with project.store.tx():
+        p = project.store.execute("INSERT INTO pairs (prompt_id, output_a, output_b, split, created_at) VALUES (?,?,?,?,?)",
+                                  (pid, a, b, "train", "2026")).lastrowid
+    j.vote(int(p), outs, "teacher")
+    [row], info = dpo_records(project, DPOExportOptions())  # conversational by default
+    assert row["prompt"] == [m for m in msgs if m["role"] in ("system", "user")]
+    assert row["prompt"][0] == {"role": "system", "content": SYSTEM_TURN}
+    assert row["template_hash"] == thash
+    assert info["student_system"] == "ft-1" and info["system_prompt"] is True
+    # the student's system prompt changed after it answered: the export refuses, naming the pair
+    project.store.execute("UPDATE systems SET params = ? WHERE id = ?", (json.dumps({"system_prompt": "Be brief."}), sid))
+    with pytest.raises(PreceptorError) as err:
+        dpo_records(project, DPOExportOptions())
+    assert err.value.title == "Prompt mismatch"
+    assert f"pair ids {p}" in err.value.message

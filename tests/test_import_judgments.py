@@ -113,3 +113,27 @@ def test_generic_file_and_errors(project, tmp_path, capsys):
     with pytest.raises(PreceptorError) as err:
         _import(project, broken, "llmbar")
     assert err.value.title == "Broken JSON" and err.value.message.startswith(f"{broken}:2:")
+
+
+def test_llmbar_set_alone_shows_its_floors_in_plain_stats(project, capsys):
+    """A fresh project holding only an imported human-label set: plain `stats --split all`
+    shows that set (saying it fell back to it) with the floors a judge must beat; positions
+    never become a league."""
+    fixture = Path(__file__).parent / "fixtures" / "llmbar_natural.json"
+    assert main(["--project", str(project.root), "import-judgments", str(fixture), "--format", "llmbar", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["--project", str(project.root), "stats", "--split", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "showing the imported collection" in out
+    assert "longer answer wins" in out and "first shown wins" in out and "chance" in out
+    assert "Bradley–Terry league" not in out  # LLMBar's "systems" are positions
+    assert main(["--project", str(project.root), "stats", "--split", "all", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    items = json.loads(fixture.read_text())
+    longer = res["floors"]["longer_answer_wins"]
+    # independent recomputation: the longer output is the labelled one (equal lengths half)
+    hits = sum(0.5 if len(it["output_1"]) == len(it["output_2"]) else
+               float((1 if len(it["output_1"]) > len(it["output_2"]) else 2) == int(it["label"])) for it in items
+               if it["output_1"].strip() != it["output_2"].strip())
+    assert longer["value"] == pytest.approx(hits / res["floors"]["n"], abs=1e-9)
+    assert longer["ci"][1] > longer["ci"][0]

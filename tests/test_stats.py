@@ -174,7 +174,7 @@ def test_small_n_single_vote_and_single_system(project) -> None:
     llm = next(r for r in res["win_rates"] if r["judge"] == "llm")
     assert (llm["inconsistent"], llm["votes"], llm["win_rate_1"]["n"]) == (1, 1, 0)
     wr = res["win_rates"][0]["win_rate_1"]
-    assert wr["value"] is None and wr["n"] == 0 and wr["note"] == "n too small (n=0 < 5)"
+    assert wr["value"] is None and wr["n"] == 0 and wr["note"] == "n too small (0 prompts < 5)"
     league = res["bradley_terry"]["expert"]
     assert league["note"] == "n too small (n=1 < 5)"
     assert all(r["strength"]["value"] is None for r in league["rows"])
@@ -182,16 +182,38 @@ def test_small_n_single_vote_and_single_system(project) -> None:
 
 def test_by_task_and_clustered_votes_use_bootstrap(project) -> None:
     j = Judged(project)
-    for i in range(8):
+    for i in range(24):
         pair, outs = j.pair(j.prompt(task="ddi" if i % 2 else "moa"), _texts(i))
         for judge in ("ann", "bob"):
             j.vote(pair, outs, "ft" if i % 4 else "base", judge=judge)
     res = compute(project, StatsOptions(by="task", **FAST, min_n=2))
     rows = {r["task"]: r for r in res["win_rates"]}
     assert set(rows) == {"ddi", "moa"}
-    assert rows["moa"]["wins_1"] == 4 and rows["moa"]["wins_2"] == 4  # base wins i = 0, 4 (2 judges each)
+    assert rows["moa"]["wins_1"] == 12 and rows["moa"]["wins_2"] == 12  # base wins i = 0, 4, 8, ... (2 judges each)
     assert rows["moa"]["win_rate_1"]["method"] == "bootstrap over prompts"
-    assert rows["ddi"]["win_rate_1"]["value"] == 0.0
+    assert rows["moa"]["win_rate_1"]["prompts"] == 12
+    ddi = rows["ddi"]["win_rate_1"]
+    assert ddi["value"] == 0.0
+    # one-sided votes: the bootstrap collapses to [0, 0], so the score interval is shown instead
+    assert ddi["method"].startswith("wilson") and ddi["ci"][1] > ddi["ci"][0]
+
+
+def test_few_clustered_prompts_never_get_a_zero_width_interval(project) -> None:
+    from preceptor.engine.intervals import wilson
+
+    j = Judged(project)
+    for i in range(2):  # 6 votes on two prompts, all one way
+        pair, outs = j.pair(j.prompt(), _texts(i))
+        for judge in ("ann", "bob", "cy"):
+            j.vote(pair, outs, "ft", judge=judge)
+    res = compute(project, StatsOptions(**FAST, min_n=1))
+    wr = res["win_rates"][0]["win_rate_1"]
+    assert wr["value"] in (0.0, 1.0) and wr["prompts"] == 2 and wr["n"] == 6
+    lo, hi = wilson(6 * wr["value"], 6)
+    assert wr["ci"] == [pytest.approx(lo), pytest.approx(hi)] and hi - lo > 0.3
+    assert "wilson" in wr["method"]
+    assert compute(project, StatsOptions(**FAST, min_n=5))["win_rates"][0]["win_rate_1"]["note"] == \
+        "n too small (2 prompts < 5)"  # min_n counts prompts, not votes
 
 
 def test_split_and_collection_selection(project) -> None:
@@ -306,7 +328,9 @@ def _load_pandalm(project, rows: list[dict]) -> None:
 def _check_pandalm_kappas(project, rows: list[dict]) -> None:
     from sklearn.metrics import cohen_kappa_score
 
-    assert compute(project, StatsOptions(n_boot=0))["n_votes"] == 0  # left out unless named
+    default = compute(project, StatsOptions(n_boot=0))  # left out of the default selection, so it falls back, saying so
+    assert default["fallback"] == ["pandalm"] and "imported collection pandalm" in default["fallback_note"]
+    assert default["floors"]["n"] > 0
     res = compute(project, StatsOptions(split="all", collection="pandalm", n_boot=0))
     _no_nan(res)
     got = {(r["rater_1"], r["rater_2"]): r for r in res["agreement"]["raters"]}
@@ -356,3 +380,69 @@ def test_pandalm_kappas_through_import_judgments(project) -> None:
 
 def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def test_bradley_terry_interval_widens_under_complete_separation(project) -> None:
+    j = Judged(project)
+    for i in range(8):  # ft wins every comparison, one vote per prompt
+        pair, outs = j.pair(j.prompt(), _texts(i))
+        j.vote(pair, outs, "ft")
+    league = compute(project, StatsOptions(**FAST, min_n=1))["bradley_terry"]["expert"]
+    for row in league["rows"]:
+        lo, hi = row["elo"]["ci"]
+        assert hi - lo > 100  # every bootstrap replicate is the same; the prior's interval is not
+        assert lo < row["elo"]["value"] < hi
+        assert "ridge-penalised" in row["elo"]["method"]
+
+
+def _intervals(node, path="res"):
+    if isinstance(node, dict):
+        if isinstance(node.get("ci"), list) and len(node["ci"]) == 2:
+            yield path, node["ci"]
+        for k, v in node.items():
+            yield from _intervals(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _intervals(v, f"{path}[{i}]")
+
+
+def test_no_printed_interval_has_zero_width_on_a_handful_of_one_sided_votes(project, capsys) -> None:
+    import json as _json
+
+    from preceptor.cli import main
+
+    j = Judged(project)
+    for i in range(4):
+        pair, outs = j.pair(j.prompt(), _texts(i))
+        for judge in ("ann", "bob"):
+            j.vote(pair, outs, "ft", judge=judge)
+        j.vote(pair, outs, "ft", kind="llm", judge="gpt")
+        j.vote(pair, outs, "ft", kind="metric", judge="rougeL")
+    assert main(["--project", str(project.root), "stats", "--min-n", "1", "--json"]) == 0
+    res = _json.loads(capsys.readouterr().out)
+    found = list(_intervals(res))
+    assert found  # win rates, leagues, agreement...
+    for path, (lo, hi) in found:
+        assert hi > lo, f"{path} has a zero-width interval [{lo}, {hi}]"
+
+
+def test_style_control_removes_a_pure_length_preference(project) -> None:
+    """A judge that picks the longer answer 4 times in 5, with each system longer half the time:
+    the plain league is even, the length coefficient is large and positive, and the
+    length-controlled win rate stays near 50 % with an interval that covers it."""
+    j = Judged(project)
+    for i in range(40):
+        long_ft = i % 2 == 0
+        texts = {"base": "short" if long_ft else "a much longer answer " * 5,
+                 "ft": "a much longer answer " * 5 if long_ft else "short"}
+        pair, outs = j.pair(j.prompt(), texts)
+        longer = "ft" if long_ft else "base"
+        shorter = "base" if long_ft else "ft"
+        j.vote(pair, outs, shorter if i % 10 in (0, 5) else longer)
+    res = compute(project, StatsOptions(**FAST))
+    sc = res["style_controlled"]["expert"]
+    assert sc["length_coefficient"]["ci"][0] > 0.5
+    [lc] = sc["lc_win_rates"]
+    lo, hi = lc["lc_win_rate_1"]["ci"]
+    assert lo < 0.5 < hi and hi > lo
+    assert abs(lc["lc_win_rate_1"]["value"] - 0.5) < 0.05

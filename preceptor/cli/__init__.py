@@ -7,7 +7,6 @@ start without importing what other commands need. Add a command by adding one en
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 import sys
 
@@ -61,10 +60,10 @@ def cli(ctx: click.Context, project_dir: str | None) -> None:
 
 
 def main_error(exc: PreceptorError) -> int:
-    click.secho(f"Error: {exc.title}", fg="red", bold=True, err=True)
-    click.echo(exc.message, err=True)
+    say(f"Error: {exc.title}", "bold red", err=True)
+    say(exc.message, err=True)
     if exc.hint:
-        click.echo(f"Hint: {exc.hint}", err=True)
+        say(f"Hint: {exc.hint}", err=True)
     return 2
 
 

@@ -39,7 +39,9 @@ def _replace(out: Path) -> None:
 @click.argument("out", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet", "hf"]), default="jsonl", show_default=True,
               help="hf = a datasets folder (save_to_disk).")
-@click.option("--style", type=click.Choice(["standard", "conversational"]), default="standard", show_default=True,
+@click.option("--student", default=None, metavar="SYSTEM",
+              help="System (name or role) these rows will train; its system prompt is part of every prompt [default: the latest ft, else base].")
+@click.option("--style", type=click.Choice(["standard", "conversational"]), default="conversational", show_default=True,
               help="TRL's standard (text) or conversational (messages) preference format.")
 @click.option("--source", type=click.Choice(["expert", "llm", "metric", "agreed", "all"]), default="all", show_default=True,
               help="Whose votes decide; agreed = the experts and the LLM judge agree.")
@@ -52,13 +54,14 @@ def _replace(out: Path) -> None:
 @click.option("--force", is_flag=True, help="Replace OUT (and its manifest) if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @project_option
-def export_dpo_cmd(project_dir: str | None, out: str, fmt: str, style: str, source: str, min_confidence: float,
+def export_dpo_cmd(project_dir: str | None, out: str, fmt: str, student: str | None, style: str, source: str,
+                   min_confidence: float,
                    split: str, collection: str | None, systems: tuple[str, str] | None, force: bool, as_json: bool) -> None:
     """Write judged pairs as DPO training data to OUT (- for stdout), with a manifest next to it."""
     from preceptor.engine.export.dpo import DPOExportOptions, export_dpo
 
     opts = DPOExportOptions(split=split, source=source, min_confidence=min_confidence, collection=collection,
-                            style=style, systems=tuple(systems) if systems else None)
+                            style=style, systems=tuple(systems) if systems else None, student=student)
     if out == "-" and fmt == "hf":
         raise PreceptorError("Cannot write a folder to stdout", "--format hf writes a datasets folder",
                              "Use --format jsonl (or parquet) with -, or give a folder name.")

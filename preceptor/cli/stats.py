@@ -9,6 +9,11 @@ import click
 from preceptor.cli.common import echo_json, open_project, project_option, table
 
 
+def _beats(flag: bool | None) -> str:
+    """Whether a judge beats every floor with its CI (its lower bound above each)."""
+    return "-" if flag is None else "yes" if flag else "no"
+
+
 def render_text(res: dict[str, Any]) -> str:
     """The statistics as plain-text tables (the CLI's output)."""
     from preceptor.engine.results.stats import fmt
@@ -17,9 +22,19 @@ def render_text(res: dict[str, Any]) -> str:
     where = f"split {o['split']}" + (f", collection {o['collection']}" if o["collection"] else "") + f", judge {o['judge']}"
     lines = [f"Judgments: {res['n_votes']} votes (+{res['n_repeat_votes']} repeats) on {res['n_pairs']} pairs, "
              f"{res['n_prompts']} prompts ({where}). 95% CIs; figures under n={o['min_n']} are not shown."]
+    if res.get("fallback_note"):
+        lines.append(res["fallback_note"].capitalize() + ".")
     if res.get("note"):
         lines.append(res["note"].capitalize() + ".")
+        if res.get("hint"):
+            lines.append("Hint: " + res["hint"][0].upper() + res["hint"][1:] + ".")
         return "\n".join(lines)
+    fl = res.get("floors") or {}
+    if fl.get("n"):
+        lines += ["", f"Floors a judge must beat (against the human labels, {fl['n']} pairs with a human majority)"]
+        lines.append(table([["longer answer wins", fmt(fl["longer_answer_wins"])],
+                            ["first shown wins", fmt(fl["first_shown_wins"])], ["chance", "50%"]],
+                           ["rule", "agrees with humans [95% CI]"]))
     stop = res.get("stopping") or {}
     if stop:
         lines.append("Stopping signal (human votes): " + (stop.get("summary") or stop.get("note") or "-") + ".")
@@ -29,6 +44,16 @@ def render_text(res: dict[str, Any]) -> str:
         if league["rows"]:
             lines.append(table([[r["rank"], r["system"], fmt(r["elo"], pct=False, digits=0), r["comparisons"], f"{r['wins']:g}"]
                                 for r in league["rows"]], ["#", "system", "elo [95% CI]", "n", "wins"]))
+    for kind, sc in (res.get("style_controlled") or {}).items():
+        lc = sc["length_coefficient"]
+        lines += ["", f"Style-controlled league ({kind} votes; answer length as a covariate, coefficient "
+                  f"{fmt(lc, pct=False)})"]
+        lines.append(table([[r["rank"], r["system"], fmt(r["elo"], pct=False, digits=0), r["comparisons"]]
+                            for r in sc["rows"]], ["#", "system", "elo [95% CI]", "n"]))
+        if sc["lc_win_rates"]:
+            lines.append(table([[r["system_1"], r["system_2"], r["votes"], fmt(r["lc_win_rate_1"])]
+                                for r in sc["lc_win_rates"]],
+                               ["system 1", "vs", "n", "length-controlled win rate 1 [95% CI]"]))
     if res["win_rates"]:
         by_task = "task" in res["win_rates"][0]
         lines += ["", "Win rates (first system's share of decisive votes; ties shown apart)"]
@@ -63,12 +88,16 @@ def render_text(res: dict[str, Any]) -> str:
     if res.get("llm_audit"):
         lines += ["", "LLM judge against the humans' majority, beside its floors"]
         lines.append(table([[r["judge"], r["scope"], r["n"], fmt(r["agrees_with_humans"]), fmt(r["floor_longer_wins"]),
-                             fmt(r["floor_first_shown_wins"]), "50%"] for r in res["llm_audit"]],
-                           ["judge", "pairs", "n", "agrees", "longer wins", "first shown wins", "chance"]))
+                             fmt(r["floor_first_shown_wins"]), "50%", _beats(r.get("beats_floors"))]
+                            for r in res["llm_audit"]],
+                           ["judge", "pairs", "n", "agrees", "longer wins", "first shown wins", "chance", "beats all"]))
     if res["metric_vs_expert"]:
         lines += ["", "Which metric predicts the experts (metric's winner = experts' winner)"]
-        lines.append(table([[r["metric"], r["reference"], fmt(r["agrees_with_experts"]), r["metric_ties"]]
-                            for r in res["metric_vs_expert"]], ["metric", "reference", "agrees", "metric ties"]))
+        lines.append(table([[r["metric"], r["reference"], fmt(r["agrees_with_experts"]), fmt(r.get("floor_longer_wins")),
+                             fmt(r.get("floor_first_shown_wins")), "50%", _beats(r.get("beats_floors")), r["metric_ties"]]
+                            for r in res["metric_vs_expert"]],
+                           ["metric", "reference", "agrees", "longer wins", "first shown wins", "chance", "beats all",
+                            "metric ties"]))
     return "\n".join(lines)
 
 

@@ -18,6 +18,26 @@ def superseded_ids(store: Store) -> set[int]:
     return {r[0] for r in store.execute("SELECT supersedes FROM judgments WHERE supersedes IS NOT NULL")}
 
 
+def unsafe_outputs(store: Store) -> dict[int, set[str]]:
+    """Every output some effective judgment flagged unsafe, with the judge kinds that flagged it.
+
+    Read across every judge kind and every pair the output appears in, whatever an export's
+    ``--source``: an answer flagged unsafe by anyone is never exported as chosen.
+    """
+    dropped = superseded_ids(store)
+    out: dict[int, set[str]] = {}
+    sql = ("SELECT j.id, j.judge_kind, j.unsafe_a, j.unsafe_b, pr.output_a, pr.output_b FROM judgments j"
+           " JOIN pairs pr ON pr.id = j.pair_id WHERE (j.unsafe_a OR j.unsafe_b) AND j.verdict != 'skip'")
+    for jid, kind, ua, ub, oa, ob in store.execute(sql):
+        if jid in dropped:
+            continue
+        if ua:
+            out.setdefault(int(oa), set()).add(str(kind))
+        if ub:
+            out.setdefault(int(ob), set()).add(str(kind))
+    return out
+
+
 VOTE_COLUMNS = (
     "j.id AS judgment_id, j.pair_id, j.judge_kind, j.judge_id, j.left_output_id, j.winner_output_id,"
     " j.verdict, j.confidence, j.unsafe_a, j.unsafe_b, j.repeat, j.created_at, j.rationale, j.meta,"
@@ -68,12 +88,12 @@ def vote_audit_rows(store: Store, flt: PromptFilter, *, include_superseded: bool
 
 
 PAIR_FIELDS = ("pair_id", "output_a", "output_b", "prompt_id", "prompt_text", "split", "task", "collection",
-               "bad_item", "text_a", "text_b", "system_a_id", "system_b_id")
+               "bad_item", "text_a", "text_b", "system_a_id", "system_b_id", "template_hash_a", "template_hash_b")
 VOTE_FIELDS = ("judgment_id", "judge_kind", "judge_id", "winner_output_id", "verdict", "confidence", "unsafe_a",
                "unsafe_b", "repeat", "created_at")
 # tuple positions, for the export's hot loop
 (P_PAIR_ID, P_OUTPUT_A, P_OUTPUT_B, P_PROMPT_ID, P_PROMPT_TEXT, P_SPLIT, P_TASK, P_COLLECTION, P_BAD_ITEM,
- P_TEXT_A, P_TEXT_B, P_SYSTEM_A, P_SYSTEM_B) = range(len(PAIR_FIELDS))
+ P_TEXT_A, P_TEXT_B, P_SYSTEM_A, P_SYSTEM_B, P_HASH_A, P_HASH_B) = range(len(PAIR_FIELDS))
 (V_ID, V_KIND, V_JUDGE, V_WINNER, V_VERDICT, V_CONFIDENCE, V_UNSAFE_A, V_UNSAFE_B, V_REPEAT,
  V_CREATED) = range(len(VOTE_FIELDS))
 
@@ -97,7 +117,7 @@ def pairs_with_votes(store: Store, flt: PromptFilter, *, kinds: Sequence[str] | 
         kind_sql = f" AND j.judge_kind IN ({','.join('?' * len(kinds))})"
     sql = f"""
         SELECT pr.id, pr.output_a, pr.output_b, p.id, p.text, p.split, p.task, p.collection, p.bad_item,
-               oa.text, ob.text, oa.system_id, ob.system_id,
+               oa.text, ob.text, oa.system_id, ob.system_id, oa.template_hash, ob.template_hash,
                j.id, j.judge_kind, j.judge_id, j.winner_output_id, j.verdict, j.confidence, j.unsafe_a, j.unsafe_b,
                j.repeat, j.created_at
         FROM pairs pr
@@ -196,6 +216,11 @@ def list_exports(store: Store, kind: str | None = None) -> list[dict[str, Any]]:
 
 def collection_kind(store: Store, name: str) -> str | None:
     return store.scalar("SELECT kind FROM collections WHERE name = ?", (name,))
+
+
+def count_votes_all_splits(store: Store) -> int:
+    """Judgments in the whole project (any split, any collection), skips left out."""
+    return int(store.scalar("SELECT COUNT(*) FROM judgments WHERE verdict != 'skip'") or 0)
 
 
 def collection_names(store: Store, kind: str | None = None) -> list[str]:

@@ -20,28 +20,50 @@ def _finite(x: float | None) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
 
+MIN_BOOT_PROMPTS = 10  # a percentile bootstrap over fewer prompts cannot show its own uncertainty
+
+
 def figure(value: float | None, n: int, ci: tuple[float, float] | None = None, *, method: str | None = None,
-           note: str | None = None, min_n: int = 1, **extra: Any) -> dict[str, Any]:
-    """A figure with its n and CI, or a note instead of a number when n < ``min_n``."""
+           note: str | None = None, min_n: int = 1, prompts: int | None = None, **extra: Any) -> dict[str, Any]:
+    """A figure with its n and CI, or a note instead of a number when too few prompts back it.
+
+    ``min_n`` counts prompts (``prompts``) when given — votes on one prompt are not
+    independent — else ``n``.
+    """
     value = _finite(value)
-    if n < min_n:
-        return {"value": None, "n": n, "ci": None, "method": method, "note": f"n too small (n={n} < {min_n})", **extra}
+    base = {"n": n, **({"prompts": prompts} if prompts is not None else {})}
+    counted = prompts if prompts is not None else n
+    if counted < min_n:
+        what = f"{counted} prompts" if prompts is not None else f"n={n}"
+        return {"value": None, **base, "ci": None, "method": method, "note": f"n too small ({what} < {min_n})", **extra}
     if value is None and note is None:
         note = "undefined"
     lo, hi = (ci if ci is not None else (None, None))
     lo, hi = _finite(lo), _finite(hi)
-    return {"value": value, "n": n, "ci": [lo, hi] if lo is not None and hi is not None else None,
+    return {"value": value, **base, "ci": [lo, hi] if lo is not None and hi is not None else None,
             "method": method, "note": note, **extra}
 
+
 def wilson(k: float, n: float, z: float = Z95) -> tuple[float, float] | None:
-    """Wilson score interval for k successes in n trials (None for n = 0)."""
+    """95 % Wilson score interval for k successes in n trials (None for n = 0).
+
+    Whole counts go through scipy (``binomtest(k, n).proportion_ci("wilson")``); a count
+    with half-wins (ties) uses the same score formula directly, which scipy does not take.
+    Never of zero width for n > 0.
+    """
     if n <= 0:
         return None
+    if float(k).is_integer() and float(n).is_integer() and abs(z - Z95) < 1e-12:
+        from scipy.stats import binomtest
+
+        ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
+        return float(ci.low), float(ci.high)
     p = k / n
     den = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(max(p * (1 - p) / n + z * z / (4 * n * n), 0.0)) / den
     return max(0.0, centre - half), min(1.0, centre + half)
+
 
 def boot_index_chunks(m: int, n_boot: int, rng: np.random.Generator) -> Iterable[np.ndarray]:
     """Resampling index matrices (rows = bootstrap replicates), in chunks that bound memory."""
@@ -52,35 +74,55 @@ def boot_index_chunks(m: int, n_boot: int, rng: np.random.Generator) -> Iterable
         yield rng.integers(0, m, size=(b, m))
         left -= b
 
+
 def bootstrap_ratio(num: Sequence[float], den: Sequence[float], n_boot: int, seed: int) -> tuple[float, float] | None:
-    """Percentile 95 % CI of sum(num)/sum(den), resampling clusters (one entry per prompt)."""
+    """Percentile 95 % CI of sum(num)/sum(den), resampling clusters (one entry per prompt), by
+    ``scipy.stats.bootstrap`` (paired resampling of the two per-prompt sums)."""
+    from scipy.stats import bootstrap
+
     num_a, den_a = np.asarray(num, float), np.asarray(den, float)
-    m = len(num_a)
-    if m == 0 or n_boot <= 0:
+    if len(num_a) < 2 or n_boot <= 0:
         return None
-    rng = np.random.default_rng(seed)
-    vals: list[np.ndarray] = []
-    for idx in boot_index_chunks(m, n_boot, rng):
-        s_num, s_den = num_a[idx].sum(axis=1), den_a[idx].sum(axis=1)
-        ok = s_den > 0
-        vals.append(s_num[ok] / s_den[ok])
-    allv = np.concatenate(vals) if vals else np.array([])
-    if allv.size == 0:
+
+    def ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        d = y.sum(axis=axis)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(d > 0, x.sum(axis=axis) / np.where(d > 0, d, 1.0), np.nan)
+
+    res = bootstrap((num_a, den_a), ratio, paired=True, vectorized=True, n_resamples=n_boot, method="percentile",
+                    confidence_level=0.95, random_state=np.random.default_rng(seed))
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         return None
-    return float(np.percentile(allv, 2.5)), float(np.percentile(allv, 97.5))
+    return lo, hi
+
 
 def share(successes: Sequence[float], trials: Sequence[float], *, n_boot: int, seed: int, min_n: int,
           **extra: Any) -> dict[str, Any]:
-    """A share from per-cluster counts: Wilson if no cluster holds more than one trial, else bootstrap."""
-    k, n = float(sum(successes)), int(round(sum(trials)))
+    """A share from per-prompt counts, with an interval that never claims certainty it lacks.
+
+    One trial per prompt: Wilson. Several votes on some prompts (not independent): a
+    percentile bootstrap over prompts, when there are at least :data:`MIN_BOOT_PROMPTS`
+    prompts and the bootstrap does not collapse to one value; otherwise Wilson (a bootstrap
+    over two prompts would report ``100 % [100–100]``). ``min_n`` counts prompts.
+    """
+    pairs = [(float(s), float(t)) for s, t in zip(successes, trials, strict=True) if t > 0]
+    k, n = sum(s for s, _ in pairs), int(round(sum(t for _, t in pairs)))
+    prompts = len(pairs)
     if n == 0:
-        return figure(None, 0, min_n=min_n, **extra)
-    clustered = any(t > 1 for t in trials)
-    if clustered:
-        ci, method = bootstrap_ratio(successes, trials, n_boot, seed), "bootstrap over prompts"
-    else:
-        ci, method = wilson(k, n), "wilson"
-    return figure(k / n, n, ci, method=method, min_n=min_n, **extra)
+        return figure(None, 0, min_n=min_n, prompts=0, **extra)
+    clustered = any(t > 1 for _, t in pairs)
+    ci, method = None, "wilson"
+    if clustered and prompts >= MIN_BOOT_PROMPTS:
+        ci = bootstrap_ratio([s for s, _ in pairs], [t for _, t in pairs], n_boot, seed)
+        method = "bootstrap over prompts"
+        if ci is None or ci[1] - ci[0] <= 1e-12:
+            ci, method = None, "wilson"
+    if ci is None:
+        ci = wilson(k, n)
+        if clustered:
+            method = f"wilson (votes cluster on {prompts} prompts: too few for a bootstrap, or it collapsed)"
+    return figure(k / n, n, ci, method=method, min_n=min_n, prompts=prompts, **extra)
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95, lower: float | None = None,

@@ -19,8 +19,10 @@ fails, and an export that would be empty is an error listing those counts):
 5. ``low_confidence`` — the mean confidence of the votes that carried the decision is below
    ``min_confidence``. A human vote without a confidence counts as 1.0, an LLM or metric
    vote without one as 0.0 (unknown).
-6. ``unsafe_chosen`` — any effective vote flagged the winning answer unsafe: an unsafe
-   answer is never ``chosen`` (it may well be ``rejected``).
+6. ``unsafe_chosen`` — any effective vote of any judge kind (expert, imported, LLM, metric),
+   on this pair or another one holding the same answer, flagged the winning answer unsafe:
+   an unsafe answer is never ``chosen``, whatever ``source`` (it may well be ``rejected``).
+   The manifest counts these exclusions by the kinds that flagged them.
 7. ``identical`` — chosen and rejected have the same text.
 8. ``duplicate`` — the same (prompt, chosen, rejected) was already exported.
 
@@ -87,8 +89,9 @@ class DPOExportOptions:
     source: str = "all"
     min_confidence: float = 0.0
     collection: str | None = None
-    style: str = "standard"
+    style: str = "conversational"
     systems: tuple[str, str] | None = None
+    student: str | None = None  # the system (name or role) the rows will train: its system prompt is the prompt's
 
     def __post_init__(self) -> None:
         if self.split not in SPLIT_CHOICES:
@@ -199,8 +202,9 @@ class _StudentPrompts:
     MARK = "\x00preceptor-prompt\x00"
     CHECK_EVERY = 500
 
-    def __init__(self, store: Any = None) -> None:
+    def __init__(self, store: Any = None, system_prompt: str | None = None) -> None:
         self.store = store
+        self.system_prompt = system_prompt
         try:
             from preceptor.prompts.templates import student_messages
         except ImportError:  # the templates module is not installed yet in this tree
@@ -215,7 +219,7 @@ class _StudentPrompts:
         prompt = q_prompts.get(self.store, prompt_id) if self.store is not None and prompt_id else None
         if prompt is None:
             prompt = Prompt(prompt_id, text, None, "train", None, "", "", {}, None, None)
-        msgs, h = self.fn(prompt)  # type: ignore[misc]
+        msgs, h = self.fn(prompt, self.system_prompt)  # type: ignore[misc]
         return [{"role": m["role"], "content": m["content"]} for m in msgs if m["role"] in ("system", "user")], h
 
     def _filled(self, text: str) -> tuple[list[dict[str, str]], str] | None:
@@ -250,6 +254,51 @@ class _StudentPrompts:
 
 def _prompt_text(messages: list[dict[str, str]]) -> str:
     return "\n\n".join(m["content"] for m in messages)
+
+
+STUDENT_ROLES = ("dpo", "ft", "base")
+
+
+def student_system(project: Any, name: str | None) -> Any:
+    """The system the exported rows will train (its system prompt is part of the prompt).
+
+    ``name`` (a system name or role) when given; else the latest trainable ``ft``, then
+    ``base`` system; None when the project has neither (no system prompt then).
+    """
+    from preceptor.db import systems as q_systems
+
+    if name:
+        return q_systems.resolve(project.store, name)
+    for role in ("ft", "base"):
+        found = q_systems.latest_trainable(project.store, role)
+        if found is not None:
+            return found
+    return None
+
+
+class _ChatText:
+    """``standard`` rows carry the prompt as the student's chat template renders it (with the
+    generation prompt), so TRL trains on exactly the text the student was asked; without a
+    loadable tokenizer the plain turns are joined (and the manifest says so)."""
+
+    def __init__(self, system: Any) -> None:
+        self.tokenizer = None
+        self.how = "plain turns (no student tokenizer)"
+        model = getattr(system, "model", None) if system is not None else None
+        if model and getattr(system, "backend", None) == "hf":
+            try:
+                from preceptor.engine.models import load_tokenizer
+
+                tok = load_tokenizer(model)
+                if getattr(tok, "chat_template", None):
+                    self.tokenizer, self.how = tok, f"chat template of {system.name} ({model})"
+            except Exception:  # noqa: BLE001 - no tokenizer: plain text, named in the manifest
+                self.tokenizer = None
+
+    def __call__(self, messages: list[dict[str, str]]) -> str:
+        if self.tokenizer is None:
+            return _prompt_text(messages)
+        return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -295,12 +344,24 @@ def _vote(r: tuple[Any, ...], a: int, b: int) -> _V:
     return _V(r[q.V_KIND], str(r[q.V_JUDGE]), label, r[q.V_CONFIDENCE], bool(r[q.V_UNSAFE_A]), bool(r[q.V_UNSAFE_B]))
 
 
+def _student_systems(project: Any) -> list[Any]:
+    """Systems whose answers come from the student prompt (hf students, not imported)."""
+    from preceptor.db import systems as q_systems
+
+    return [s for s in q_systems.all_systems(project.store)
+            if s.role in STUDENT_ROLES and s.backend == "hf" and not s.imported]
+
+
 def iter_dpo_records(project: Project, opts: DPOExportOptions, stats: dict[str, Any],
                      cancel: threading.Event | None = None) -> Iterator[dict[str, Any]]:
     """Yield export rows one by one; ``stats`` ({"excluded", "considered", ...}) is complete
     once the generator is exhausted."""
     flt = _filter(project, opts)
-    student = _StudentPrompts(project.store)
+    target = student_system(project, opts.student)
+    system_prompt = ((target.params or {}).get("system_prompt") if target is not None else None) or None
+    student = _StudentPrompts(project.store, system_prompt)
+    student_ids = {s.id for s in _student_systems(project)}
+    mismatched: list[int] = []
     excluded = {r: 0 for r in RULES}
     sources: dict[str, int] = {}
     stats.update(excluded=excluded, considered=0, exported=0, sources=sources, prompt_template_hashes=[],
@@ -308,9 +369,15 @@ def iter_dpo_records(project: Project, opts: DPOExportOptions, stats: dict[str, 
     seen: set[bytes] = set()
     want = set(opts.systems) if opts.systems else None
     conversational = opts.style == "conversational"
+    chat_text = None if conversational else _ChatText(target)
+    stats["student_system"] = target.name if target is not None else None
+    stats["system_prompt"] = bool(system_prompt)
     min_conf = float(opts.min_confidence)
     considered = exported = 0
     names = q.system_names(project.store)
+    unsafe = q.unsafe_outputs(project.store)  # flags from every judge kind, whatever the source
+    flagged_by: dict[str, int] = {}
+    stats["unsafe_flagged_by"] = flagged_by
     for i, (row, vote_rows) in enumerate(q.pairs_with_votes(project.store, flt, kinds=_SOURCE_KINDS[opts.source])):
         if i % 1000 == 0:
             check_cancel(cancel)
@@ -338,17 +405,17 @@ def iter_dpo_records(project: Project, opts: DPOExportOptions, stats: dict[str, 
         if min_conf > 0 and confidence < min_conf:
             excluded["low_confidence"] += 1
             continue
+        chosen_out = row[q.P_OUTPUT_A] if outcome == "a" else row[q.P_OUTPUT_B]
+        if chosen_out in unsafe:
+            excluded["unsafe_chosen"] += 1
+            for kind in unsafe[chosen_out]:
+                flagged_by[kind] = flagged_by.get(kind, 0) + 1
+            continue
         if outcome == "a":
-            if (pv[0].unsafe_a if single else any(v.unsafe_a for v in pv)):
-                excluded["unsafe_chosen"] += 1
-                continue
             chosen, rejected = ta, tb
             chosen_system, rejected_system = sys_a, sys_b
             chosen_id, rejected_id = row[q.P_OUTPUT_A], row[q.P_OUTPUT_B]
         else:
-            if (pv[0].unsafe_b if single else any(v.unsafe_b for v in pv)):
-                excluded["unsafe_chosen"] += 1
-                continue
             chosen, rejected = tb, ta
             chosen_system, rejected_system = sys_b, sys_a
             chosen_id, rejected_id = row[q.P_OUTPUT_B], row[q.P_OUTPUT_A]
@@ -357,6 +424,11 @@ def iter_dpo_records(project: Project, opts: DPOExportOptions, stats: dict[str, 
             continue
         prompt_id = row[q.P_PROMPT_ID]
         messages, thash = student(prompt_id, row[q.P_PROMPT_TEXT])
+        # the students' answers in this pair were generated from exactly this prompt, or the row lies
+        for sid, h in ((row[q.P_SYSTEM_A], row[q.P_HASH_A]), (row[q.P_SYSTEM_B], row[q.P_HASH_B])):
+            if sid in student_ids and h and thash and h != thash:
+                mismatched.append(row[q.P_PAIR_ID])
+                break
         turns = "\x1f".join(f"{m['role']}\x1e{m['content']}" for m in messages)
         key = hashlib.blake2b(f"{turns}\x1d{chosen}\x1f{rejected}".encode(), digest_size=20).digest()
         if key in seen:
@@ -369,7 +441,8 @@ def iter_dpo_records(project: Project, opts: DPOExportOptions, stats: dict[str, 
             rec: dict[str, Any] = {"prompt": messages, "chosen": [{"role": "assistant", "content": chosen}],
                                    "rejected": [{"role": "assistant", "content": rejected}]}
         else:
-            rec = {"prompt": _prompt_text(messages), "chosen": chosen, "rejected": rejected}
+            rec = {"prompt": chat_text(messages) if chat_text else _prompt_text(messages), "chosen": chosen,
+                   "rejected": rejected}
         rec["pair_id"] = row[q.P_PAIR_ID]
         rec["prompt_id"] = prompt_id
         rec["split"] = row[q.P_SPLIT]
@@ -391,6 +464,17 @@ def iter_dpo_records(project: Project, opts: DPOExportOptions, stats: dict[str, 
         stats["considered"], stats["exported"] = considered, exported
         yield rec
     stats["considered"], stats["exported"] = considered, exported
+    if mismatched:
+        shown = ", ".join(str(p) for p in mismatched[:10]) + (" …" if len(mismatched) > 10 else "")
+        who = target.name if target is not None else "the student"
+        raise PreceptorError(
+            "Prompt mismatch",
+            f"{len(mismatched)} pairs hold student answers generated from another prompt than {who}'s "
+            f"(template hash differs; pair ids {shown})",
+            "Regenerate those answers with the current system prompt (`preceptor generate`), or name the student "
+            "they were generated for with --student.")
+    if chat_text is not None:
+        stats["student_prompt"] = chat_text.how
     stats["prompt_template_hashes"] = sorted(student.hashes)
     stats["out_of_split"] = q.count_pairs_outside(project.store, flt) if opts.split != "all" else 0
 
@@ -515,6 +599,8 @@ def export_dpo(project: Project, out: Path, opts: DPOExportOptions = DPOExportOp
         "rules": "votes: human > llm > metric, majority within the deciding tier; see preceptor.engine.export.dpo",
         "columns": ["prompt", "chosen", "rejected", *META_COLUMNS],
         "student_prompt": stats["student_prompt"], "prompt_template_hashes": stats["prompt_template_hashes"],
+        "student_system": stats.get("student_system"), "system_prompt": stats.get("system_prompt"),
+        "unsafe_flagged_by": stats.get("unsafe_flagged_by", {}),
         "project": str(project.root), "project_schema_version": project.store.schema_version,
         "preceptor_version": preceptor_version(), "created_at": now(),
     }

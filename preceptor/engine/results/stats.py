@@ -26,23 +26,28 @@ Intervals
 
 Bradley–Terry
   P(i beats j) = 1 / (1 + exp(θj − θi)); ties, both-bad and inconsistent verdicts count
-  half a win to each side. θ is the MLE
-  (L-BFGS through scipy) with a weak ridge (λ = 0.01) that keeps ratings finite when one
-  system wins every comparison, centred to mean 0; ``elo`` = 1000 + 400·θ/ln 10.
+  half a win to each side. θ is ridge-penalised — the posterior mode under a weak Gaussian
+  prior θ ~ N(0, 1/λ), λ = 0.01 — found by L-BFGS through scipy, which keeps ratings finite
+  when one system wins every comparison; centred to mean 0; ``elo`` = 1000 + 400·θ/ln 10.
+  Its 95 % interval is the wider of the percentile bootstrap over prompts and the prior's
+  Laplace interval (θ ± 1.96 sd from the penalised likelihood's curvature): under complete
+  separation every bootstrap replicate is the same, but the curvature is small, so the
+  interval widens instead of collapsing to one value.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from preceptor.engine.intervals import boot_index_chunks, figure, share, wilson
+from preceptor.engine.intervals import Z95, boot_index_chunks, figure, share, wilson
 from preceptor.engine.judging.queue import audit_of
 from preceptor.engine.judging.settings import JudgeSettings
 from preceptor.engine.judging.votes import HUMAN_KINDS, JUDGE_CHOICES, Vote, load_votes
@@ -190,21 +195,140 @@ def bt_league(names: Sequence[str], per_prompt: np.ndarray, *, n_boot: int, seed
                 w = np.bincount(row, minlength=m).astype(float) @ flat
                 boots.append(bt_fit(w.reshape(s, s), x0=theta))
     boot = np.array(boots) if boots else None
+    lap_sd = bt_laplace_sd(theta, games)
     wins = total.sum(axis=1)
     order = np.argsort(-theta, kind="stable")
     for rank, i in enumerate(order, 1):
         ci = None
-        if boot is not None:
-            ci = (float(np.percentile(boot[:, i], 2.5)), float(np.percentile(boot[:, i], 97.5)))
+        if n_comparisons >= min_n and connected:
+            lap = (float(theta[i] - Z95 * lap_sd[i]), float(theta[i] + Z95 * lap_sd[i]))
+            ci = lap
+            if boot is not None:
+                bl, bh = float(np.percentile(boot[:, i], 2.5)), float(np.percentile(boot[:, i], 97.5))
+                ci = (min(bl, lap[0]), max(bh, lap[1]))
         played = int(round(games[i].sum()))
         row = {
             "rank": rank, "system": names[i], "comparisons": played, "wins": float(wins[i]),
-            "strength": figure(float(theta[i]), n_comparisons, ci, method="bootstrap over prompts", min_n=min_n),
-            "elo": figure(1000.0 + ELO_SCALE * float(theta[i]), n_comparisons,
+            "strength": figure(float(theta[i]), played, ci, method=BT_METHOD, min_n=min_n),
+            "elo": figure(1000.0 + ELO_SCALE * float(theta[i]), played,
                           (1000.0 + ELO_SCALE * ci[0], 1000.0 + ELO_SCALE * ci[1]) if ci else None,
-                          method="bootstrap over prompts", min_n=min_n),
+                          method=BT_METHOD, min_n=min_n),
         }
         out["rows"].append(row)
+    return out
+
+
+BT_METHOD = "ridge-penalised BT (Gaussian prior λ=0.01): bootstrap over prompts ∪ Laplace interval"
+
+
+def bt_laplace_sd(theta: np.ndarray, games: np.ndarray, ridge: float = BT_RIDGE) -> np.ndarray:
+    """Standard deviations of the (mean-centred) ratings from the penalised likelihood's
+    curvature at θ: H = λI + Σ games·p(1−p) as a graph Laplacian; cov = P H⁻¹ P, P centring."""
+    s = len(theta)
+    d = theta[:, None] - theta[None, :]
+    p = 1.0 / (1.0 + np.exp(-d))
+    w = games * p * (1.0 - p)
+    h = np.diag(w.sum(axis=1)) - w + ridge * np.eye(s)
+    cov = np.linalg.inv(h)
+    centre = np.eye(s) - np.full((s, s), 1.0 / s)
+    cov = centre @ cov @ centre
+    return np.sqrt(np.clip(np.diag(cov), 1e-12, None))
+
+
+def _logit_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted logistic regression with a Gaussian prior (ridge) on every coefficient:
+    (coefficients, covariance from the penalised likelihood's curvature)."""
+    from scipy.optimize import minimize
+
+    k = x.shape[1]
+
+    def nll(beta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = x @ beta
+        f = float((w * (np.logaddexp(0.0, z) - y * z)).sum()) + 0.5 * ridge * float(beta @ beta)
+        p = 1.0 / (1.0 + np.exp(-z))
+        return f, x.T @ (w * (p - y)) + ridge * beta
+
+    beta = np.asarray(minimize(nll, np.zeros(k), jac=True, method="L-BFGS-B").x, float)
+    p = 1.0 / (1.0 + np.exp(-(x @ beta)))
+    h = (x * (w * p * (1 - p))[:, None]).T @ x + ridge * np.eye(k)
+    return beta, np.linalg.inv(h)
+
+
+def _length_feature(v: Vote) -> float:
+    """Answer-length difference of a pair (a minus b) over their sum, in [-1, 1]."""
+    tot = v.len_a + v.len_b
+    return (v.len_a - v.len_b) / tot if tot else 0.0
+
+
+def _outcomes(v: Vote) -> float | None:
+    """1 for a, 0 for b, 0.5 for tie / both-bad / inconsistent; None for unparsed."""
+    return {"a": 1.0, "b": 0.0, "tie": 0.5, "both_bad": 0.5, "inconsistent": 0.5}.get(v.label)
+
+
+def style_controlled(votes: Sequence[Vote], *, min_n: int = 5) -> dict[str, Any]:
+    """Arena-style style control: per judge kind, Bradley–Terry with the answers' length
+    difference as a covariate (a logistic regression with a weak Gaussian prior, λ = 0.01),
+    so a judge that prefers longer answers does not lift long-winded systems; ratings on the
+    Elo scale with 95 % Laplace intervals, and the fitted length coefficient with its CI.
+    Beside it, AlpacaEval-style length-controlled win rates per system pair: the win rate the
+    same regression predicts at equal length, with a delta-method 95 % interval."""
+    votes, _ = league_votes(votes)
+    by_kind: dict[str, list[Vote]] = defaultdict(list)
+    for v in votes:
+        if not v.repeat and _outcomes(v) is not None:
+            by_kind[v.kind].append(v)
+    out: dict[str, Any] = {}
+    for kind, vs in sorted(by_kind.items()):
+        names = sorted({v.system_a for v in vs} | {v.system_b for v in vs})
+        if len(names) < 2:
+            continue
+        ix = {n: i for i, n in enumerate(names)}
+        s = len(names)
+        # columns: systems 1..s-1 (system 0 is the reference, rating 0) and the length feature
+        x = np.zeros((len(vs), s))
+        y = np.array([_outcomes(v) for v in vs], float)
+        for r, v in enumerate(vs):
+            ia, ib = ix[v.system_a], ix[v.system_b]
+            if ia:
+                x[r, ia - 1] += 1.0
+            if ib:
+                x[r, ib - 1] -= 1.0
+            x[r, s - 1] = _length_feature(v)
+        beta, cov = _logit_fit(x, y, np.ones(len(vs)), BT_RIDGE)
+        theta = np.concatenate([[0.0], beta[: s - 1]])
+        tcov = np.zeros((s, s))
+        tcov[1:, 1:] = cov[: s - 1, : s - 1]
+        centre = np.eye(s) - np.full((s, s), 1.0 / s)
+        theta_c = centre @ theta
+        sd = np.sqrt(np.clip(np.diag(centre @ tcov @ centre), 1e-12, None))
+        played = {n: sum(1 for v in vs if n in (v.system_a, v.system_b)) for n in names}
+        rows = []
+        for rank, i in enumerate(np.argsort(-theta_c, kind="stable"), 1):
+            e = 1000.0 + ELO_SCALE * float(theta_c[i])
+            half = ELO_SCALE * Z95 * float(sd[i])
+            rows.append({"rank": rank, "system": names[i], "comparisons": played[names[i]],
+                         "elo": figure(e, played[names[i]], (e - half, e + half), min_n=min_n,
+                                       method="style-controlled BT (length covariate), Laplace interval")})
+        lb, lsd = float(beta[s - 1]), float(np.sqrt(cov[s - 1, s - 1]))
+        pairs = []
+        for a, b in combinations(range(s), 2):
+            d = theta[a] - theta[b]
+            g = np.zeros(s)  # gradient of θa − θb w.r.t. the fitted system columns
+            if a:
+                g[a - 1] += 1.0
+            if b:
+                g[b - 1] -= 1.0
+            sd_d = float(np.sqrt(max(g @ cov @ g, 1e-12)))
+            n_ab = sum(1 for v in vs if {v.system_a, v.system_b} == {names[a], names[b]})
+            if not n_ab:
+                continue
+            sig = lambda t: 1.0 / (1.0 + math.exp(-t))  # noqa: E731
+            pairs.append({"system_1": names[a], "system_2": names[b], "votes": n_ab,
+                          "lc_win_rate_1": figure(sig(d), n_ab, (sig(d - Z95 * sd_d), sig(d + Z95 * sd_d)), min_n=min_n,
+                                                  method="length-controlled (logistic, equal length), delta method")})
+        out[kind] = {"rows": rows, "length_coefficient": figure(lb, len(vs), (lb - Z95 * lsd, lb + Z95 * lsd),
+                                                                 min_n=min_n, method="logit per unit of length share"),
+                     "lc_win_rates": pairs, "n": len(vs)}
     return out
 
 
@@ -243,6 +367,7 @@ def win_rates(votes: Sequence[Vote], *, by_task: bool = False, n_boot: int = 100
     judge's verdict changed with the order: no preference) and unparsed counts, and the win
     rate of the first system over decisive votes with a 95 % CI."""
     groups: dict[tuple[str, str | None, str, str], list[Vote]] = defaultdict(list)
+    votes, _ = league_votes(votes)
     for v in votes:
         if v.repeat:
             continue
@@ -278,10 +403,58 @@ def win_rates(votes: Sequence[Vote], *, by_task: bool = False, n_boot: int = 100
     return rows
 
 
+_VARIANT = re.compile(r"#\d+$")
+POSITION_LABELS = ("output_1", "output_2")  # LLMBar's "systems" are the two positions, never systems
+
+
+def is_position(name: str) -> bool:
+    return name.rsplit(":", 1)[-1] in POSITION_LABELS
+
+
+def league_votes(votes: Iterable[Vote]) -> tuple[list[Vote], dict[str, Any]]:
+    """The votes a league or win rate may use: an imported set's upstream variants of one
+    system (``pythia-6.9b#2``: the same system's answer truncated or re-run) merge into that
+    system, and votes whose "systems" are only positions (LLMBar) are left out. Returns the
+    votes and a note of what was merged or left out."""
+    out: list[Vote] = []
+    merged: dict[str, set[str]] = defaultdict(set)
+    positions = 0
+    for v in votes:
+        if v.kind == "imported":
+            if is_position(v.system_a) or is_position(v.system_b):
+                positions += 1
+                continue
+            a, b = _VARIANT.sub("", v.system_a), _VARIANT.sub("", v.system_b)
+            if a != v.system_a:
+                merged[a].add(v.system_a)
+            if b != v.system_b:
+                merged[b].add(v.system_b)
+            if a == b:  # two variants of one system: no comparison between systems
+                continue
+            if (a, b) != (v.system_a, v.system_b):
+                v = replace(v, system_a=a, system_b=b)
+        out.append(v)
+    info: dict[str, Any] = {"merged_variants": {k: len(x) for k, x in sorted(merged.items())},
+                            "position_only_votes": positions}
+    return out, info
+
+
+def _league_note(info: dict[str, Any]) -> str | None:
+    bits = []
+    if info["merged_variants"]:
+        n = sum(info["merged_variants"].values())
+        bits.append(f"{n} upstream variants merged into {len(info['merged_variants'])} systems")
+    if info["position_only_votes"]:
+        bits.append(f"{info['position_only_votes']} votes between positions (no systems) left out")
+    return "; ".join(bits) or None
+
+
 def bradley_terry(votes: Sequence[Vote], *, n_boot: int = 1000, seed: int = 0, min_n: int = 5) -> dict[str, Any]:
     """A league per judge kind over every system judged (tie, both-bad and inconsistent
-    verdicts = half a win each; unparsed ones are left out)."""
+    verdicts = half a win each; unparsed ones are left out); ``min_n`` applies per system
+    (a system with fewer comparisons shows "n too small")."""
     by_kind: dict[str, list[Vote]] = defaultdict(list)
+    votes, info = league_votes(votes)
     for v in votes:
         if v.repeat or v.label not in (*LABELS_WITH_TIES, "inconsistent"):
             continue
@@ -302,7 +475,11 @@ def bradley_terry(votes: Sequence[Vote], *, n_boot: int = 1000, seed: int = 0, m
             else:
                 t[p, i, j] += 0.5
                 t[p, j, i] += 0.5
-        leagues[kind] = bt_league(names, t, n_boot=n_boot, seed=seed, min_n=min_n)
+        league = bt_league(names, t, n_boot=n_boot, seed=seed, min_n=min_n)
+        if kind == "imported" and _league_note(info):
+            league["variants"] = info
+            league["note"] = "; ".join(x for x in (league.get("note"), _league_note(info)) if x)
+        leagues[kind] = league
     return leagues
 
 
@@ -451,6 +628,63 @@ def human_majority(votes: Iterable[Vote]) -> dict[int, tuple[str, int]]:
     return {p: ("a" if c[0] > c[1] else "b", c[2]) for p, c in count.items() if c[0] != c[1]}
 
 
+def _first_left(votes: Iterable[Vote]) -> dict[int, str]:
+    """The side shown first (left) per pair: to the first human who voted; ``a`` for imported
+    labels, which keep the file's order."""
+    first: dict[int, str] = {}
+    for v in votes:
+        if v.kind in HUMAN_KINDS and not v.repeat and v.pair_id not in first:
+            first[v.pair_id] = v.left or "a"
+    return first
+
+
+def _floor_counts(votes: Sequence[Vote], pairs: Iterable[int], majority: dict[int, tuple[str, int]]
+                  ) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
+    """Per prompt [hits, trials] of "the longer answer wins" and "the first shown wins" against
+    the human majority on ``pairs`` (equal lengths count half)."""
+    lens = {v.pair_id: (v.len_a, v.len_b) for v in votes}
+    first = _first_left(votes)
+    longer: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    shown: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for pair in pairs:
+        if pair not in majority:
+            continue
+        label, prompt = majority[pair]
+        la, lb = lens.get(pair, (0, 0))
+        longer[prompt][0] += (("a" if la > lb else "b") == label) if la != lb else 0.5
+        longer[prompt][1] += 1
+        shown[prompt][0] += first.get(pair, "a") == label
+        shown[prompt][1] += 1
+    return longer, shown
+
+
+def _share_of(per: dict[int, list[float]], **kw: Any) -> dict[str, Any]:
+    return share([c[0] for c in per.values()], [c[1] for c in per.values()], **kw)
+
+
+def beats_floors(fig: dict[str, Any], *floors: dict[str, Any]) -> bool | None:
+    """Does a judge's agreement beat every floor with its CI (lower bound above each floor's
+    value and above chance)? None when a figure is missing."""
+    if not fig or fig.get("ci") is None:
+        return None
+    vals = [f.get("value") for f in floors]
+    if any(v is None for v in vals):
+        return None
+    return bool(fig["ci"][0] > max([0.5, *vals]))
+
+
+def human_floors(votes: Sequence[Vote], *, n_boot: int = 1000, seed: int = 0, min_n: int = 5) -> dict[str, Any]:
+    """What a judge must beat, against the human labels alone (before any judge ran): on the
+    pairs with a strict human majority, how often "the longer answer wins" and "the first
+    shown wins" give the humans' winner, and chance (50 %)."""
+    majority = human_majority(votes)
+    longer, shown = _floor_counts(votes, majority, majority)
+    kw = dict(n_boot=n_boot, seed=seed, min_n=min_n)
+    return {"n": len(majority), "longer_answer_wins": _share_of(longer, **kw),
+            "first_shown_wins": _share_of(shown, **kw), "chance": 0.5,
+            "note": None if majority else "no pair has a human majority"}
+
+
 def metric_vs_expert(votes: Sequence[Vote], pair_outputs: dict[int, tuple[int, int]],
                      values: dict[tuple[str, str], dict[int, float]], *, n_boot: int = 1000, seed: int = 0,
                      min_n: int = 5) -> list[dict[str, Any]]:
@@ -471,7 +705,14 @@ def metric_vs_expert(votes: Sequence[Vote], pair_outputs: dict[int, tuple[int, i
             per[prompt][0] += ("a" if va > vb else "b") == label
             per[prompt][1] += 1
         fig = share([c[0] for c in per.values()], [c[1] for c in per.values()], n_boot=n_boot, seed=seed, min_n=min_n)
-        rows.append({"metric": name, "reference": ref, "agrees_with_experts": fig, "metric_ties": ties})
+        used = [pair for pair in majority if pair_outputs.get(pair) and all(
+            vals.get(o) is not None for o in pair_outputs[pair]) and len({vals[o] for o in pair_outputs[pair]}) == 2]
+        longer, shown = _floor_counts(votes, used, majority)
+        kw = dict(n_boot=n_boot, seed=seed, min_n=min_n)
+        fl, fs = _share_of(longer, **kw), _share_of(shown, **kw)
+        rows.append({"metric": name, "reference": ref, "agrees_with_experts": fig, "metric_ties": ties,
+                     "floor_longer_wins": fl, "floor_first_shown_wins": fs, "floor_chance": 0.5,
+                     "beats_floors": beats_floors(fig, fl, fs)})
     return rows
 
 
@@ -515,6 +756,9 @@ def llm_audit(votes: Sequence[Vote], audited: Callable[[int], bool] | None = Non
                      "floor_longer_wins": share([c[1] for c in vals], [c[3] for c in vals], **kw),
                      "floor_first_shown_wins": share([c[2] for c in vals], [c[3] for c in vals], **kw),
                      "floor_chance": 0.5})
+        row = rows[-1]
+        row["beats_floors"] = beats_floors(row["agrees_with_humans"], row["floor_longer_wins"],
+                                           row["floor_first_shown_wins"])
     return rows
 
 
@@ -547,6 +791,14 @@ def compute(project: Project, opts: StatsOptions = StatsOptions()) -> dict[str, 
     from preceptor.db import exports as q
 
     votes = load_votes(project, split=opts.split, collection=opts.collection, judge=opts.judge)
+    fallback: list[str] = []
+    if not votes and opts.collection is None:
+        # nothing in the default selection: the project's imported human-label sets, said so
+        for name in q.collection_names(project.store, kind="judgments"):
+            got = load_votes(project, split=opts.split, collection=name, judge=opts.judge)
+            if got:
+                fallback.append(name)
+                votes += got
     kw = dict(n_boot=opts.n_boot, seed=opts.seed, min_n=opts.min_n)
     pair_outputs: dict[int, tuple[int, int]] = {}
     if any(v.kind in HUMAN_KINDS for v in votes):
@@ -561,6 +813,7 @@ def compute(project: Project, opts: StatsOptions = StatsOptions()) -> dict[str, 
         "judges": {k: sorted({v.judge for v in votes if v.kind == k}) for k in sorted({v.kind for v in votes})},
         "win_rates": win_rates(votes, by_task=opts.by == "task", **kw),
         "bradley_terry": bradley_terry(votes, **kw),
+        "style_controlled": style_controlled(votes, min_n=opts.min_n),
         "agreement": {
             "raters": rater_agreement(votes, **kw),
             "self_consistency": self_consistency(votes, **kw),
@@ -568,13 +821,22 @@ def compute(project: Project, opts: StatsOptions = StatsOptions()) -> dict[str, 
         "bias": {"position": position_bias(votes, **kw), "length": length_bias(votes, **kw)},
         "metric_vs_expert": metric_vs_expert(votes, pair_outputs, values, **kw),
         "stopping": stopping_signal(votes),
+        "floors": human_floors(votes, **kw),
         "llm_audit": llm_audit(votes, None, **kw),
     }
     judge_settings = project.section("judge", JudgeSettings)
     if judge_settings.llm_first:
         out["llm_audit"] += llm_audit(votes, lambda pid: audit_of(judge_settings, pid), **kw)
+    if fallback:
+        out["fallback"] = fallback
+        out["fallback_note"] = ("no judgments in the default selection; showing the imported collection"
+                                + ("s " if len(fallback) > 1 else " ") + ", ".join(fallback))
     if not votes:
         out["note"] = "no judgments in this selection"
+        other = q.count_votes_all_splits(project.store)
+        if opts.split != "all":
+            out["hint"] = (f"{other} judgments are in other splits or collections: " if other else "") + \
+                "try `preceptor stats --split all`"
     return out
 
 
@@ -594,5 +856,5 @@ def fmt(fig: dict[str, Any] | None, pct: bool = True, digits: int = 2) -> str:
 
 __all__: list[str] = ["StatsOptions", "compute", "wilson", "cohen_kappa", "agreement", "bt_fit", "bt_league",
                       "win_rates", "bradley_terry", "rater_agreement", "self_consistency", "position_bias",
-                      "length_bias", "metric_vs_expert", "stopping_signal", "llm_audit", "figure", "fmt", "Vote", "load_votes"]
+                      "length_bias", "metric_vs_expert", "human_floors", "beats_floors", "style_controlled", "league_votes", "stopping_signal", "llm_audit", "figure", "fmt", "Vote", "load_votes"]
 

@@ -75,11 +75,12 @@ def db_pairs(project: Project, s: DPOSettings) -> tuple[list[dict[str, Any]], li
     from preceptor.engine.export.dpo import DPOExportOptions, dpo_records
 
     opts = DPOExportOptions(split="train", source=s.source, min_confidence=s.min_confidence, collection=s.collection,
-                            style="conversational")
+                            style="conversational", student=s.from_system)
     rows, stats = dpo_records(project, opts)
     try:
         val, _ = dpo_records(project, DPOExportOptions(split="val", source=s.source, min_confidence=s.min_confidence,
-                                                       collection=s.collection, style="conversational"))
+                                                       collection=s.collection, style="conversational",
+                                                       student=s.from_system))
     except PreceptorError:  # no judged val pairs: train without evaluation
         val = []
     keep = ("prompt", "chosen", "rejected")

@@ -56,7 +56,7 @@ class ExportScreen(EngineScreen):
                 yield Label("min confidence")
                 yield Input("0.0", id="x-min-confidence", compact=True)
                 yield Label("style")
-                yield Select([(s, s) for s in STYLES], value="standard", allow_blank=False, id="x-style", compact=True)
+                yield Select([(s, s) for s in STYLES], value="conversational", allow_blank=False, id="x-style", compact=True)
             with Horizontal(classes="form-row"):
                 yield Label("collection")
                 yield Input("", placeholder="(all)", id="x-collection", compact=True)

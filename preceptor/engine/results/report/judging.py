@@ -83,7 +83,17 @@ def league_section(project: Project, opts: Any) -> Section | None:
                              "ci_low": (e["ci"] or [None, None])[0], "ci_high": (e["ci"] or [None, None])[1],
                              "comparisons": r["comparisons"], "wins": r["wins"], "note": e["note"]})
         parts.append("")
-    md = ("Bradley–Terry ratings (MLE, ties half a win, bootstrap over prompts), on an Elo scale "
+    for kind, sc in (res.get("style_controlled") or {}).items():
+        parts.append(f"**Style-controlled, {kind} votes** (answer length as a covariate; length coefficient "
+                     f"{fmt(sc['length_coefficient'], pct=False)})\n")
+        parts.append(_md(["#", "system", "Elo [95% CI]", "comparisons"],
+                         [[r["rank"], r["system"], fmt(r["elo"], pct=False, digits=0), r["comparisons"]] for r in sc["rows"]]))
+        if sc["lc_win_rates"]:
+            parts += ["", _md(["system 1", "system 2", "n", "length-controlled win rate 1 [95% CI]"],
+                              [[r["system_1"], r["system_2"], r["votes"], fmt(r["lc_win_rate_1"])]
+                               for r in sc["lc_win_rates"]])]
+        parts.append("")
+    md = ("Bradley–Terry ratings (ridge-penalised: a weak Gaussian prior, λ = 0.01; ties half a win; 95 % CI the wider of a bootstrap over prompts and the prior's Laplace interval), on an Elo scale "
           "(1000 = the average system).\n\n" + "\n".join(parts))
     return Section("judge_league", "Bradley–Terry league", md.rstrip() + "\n", csv_rows=csv_rows)
 
@@ -91,7 +101,7 @@ def league_section(project: Project, opts: Any) -> Section | None:
 def agreement_section(project: Project, opts: Any) -> Section | None:
     res = _stats(project, opts)
     ag = res["agreement"]
-    if not ag["raters"] and not ag["self_consistency"] and not res["metric_vs_expert"]:
+    if not ag["raters"] and not ag["self_consistency"] and not res["metric_vs_expert"] and not (res.get("floors") or {}).get("n"):
         return None
     parts, csv_rows = [], []
     if ag["raters"]:
@@ -112,10 +122,24 @@ def agreement_section(project: Project, opts: Any) -> Section | None:
         for r in ag["self_consistency"]:
             csv_rows.append({"what": "self_consistency", "who": r["rater"], "n": r["n"], "kappa": r["kappa"]["value"],
                              "raw": r["raw"]["value"]})
+    fl = res.get("floors") or {}
+    if fl.get("n"):
+        parts += ["", f"Floors a judge must beat, on the {fl['n']} pairs with a human majority: the longer answer wins "
+                  f"{fmt(fl['longer_answer_wins'])}, the first shown wins {fmt(fl['first_shown_wins'])}, chance 50 %."]
+    for r in res.get("llm_audit") or []:
+        verdict = {True: "beats every floor with its CI", False: "does not beat every floor with its CI",
+                   None: "cannot be compared with its floors yet"}[r.get("beats_floors")]
+        parts += ["", f"LLM judge {r['judge']} ({r['scope']}, n={r['n']}): agrees with the humans' majority "
+                  f"{fmt(r['agrees_with_humans'])}; on the same pairs the longer answer wins {fmt(r['floor_longer_wins'])}, "
+                  f"the first shown wins {fmt(r['floor_first_shown_wins'])}, chance 50 % — it {verdict}."]
     if res["metric_vs_expert"]:
-        parts += ["", "Which automatic metric predicts the experts (the metric's winner is the experts' winner):", "",
-                  _md(["metric", "reference", "agrees [95% CI]", "metric ties"],
-                            [[r["metric"], r["reference"], fmt(r["agrees_with_experts"]), r["metric_ties"]]
+        parts += ["", "Which automatic metric predicts the experts (the metric's winner is the experts' winner), "
+                  "beside the same pairs' floors:", "",
+                  _md(["metric", "reference", "agrees [95% CI]", "longer wins", "first shown wins", "chance",
+                       "beats all (CI)", "metric ties"],
+                            [[r["metric"], r["reference"], fmt(r["agrees_with_experts"]), fmt(r.get("floor_longer_wins")),
+                              fmt(r.get("floor_first_shown_wins")), "50%",
+                              {True: "yes", False: "no", None: "-"}[r.get("beats_floors")], r["metric_ties"]]
                              for r in res["metric_vs_expert"]])]
         for r in res["metric_vs_expert"]:
             csv_rows.append({"what": "metric_vs_expert", "who": f"{r['metric']} ({r['reference']})",
