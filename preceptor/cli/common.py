@@ -125,7 +125,9 @@ def echo_json(data: Any) -> None:
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:
     """A plain-text table that fits 80 columns for typical content."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    from preceptor.terminal import clean
+
+    cells = [[clean(h) for h in headers]] + [["" if c is None else clean(c) for c in r] for r in rows]
     widths = [min(max(len(r[i]) for r in cells), 40) for i in range(len(headers))]
     out = []
     for n, r in enumerate(cells):
