@@ -164,16 +164,17 @@ def test_litellm_generation_with_faults_never_drops_or_duplicates(project, tmp_p
 def test_litellm_budget_stops_cleanly_and_leaves_the_rest_to_do(project, tmp_path, monkeypatch):
     monkeypatch.setenv("STUB_KEY", "test")
     _import(project, tmp_path)
-    with StubServer() as server:
-        # each call: >= 10 prompt tokens at $0.001 -> over the $0.005 budget after the first call
-        system = _stub_system(project, server, input_cost_per_token=0.001, output_cost_per_token=0.001,
-                              budget_usd=0.005, concurrency=1)
+    with StubServer(responder=lambda body: "CYP3A4 inhibition raises exposure") as server:
+        # each call reserves max_tokens (20) at $0.001 = $0.02 before it is sent; 4 tokens are paid: the cap
+        # ($0.05) is never passed, and a request whose worst case no longer fits is not sent
+        system = _stub_system(project, server, input_cost_per_token=0.0, output_cost_per_token=0.001,
+                              budget_usd=0.05, max_tokens=20, concurrency=4)
         evs = list(generate(project, GenerateOptions(system="api")))
         summary = evs[-1].summary
-        assert summary["done"] == 1 and summary["failed"] == 0 and summary["budget_stopped"] == 5
-        assert summary["calls"] == 1 and len(server.requests) == 1 and summary["cost"] > 0.005
-        assert any("budget of $0.0050 reached" in e.text for e in evs if isinstance(e, events.Log))
-        assert len(q_outputs.for_system(project.store, system.id, ok_only=False)) == 1
+        assert 1 <= summary["done"] < 6 and summary["failed"] == 0 and summary["budget_stopped"] == 6 - summary["done"]
+        assert summary["calls"] == summary["done"] == len(server.requests) and summary["cost"] <= 0.05
+        assert any("budget of $0.0500 reached" in e.text for e in evs if isinstance(e, events.Log))
+        assert len(q_outputs.for_system(project.store, system.id, ok_only=False)) == summary["done"]
 
 
 def test_cancel_keeps_what_was_answered(project, tmp_path, tiny_lm):

@@ -72,18 +72,54 @@ def test_retries_are_bounded_and_failures_carry_the_error(project):
     assert q_cache.count(project.store) == 0  # failures are never cached
 
 
-def test_budget_cap_stops_cleanly(project):
-    # every answer: 2 prompt + 5 completion tokens at $0.001 each = $0.007 per call
-    params = {"input_cost_per_token": 0.001, "output_cost_per_token": 0.001}
-    with StubServer() as server, _client(project, server, concurrency=1, budget_usd=0.02, params=params) as client:
-        results = dict(client.complete_many(_requests(10)))
-    assert sorted(results) == list(range(10))
+@pytest.mark.parametrize("concurrency", [1, 8, 16])
+def test_budget_is_a_hard_cap_at_any_concurrency(project, concurrency):
+    # every answer: 5 completion tokens at $0.006 = $0.03 a call; max_tokens 5 is its worst case
+    params = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.006, "max_tokens": 5}
+    with StubServer(latency=0.02) as server, _client(project, server, concurrency=concurrency, budget_usd=0.30,
+                                                      params=params) as client:
+        results = dict(client.complete_many(_requests(40)))
+    assert sorted(results) == list(range(40))
     ok = [c for c in results.values() if c.error is None]
     stopped = [c for c in results.values() if c.error == BUDGET_EXCEEDED]
-    assert len(ok) == 3 and len(stopped) == 7  # 3 calls reach $0.021 >= $0.02, then nothing more is sent
-    assert client.budget_hit and client.calls_made == 3 and len(server.requests) == 3
-    assert client.cost_total == pytest.approx(0.021)
-    assert sum(c.cost for c in ok) == pytest.approx(0.021)
+    assert 9 <= len(server.requests) <= 10 and len(ok) == len(server.requests)  # never more, never 0
+    assert len(stopped) == 40 - len(ok)
+    assert client.budget_hit and client.cost_total <= 0.30 + 1e-9
+
+
+def test_unknown_reply_length_reserves_the_largest_seen(project):
+    # no max_tokens: the first request reserves 256 reply tokens ($0.256 of $0.30), later ones the
+    # largest reply seen (5 tokens): the cap is kept and calls still go on after the first
+    params = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.001}
+    with StubServer() as server, _client(project, server, concurrency=1, budget_usd=0.30, params=params) as client:
+        results = dict(client.complete_many(_requests(80)))
+    assert client.largest_completion == 5
+    assert 50 <= len(server.requests) <= 60 and client.cost_total <= 0.30 + 1e-9
+    assert sum(c.error is None for c in results.values()) == len(server.requests)
+
+
+def test_a_budget_on_an_unknown_price_is_refused(project):
+    from preceptor.errors import PreceptorError
+
+    with StubServer() as server, _client(project, server, budget_usd=1.0, system="api") as client:
+        with pytest.raises(PreceptorError) as err:
+            list(client.complete_many(_requests(2)))
+    assert err.value.title == "Budget on an unknown price"
+    assert "system 'api' (openai/stub)" in err.value.message and "input_cost_per_token" in err.value.hint
+    assert len(server.requests) == 0
+
+
+def test_a_rejected_key_is_not_retried_and_names_the_variable(project):
+    from preceptor.errors import PreceptorError
+
+    with StubServer() as server, _client(project, server, max_retries=5, system="api", concurrency=1,
+                                         params={"api_key_env": "STUB_KEY"}) as client:
+        server.fail_next("401", 100)
+        with pytest.raises(PreceptorError) as err:
+            list(client.complete_many(_requests(3)))
+    assert err.value.title == "API key rejected"
+    assert "STUB_KEY" in err.value.hint and "system 'api'" in err.value.message
+    assert len(server.requests) == 1 and client.retries == 0  # one attempt, and no other request sent after it
 
 
 @pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
@@ -137,6 +173,6 @@ def test_prices_come_from_the_local_cost_map_or_params():
     client = LLMClient(None, model="openrouter/openai/gpt-4o-mini")
     pin, pout = client.prices()
     assert 0 < pin < pout  # gpt-4o-mini's own prices (the map has no openrouter entry)
-    assert LLMClient(None, model="openai/stub").prices() == (0.0, 0.0)
+    assert LLMClient(None, model="openai/stub").prices() is None  # unknown, not free
     custom = LLMClient(None, model="openai/stub", params={"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6})
     assert custom.prices() == (1e-6, 2e-6)

@@ -196,7 +196,8 @@ def echo_json(data: Any, err: bool = False) -> None:
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:
-    """A text table (rich): numbers right-aligned, cells never truncated, user text verbatim.
+    """A text table (rich): numbers right-aligned, cells never truncated, user text verbatim
+    (terminal control sequences made inert by :func:`preceptor.terminal.clean`).
 
     On a terminal long cells wrap at word boundaries to fit the width; off a terminal the
     table is as wide as its content (nothing wrapped, cut or coloured).
@@ -205,14 +206,16 @@ def table(rows: list[list[Any]], headers: list[str]) -> str:
     from rich.table import Table
     from rich.text import Text
 
+    from preceptor.terminal import clean
+
     out = console()
     t = Table(box=Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True), show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), highlight=False,
               header_style="bold")
     for i, h in enumerate(headers):
         numeric = i > 0 and all(isinstance(r[i], (int, float)) or r[i] is None for r in rows)
-        t.add_column(Text(str(h)), justify="right" if numeric else "left", overflow="fold")
+        t.add_column(Text(clean(str(h))), justify="right" if numeric else "left", overflow="fold")
     for r in rows:
-        t.add_row(*(Text("" if c is None else str(c)) for c in r))
+        t.add_row(*(Text("" if c is None else clean(str(c))) for c in r))
     with out.capture() as cap:
         out.print(t)
     return "\n".join(line.rstrip() for line in cap.get().rstrip("\n").splitlines())

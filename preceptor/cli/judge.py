@@ -16,6 +16,7 @@ from preceptor.cli.common import (
     project_option,
     table,
 )
+from preceptor.terminal import clean
 
 
 def pair_filter_options(fn: Any) -> Any:
@@ -74,9 +75,9 @@ def next_cmd(project_dir: str | None, expert: str, systems: str | None, split: s
         echo_json({**pair.to_dict(), "why": reason} if why else pair.to_dict())
         return
     click.echo(f"Pair {pair.pair_id}  ({pair.done}/{pair.total} complete){'  [repeat]' if pair.repeat else ''}\n")
-    click.echo(f"Prompt:\n{pair.prompt}\n")
-    click.echo(f"A:\n{pair.left.text}\n")
-    click.echo(f"B:\n{pair.right.text}\n")
+    click.echo(f"Prompt:\n{clean(pair.prompt)}\n")
+    click.echo(f"A:\n{clean(pair.left.text)}\n")
+    click.echo(f"B:\n{clean(pair.right.text)}\n")
     click.echo(f"Record with: preceptor judge record --as {expert!r} --pair {pair.pair_id} --verdict A|B|tie|both_bad")
     if reason is not None:
         click.echo(f"\nWhy this pair ({reason.get('order')} order): {reason.get('why')}")

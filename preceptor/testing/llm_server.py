@@ -9,7 +9,7 @@ sync and async, with no mocking of its transport) that answers
         server.fail_next("429", 2)          # the next two requests get HTTP 429
         client = LLMClient(store, model="openai/stub", api_base=server.url, params={"api_key": "test"})
 
-Fault kinds: ``"429"`` (rate limited, with ``Retry-After: 0``), ``"500"`` (server error),
+Fault kinds: ``"429"`` (rate limited, with ``Retry-After: 0``), ``"500"`` (server error), ``"401"`` (key rejected),
 ``"timeout"`` (hold the request for ``hang`` seconds, then drop the connection) and
 ``"malformed"`` (HTTP 200 with a body that is not JSON).
 """
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULTS = ("429", "500", "timeout", "malformed")
+FAULTS = ("429", "500", "timeout", "malformed", "401")
 
 
 def echo_responder(body: dict[str, Any]) -> str:
@@ -82,6 +82,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "429":
             self._send(429, b'{"error": {"message": "rate limited (stub)", "type": "rate_limit_error", "code": "rate_limit_exceeded"}}',
                        {"Retry-After": "0"})
+            return
+        if fault == "401":
+            self._send(401, b'{"error": {"message": "invalid api key (stub)", "type": "invalid_request_error", "code": "invalid_api_key"}}')
             return
         if fault == "500":
             self._send(500, b'{"error": {"message": "internal error (stub)", "type": "server_error"}}')

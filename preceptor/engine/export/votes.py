@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from preceptor import csvsafe
 from preceptor.db import exports as q
 from preceptor.db.prompts import PromptFilter
 from preceptor.db.store import now
@@ -28,8 +29,6 @@ VOTE_FIELDS = ("judgment_id", "pair_id", "prompt_id", "split", "task", "collecti
 def export_votes(project: Project, out: Path, fmt: str = "csv", *, split: str = "all", collection: str | None = None,
                  include_superseded: bool = False, cancel: threading.Event | None = None) -> EventStream:
     """Every effective judgment (or all, with ``include_superseded``) as CSV or JSONL for audit."""
-    import csv
-
     if fmt not in ("csv", "jsonl"):
         raise PreceptorError("Invalid option", f"--format {fmt!r} is not csv or jsonl", "Use csv or jsonl.")
     if collection and q.collection_kind(project.store, collection) is None:
@@ -43,7 +42,7 @@ def export_votes(project: Project, out: Path, fmt: str = "csv", *, split: str = 
     n = 0
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=VOTE_FIELDS) if fmt == "csv" else None
+            writer = csvsafe.DictWriter(fh, fieldnames=VOTE_FIELDS) if fmt == "csv" else None
             if writer:
                 writer.writeheader()
             for r in q.vote_audit_rows(project.store, flt, include_superseded=include_superseded):

@@ -326,7 +326,9 @@ def generate(project: Project, opts: GenerateOptions, cancel: Any = None) -> Eve
     good = q_outputs.done_prompt_ids(store, system.id)
     todo = selected if opts.force else [p for p in selected if p.id not in good]
     skipped = len(selected) - len(todo)
-    writer = _Writer(store, system, gs.write_every, good if opts.force else set())
+    # a paid answer is written as it arrives (its own small transaction): a crash loses none
+    every = 1 if system.backend == "litellm" else gs.write_every
+    writer = _Writer(store, system, every, good if opts.force else set())
     summary: dict[str, Any] = {"system": system.name, "backend": system.backend, "model": system.model,
                                "selected": len(selected), "skipped": skipped}
     if not selected:
@@ -357,6 +359,9 @@ def generate(project: Project, opts: GenerateOptions, cancel: Any = None) -> Eve
         "cost": round(writer.cost, 6), "seconds": round(time.monotonic() - t0, 2),
     })
     yield Done(summary)
+
+
+API_DEFAULT_MAX_TOKENS = 1024  # sent when an API system sets none: a bound on every reply, and on the budget
 
 
 def _fail_unrenderable(items: list[Item], writer: _Writer, params: dict[str, Any]) -> list[int]:
@@ -418,7 +423,8 @@ def _run_litellm(system: Any, items: list[Item], gs: GenerateSettings, writer: _
     logs: list[str] = []
     client = LLMClient(writer.store, model=system.model, api_base=api_base, params=p,
                        concurrency=concurrency, max_retries=max_retries, timeout=timeout,
-                       budget_usd=None if budget is None else float(budget), on_log=logs.append)
+                       budget_usd=None if budget is None else float(budget), on_log=logs.append,
+                       system=system.name, default_max_tokens=API_DEFAULT_MAX_TOKENS)
     params = {**base, **semantic_params(p)}
     if api_base:
         params["api_base"] = api_base

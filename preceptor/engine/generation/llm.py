@@ -13,13 +13,22 @@ Design notes (these keep the engine as fast as raw ``litellm.acompletion``):
 * nothing slow on the event loop: no per-call logging (only retries are noted), no SQLite
   (cache rows are written in batches from the caller's thread), no cost-map lookups (the
   per-token prices are resolved once per client);
-* retries with exponential backoff and full jitter on 429, 5xx, timeouts, connection
-  errors and malformed responses, at most ``max_retries`` per request; anything else fails
-  the request at once;
+* transient failures (429, 5xx, timeouts, connection errors, malformed responses) are
+  retried by tenacity with exponential backoff and full jitter (at least ``Retry-After``),
+  at most ``max_retries`` per request; errors that are not transient are never retried:
+  a rejected key, a refused permission, an unknown model or a bad request stop the run
+  after one attempt with a titled error naming the system and the environment variable
+  to set (a prompt over the context window or refused by a content policy fails that
+  item only);
 * the cache key is model + messages + the semantic params (temperature, max_tokens, ...;
-  not the API key, timeout or prices), so a rerun costs zero calls;
-* a budget cap stops cleanly: once ``cost_total`` reaches it no new request starts and the
-  remaining ones get the error ``"budget exceeded"``.
+  not the API key, timeout or prices), so a rerun costs zero calls; each answer is written
+  to the cache as it arrives (one small transaction), so a crash loses no paid answer;
+* the budget is a hard cap: before a request is sent its worst case is reserved (the
+  counted prompt tokens plus ``max_tokens``, or the largest completion seen so far, 256
+  before any, at the per-token prices); the reservation is settled on the actual usage
+  when the answer arrives. A request whose worst case does not fit gets the error
+  ``"budget exceeded"`` and is not sent, at any concurrency. A model without a known price
+  has an unknown cost (``None``), and a budget on it is refused.
 
 API keys come from the environment (or ``api_key``); they are never part of the cache key,
 never stored.
@@ -55,6 +64,14 @@ LOCAL_ONLY = frozenset({"api_key_env", "concurrency", "budget_usd", "input_cost_
                         "system_prompt"})
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+# Not transient, and the same for every request of the run: one attempt, then the run stops.
+FATAL = {
+    "AuthenticationError": ("API key rejected", 401), "PermissionDeniedError": ("Permission denied", 403),
+    "NotFoundError": ("Unknown model", 404), "BadRequestError": ("Request refused", 400),
+}
+# Bad requests caused by one item (not the setup): that item fails, the run goes on.
+ITEM_ERRORS = frozenset({"ContextWindowExceededError", "ContentPolicyViolationError"})
+FIRST_COMPLETION_GUESS = 256  # reserved for a reply of unknown length before any reply was seen
 
 _litellm_mod: Any = None
 _litellm_lock = threading.Lock()
@@ -139,6 +156,7 @@ class Completion:
     cached: bool = False
     raw: dict[str, Any] | None = None
     attempts: int = 0
+    fatal: PreceptorError | None = None
 
 
 @dataclass
@@ -147,6 +165,8 @@ class _Job:
     messages: list[dict[str, Any]]
     kwargs: dict[str, Any]
     indexes: list[int] = field(default_factory=list)
+    worst_usd: float = 0.0  # unused when the reply length is unknown: see LLMClient._worst_case
+    prompt_tokens: int = 0  # counted before sending (budget reservations)
 
 
 def semantic_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -168,8 +188,25 @@ def _status_of(exc: BaseException) -> int | None:
         return None
 
 
+def fatal_kind(exc: BaseException) -> tuple[str, int] | None:
+    """(title, status) when ``exc`` is an error no retry can fix and that concerns the whole run."""
+    names = [c.__name__ for c in type(exc).__mro__]
+    if any(n in ITEM_ERRORS for n in names):
+        return None
+    status = _status_of(exc)
+    by_status = next((v for v in FATAL.values() if v[1] == status), None)
+    if by_status is not None and status != 400:  # the HTTP status says more than the SDK's class
+        return by_status
+    for n in names:
+        if n in FATAL:
+            return FATAL[n]
+    return by_status
+
+
 def is_retryable(exc: BaseException) -> bool:
     """429 / 5xx / timeouts / connection errors (and malformed replies, which litellm reports as 500)."""
+    if fatal_kind(exc) is not None or any(c.__name__ in ITEM_ERRORS for c in type(exc).__mro__):
+        return False
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectionError)):
         return True
     name = type(exc).__name__
@@ -212,7 +249,8 @@ class LLMClient:
     def __init__(self, store: Any, *, model: str, api_base: str | None = None, params: dict[str, Any] | None = None,
                  concurrency: int = 16, max_retries: int = 5, timeout: float = 60.0, budget_usd: float | None = None,
                  use_cache: bool = True, api_key: str | None = None, backoff_base: float = 0.5,
-                 backoff_max: float = 30.0, on_log: Callable[[str], None] | None = None) -> None:
+                 backoff_max: float = 30.0, on_log: Callable[[str], None] | None = None, system: str | None = None,
+                 default_max_tokens: int | None = None) -> None:
         if not model:
             raise PreceptorError("No model named", "an LLM system needs a model string",
                                  "Use a litellm provider string, e.g. openrouter/openai/gpt-4o-mini or openai/NAME with --api-base.")
@@ -227,7 +265,11 @@ class LLMClient:
         key_env = params.get("api_key_env")
         self.api_key = api_key or params.pop("api_key", None) or (os.environ.get(key_env) if key_env else None)
         params.pop("api_key", None)
+        if default_max_tokens is not None and params.get("max_tokens") is None \
+                and params.get("max_completion_tokens") is None:
+            params["max_tokens"] = int(default_max_tokens)  # sent, and reserved by the budget
         self.params = params
+        self.system = system
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.timeout = timeout
@@ -242,8 +284,11 @@ class LLMClient:
         self.cost_total = 0.0
         self.cache_hits = 0
         self.budget_hit = False
-        self.cache_flush_every = 64
+        self.cost_unknown = False  # some call had usage but no known price
+        self.largest_completion = 0  # completion tokens, the reservation when max_tokens is not set
+        self._reserved = 0.0  # USD held by requests in flight (budget)
         self._prices: tuple[float, float] | None = None
+        self._prices_known: bool | None = None
         self._rng = random.Random()
 
     # -- request shaping ----------------------------------------------------------------
@@ -271,16 +316,49 @@ class LLMClient:
         kwargs["max_retries"] = 0  # ours, not the SDK's: bounded, logged, with jitter
         return kwargs
 
-    def prices(self) -> tuple[float, float]:
-        """USD per prompt token and per completion token (params override litellm's local map)."""
-        if self._prices is None:
+    def prices(self) -> tuple[float, float] | None:
+        """USD per prompt token and per completion token (params override litellm's local map);
+        ``None`` when neither gives a price (the cost is then unknown, not zero)."""
+        if self._prices_known is None:
             pin, pout = self.params.get("input_cost_per_token"), self.params.get("output_cost_per_token")
             if pin is None or pout is None:
-                lit_in, lit_out = _map_prices(self.model)
-                pin = lit_in if pin is None else pin
-                pout = lit_out if pout is None else pout
-            self._prices = (float(pin), float(pout))
+                mapped = _map_prices(self.model)
+                if mapped is not None:
+                    pin = mapped[0] if pin is None else pin
+                    pout = mapped[1] if pout is None else pout
+            self._prices_known = pin is not None and pout is not None
+            self._prices = (float(pin), float(pout)) if self._prices_known else None  # type: ignore[arg-type]
         return self._prices
+
+    def _check_budget(self) -> None:
+        if self.budget_usd is None:
+            return
+        if self.prices() is None:
+            who = f"system {self.system!r} ({self.model})" if self.system else self.model
+            raise PreceptorError(
+                "Budget on an unknown price",
+                f"{who}: litellm's cost map has no price for this model, so a budget of ${self.budget_usd:g} cannot be kept",
+                "Give the prices in the system's params (input_cost_per_token and output_cost_per_token, USD per token), "
+                "or remove budget_usd.")
+
+    def _worst_case(self, job: _Job) -> float:
+        """USD reserved for one attempt of ``job``: counted prompt tokens + the longest possible answer."""
+        prices = self.prices()
+        if prices is None:
+            return 0.0
+        pin, pout = prices
+        limit = job.kwargs.get("max_tokens") or job.kwargs.get("max_completion_tokens")
+        if not limit:
+            limit = self.largest_completion or FIRST_COMPLETION_GUESS
+        return job.prompt_tokens * pin + int(limit) * pout
+
+    def _prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
+        litellm = import_litellm()
+        try:
+            return int(litellm.token_counter(model=self.model, messages=messages))
+        except Exception:  # noqa: BLE001 - no tokenizer for this model: a generous estimate
+            chars = sum(len(str(m.get("content") or "")) for m in messages)
+            return chars + 8 * len(messages)
 
     # -- the event loop ------------------------------------------------------------------
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -298,45 +376,105 @@ class LLMClient:
 
     # -- the async part (runs on the loop thread) ----------------------------------------
     async def _call(self, litellm: Any, job: _Job, stop: threading.Event, out: queue.Queue) -> tuple[Completion, Any]:
-        attempt = 0
+        """One request: budget reservation, transient retries (tenacity), settlement on the usage."""
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_any
+
         t0 = time.perf_counter()
-        pin, pout = self._prices or (0.0, 0.0)
-        while True:
-            if self.budget_usd is not None and self.cost_total >= self.budget_usd:
-                self.budget_hit = True
-                return Completion(None, BUDGET_EXCEEDED, attempts=attempt), None
-            self.calls_made += 1
-            try:
-                resp = await litellm.acompletion(model=self.model, messages=job.messages, **job.kwargs)
-                choice = resp.choices[0]
-                text = choice.message.content
-                usage = getattr(resp, "usage", None)
-                pt = int(getattr(usage, "prompt_tokens", 0) or 0)
-                ct = int(getattr(usage, "completion_tokens", 0) or 0)
-                cost = pt * pin + ct * pout
-                self.cost_total += cost
-                latency = (time.perf_counter() - t0) * 1000
-                if text is None:
-                    reason = getattr(choice, "finish_reason", None)
-                    return Completion(None, f"empty response (finish_reason={reason})", pt, ct, cost, latency,
-                                      attempts=attempt + 1), None
-                return Completion(text, None, pt, ct, cost, latency, attempts=attempt + 1), resp
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a stored error
-                if attempt < self.max_retries and is_retryable(exc) and not stop.is_set():
-                    delay = self._rng.uniform(0, min(self.backoff_max, self.backoff_base * (2 ** attempt)))
-                    after = _retry_after(exc)
-                    if after:
-                        delay = max(delay, min(after, self.backoff_max))
-                    attempt += 1
-                    self.retries += 1
-                    out.put(("log", f"retry {attempt}/{self.max_retries} in {delay:.2f}s after {describe_error(exc)[:160]}"))
-                    await asyncio.sleep(delay)
-                    continue
-                latency = (time.perf_counter() - t0) * 1000
-                note = f" (after {attempt + 1} attempts)" if attempt else ""
-                return Completion(None, describe_error(exc) + note, latency_ms=latency, attempts=attempt + 1), None
+        prices = self._prices
+        attempts = 0
+
+        def wait(state: Any) -> float:
+            delay = self._rng.uniform(0, min(self.backoff_max, self.backoff_base * (2 ** (state.attempt_number - 1))))
+            after = _retry_after(state.outcome.exception()) if state.outcome is not None else None
+            return max(delay, min(after, self.backoff_max)) if after else delay
+
+        def before_sleep(state: Any) -> None:
+            self.retries += 1
+            exc = state.outcome.exception()
+            out.put(("log", f"retry {state.attempt_number}/{self.max_retries} in {state.upcoming_sleep:.2f}s "
+                            f"after {describe_error(exc)[:160]}"))
+
+        retrying = AsyncRetrying(stop=stop_any(stop_after_attempt(self.max_retries + 1), lambda _s: stop.is_set()),
+                                 wait=wait, retry=retry_if_exception(is_retryable), before_sleep=before_sleep,
+                                 reraise=True)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    reserve = self._worst_case(job) if self.budget_usd is not None else 0.0
+                    if self.budget_usd is not None:
+                        # no await between the check and the reservation: atomic on the loop thread
+                        if self.cost_total + self._reserved + reserve > self.budget_usd + 1e-12:
+                            self.budget_hit = True
+                            return Completion(None, BUDGET_EXCEEDED, attempts=attempts - 1), None
+                        self._reserved += reserve
+                    self.calls_made += 1
+                    try:
+                        resp = await litellm.acompletion(model=self.model, messages=job.messages, **job.kwargs)
+                    finally:
+                        if self.budget_usd is not None:
+                            self._reserved -= reserve
+                    choice = resp.choices[0]
+                    text = choice.message.content
+                    usage = getattr(resp, "usage", None)
+                    pt = int(getattr(usage, "prompt_tokens", 0) or 0)
+                    ct = int(getattr(usage, "completion_tokens", 0) or 0)
+                    self.largest_completion = max(self.largest_completion, ct)
+                    if prices is None:
+                        cost: float | None = None
+                        self.cost_unknown = True
+                    else:
+                        cost = pt * prices[0] + ct * prices[1]
+                        self.cost_total += cost  # settled: the reservation above is released
+                    latency = (time.perf_counter() - t0) * 1000
+                    if text is None:
+                        reason = getattr(choice, "finish_reason", None)
+                        return Completion(None, f"empty response (finish_reason={reason})", pt, ct, cost, latency,
+                                          attempts=attempts), None
+                    return Completion(text, None, pt, ct, cost, latency, attempts=attempts), resp
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a stored error (or stops the run)
+            latency = (time.perf_counter() - t0) * 1000
+            fatal = fatal_kind(exc)
+            if fatal is not None:
+                stop.set()  # the same answer awaits every other request: send no more
+                return Completion(None, describe_error(exc), latency_ms=latency, attempts=attempts,
+                                  fatal=self._fatal_error(fatal[0], exc)), None
+            note = f" (after {attempts} attempts)" if attempts > 1 else ""
+            return Completion(None, describe_error(exc) + note, latency_ms=latency, attempts=attempts), None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def key_env(self) -> str:
+        """The environment variable that holds this model's API key."""
+        env = self.params.get("api_key_env")
+        if env:
+            return str(env)
+        try:
+            missing = import_litellm().validate_environment(self.model).get("missing_keys") or []
+        except Exception:  # noqa: BLE001 - unknown provider
+            missing = []
+        if missing:
+            return str(missing[0])
+        provider = self.model.split("/", 1)[0] if "/" in self.model else "openai"
+        return f"{provider.upper().replace('-', '_')}_API_KEY"
+
+    def _fatal_error(self, title: str, exc: BaseException) -> PreceptorError:
+        who = f"system {self.system!r} ({self.model})" if self.system else f"model {self.model}"
+        env = self.key_env()
+        message = f"{who}: {describe_error(exc)}; not retried"
+        if title == "API key rejected":
+            hint = (f"Set {env} to a valid key (export {env}=...) or name another variable with api_key_env in the "
+                    "system's params, then run again.")
+        elif title == "Permission denied":
+            hint = f"The key in {env} may not use this model: check the account's access, or set {env} to another key."
+        elif title == "Unknown model":
+            hint = (f"Check the model name with the provider (litellm form provider/model) and --api-base; "
+                    f"the key is read from {env}.")
+        else:
+            hint = (f"Check the system's params (a setting the provider does not accept) and the key in {env}; "
+                    "`preceptor systems list` shows them.")
+        return PreceptorError(title, message, hint)
 
     async def _run(self, jobs: list[_Job], out: queue.Queue, stop: threading.Event) -> None:
         litellm = import_litellm()
@@ -347,6 +485,8 @@ class LLMClient:
                 job = pending.pop()
                 comp, resp = await self._call(litellm, job, stop, out)
                 out.put(("done", job, comp, resp))
+                if comp.fatal is not None:
+                    return
 
         try:
             await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(jobs)))))
@@ -401,12 +541,15 @@ class LLMClient:
             raise Cancelled()
 
         self.prices()
+        self._check_budget()
+        if self.budget_usd is not None:
+            for job in order:  # counted here, off the event loop
+                job.prompt_tokens = self._prompt_tokens(job.messages)
         loop = self._ensure_loop()
         out: queue.Queue = queue.Queue()
         stop = threading.Event()
         future = asyncio.run_coroutine_threadsafe(self._run(order, out, stop), loop)
         to_cache: list[dict[str, Any]] = []
-        last_flush = time.monotonic()
         finished = False
         try:
             while True:
@@ -436,14 +579,14 @@ class LLMClient:
                             "prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens,
                             "cost": comp.cost,
                         })
+                        self._flush(to_cache)  # paid for: durable before the caller sees it
                 for n, i in enumerate(job.indexes):
                     # duplicates share one call: count its cost and tokens once
                     yield i, comp if n == 0 else Completion(comp.text, comp.error, comp.prompt_tokens,
                                                             comp.completion_tokens, 0.0, comp.latency_ms,
                                                             cached=True, raw=comp.raw, attempts=0)
-                if to_cache and (len(to_cache) >= self.cache_flush_every or time.monotonic() - last_flush > 2.0):
-                    self._flush(to_cache)
-                    last_flush = time.monotonic()
+                if comp.fatal is not None:
+                    raise comp.fatal
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
         finally:
@@ -480,22 +623,23 @@ class LLMClient:
 
     def summary(self) -> dict[str, Any]:
         return {"model": self.model, "calls": self.calls_made, "retries": self.retries, "cache_hits": self.cache_hits,
-                "cost": round(self.cost_total, 6), "budget_hit": self.budget_hit}
+                "cost": None if self.cost_unknown and not self.cost_total else round(self.cost_total, 6),
+                "cost_unknown": self.cost_unknown, "budget_hit": self.budget_hit}
 
 
-def _map_prices(model: str) -> tuple[float, float]:
+def _map_prices(model: str) -> tuple[float, float] | None:
     """Per-token prices from litellm's local cost map: the full name, then without its provider
     prefixes (``openrouter/openai/gpt-4o-mini`` -> ``openai/gpt-4o-mini`` -> ``gpt-4o-mini``)."""
     try:
         cost_map = import_litellm().model_cost
     except Exception:  # noqa: BLE001 - no map: no price
-        return 0.0, 0.0
+        return None
     parts = model.split("/")
     for i in range(len(parts)):
         info = cost_map.get("/".join(parts[i:]))
         if isinstance(info, dict) and info.get("input_cost_per_token") is not None:
             return float(info.get("input_cost_per_token") or 0.0), float(info.get("output_cost_per_token") or 0.0)
-    return 0.0, 0.0
+    return None
 
 
 def _extra_of(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -94,7 +94,7 @@ class GenerateSettings:
     max_retries: int = setting(5, "Retries of a failed API request (429, 5xx, timeouts), with backoff and jitter.")
     timeout: float = setting(60.0, "Seconds before an API request times out.")
     budget_usd: float | None = setting(None, "Stop API generation cleanly when its spend reaches this (USD).")
-    write_every: int = setting(16, "Outputs written to the database per transaction.")
+    write_every: int = setting(16, "Outputs of a local model written to the database per transaction (API answers are written one by one, as they arrive).")
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

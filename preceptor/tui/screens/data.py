@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from textual.worker import get_current_worker
 
+from preceptor.terminal import clean
 from preceptor.tui.screens.base import EngineScreen, guarded
 from preceptor.tui.screens.tables import rows_table
 
@@ -51,18 +52,18 @@ class ItemScreen(ModalScreen[None]):
         p = d["prompt"]
         parts: list[Any] = [
             Text(f"Prompt {p.id} · {p.split} · {p.task or 'no task'} · {p.collection}", style="bold"),
-            Text(p.text),
+            Text(clean(p.text)),
         ]
         if p.bad_item:
-            parts.append(Text(f"Reported as bad: {p.bad_item}", style="red"))
+            parts.append(Text(f"Reported as bad: {clean(p.bad_item)}", style="red"))
         if p.reference:
-            parts += [Rule("reference"), RichMarkdown(p.reference)]
+            parts += [Rule("reference"), RichMarkdown(clean(p.reference))]
         for name, o in d["outputs"]:
             parts.append(Rule(name))
             if o.error:
-                parts.append(Text(f"error: {o.error}", style="red"))
+                parts.append(Text(f"error: {clean(o.error)}", style="red"))
             else:
-                parts.append(RichMarkdown(o.text or ""))
+                parts.append(RichMarkdown(clean(o.text or "")))
             m = d["metrics"].get(o.id) if isinstance(d["metrics"], dict) else None
             if m:
                 parts.append(Text("  ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, (int, float))), style="dim"))
@@ -118,7 +119,7 @@ class DataScreen(EngineScreen):
         table = self.query_one("#data-table", DataTable)
         table.clear()
         for p in msg.rows:
-            table.add_row(str(p.id), p.split, p.task or "", " ".join(p.text.split())[:100], key=str(p.id))
+            table.add_row(str(p.id), p.split, clean(p.task or ""), clean(" ".join(p.text.split())[:100]), key=str(p.id))
         shown = f"{len(msg.rows)} of {msg.total}" if msg.total > len(msg.rows) else str(msg.total)
         self.query_one("#data-status", Static).update(Text(f"{shown} prompts. Enter opens one.", style="dim"))
 

@@ -17,6 +17,7 @@ from textual.worker import get_current_worker
 
 from preceptor.engine.events import Done
 from preceptor.errors import PreceptorError
+from preceptor.terminal import clean
 from preceptor.tui.screens.base import EngineScreen, guarded
 from preceptor.tui.screens.tables import kv_table, rows_table
 
@@ -140,7 +141,7 @@ class ExportScreen(EngineScreen):
             first = msg.sample[0]
             prompt = first.get("prompt")
             prompt_text = prompt if isinstance(prompt, str) else str(prompt)[:300]
-            parts.append(Text(f"\nFirst pair — prompt: {prompt_text[:200]}", style="dim"))
+            parts.append(Text(f"\nFirst pair — prompt: {clean(prompt_text[:200])}", style="dim"))
         box.update(Group(*parts))
 
     @guarded

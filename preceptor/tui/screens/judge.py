@@ -25,6 +25,7 @@ from preceptor.engine.judging import experts as judge
 from preceptor.engine.judging.pairs import PairFilter
 from preceptor.engine.judging.settings import JudgeSettings, load_rubric
 from preceptor.errors import PreceptorError
+from preceptor.terminal import clean
 from preceptor.tui.screens.base import EngineScreen, guarded
 from preceptor.tui.widgets.answer import AnswerPane
 from preceptor.tui.widgets.dialogs import ChoiceModal, TextModal, TextPrompt
@@ -252,10 +253,10 @@ class JudgeScreen(EngineScreen):
             self.call_after_refresh(lambda: hook(time.perf_counter() - t0))
 
     def _prompt_text(self, pair: Any) -> Text:
-        text = Text(pair.prompt)
+        text = Text(clean(pair.prompt))
         if self.show_reference:
             text.append("\n\nReference: ", style="bold")
-            text.append(pair.reference or "(this item has no reference answer)", style="italic")
+            text.append(clean(pair.reference) if pair.reference else "(this item has no reference answer)", style="italic")
         return text
 
     def action_reference(self) -> None:
@@ -430,7 +431,7 @@ class JudgeScreen(EngineScreen):
         for r in rows:
             when = str(r.get("time", ""))[5:16].replace("T", " ")
             unsafe = " unsafe:" + "+".join(r["unsafe"]) if r.get("unsafe") else ""
-            options.append((r["judgment_id"], f"{VERDICT_LABELS[r['verdict']]:<9} {when}{unsafe}  {r['prompt'][:44]}"))
+            options.append((r["judgment_id"], f"{VERDICT_LABELS[r['verdict']]:<9} {when}{unsafe}  {clean(r['prompt'])[:44]}"))
         self.app.push_screen(ChoiceModal("Your votes (newest first): pick one to change it", options), self._change)
 
     def _change(self, judgment_id: int | None) -> None:

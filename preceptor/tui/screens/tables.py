@@ -8,6 +8,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from preceptor.terminal import clean
+
 
 def is_figure(value: Any) -> bool:
     return isinstance(value, dict) and "value" in value and "n" in value
@@ -33,8 +35,8 @@ def fmt(value: Any) -> str:
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
         return f"[{fmt(float(value[0]))}, {fmt(float(value[1]))}]"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={fmt(v)}" for k, v in value.items())
-    return str(value)
+        return ", ".join(f"{clean(k)}={fmt(v)}" for k, v in value.items())
+    return clean(value)
 
 
 def rows_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None, limit: int = 50) -> Table:

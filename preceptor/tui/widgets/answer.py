@@ -13,6 +13,8 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from preceptor.terminal import clean
+
 
 class AnswerPane(VerticalScroll, can_focus=False):
     """One side of a comparison (or one system's answer), scrollable on its own."""
@@ -30,6 +32,7 @@ class AnswerPane(VerticalScroll, can_focus=False):
         if text is None:
             self._body.update(Text("(no answer)", style="italic"))
         else:
+            text = clean(text)
             self._body.update(RichMarkdown(text) if markdown else Text(text))
         if self.border_subtitle != subtitle:
             self.border_subtitle = subtitle

@@ -17,13 +17,13 @@ the project's ``reports/`` folder and never overwrite an existing file.
 from __future__ import annotations
 
 import base64
-import csv
 import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from preceptor import csvsafe
 from preceptor.engine.evaluation import metrics as M
 from preceptor.engine.results.report import core, embedding, judging
 from preceptor.engine.results.report.base import (
@@ -124,7 +124,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
             if k not in cols:
                 cols.append(k)
     with path.open("w", encoding="utf-8", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w = csvsafe.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if v is None else v) for k, v in r.items()})
