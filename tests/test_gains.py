@@ -149,3 +149,16 @@ def test_gains_cli_table_json_and_error(gained, capsys) -> None:
     assert all(math.isfinite(row["win_rate"]["value"]) for row in data["rows"])
     assert main(["gains", "--project", root, "--metrics", "chrf"]) == 2
     assert "--metrics must include rougeL (the metric judge's metric)" in capsys.readouterr().err
+
+
+def test_report_has_the_gains_section_with_the_same_figures(gained) -> None:
+    from preceptor.engine.results import report as R
+
+    path = R.build_report(gained, "md", opts=R.ReportOptions(split="val"))
+    text = path.read_text()
+    assert "## What the loop gained" in text
+    res = G.compute(gained, G.GainsOptions(split="val"))
+    row = next(r for r in res["rows"] if r["child"] == "ft-x" and r["relation"] == "parent")
+    line = next(ln for ln in text.splitlines() if ln.startswith("| ft-x | base (parent) |"))
+    assert G.fmt_fig(row["win_rate"], pct=True) in line
+    assert "sha256 " + "ab" * 32 in text
