@@ -162,3 +162,25 @@ def test_report_has_the_gains_section_with_the_same_figures(gained) -> None:
     line = next(ln for ln in text.splitlines() if ln.startswith("| ft-x | base (parent) |"))
     assert G.fmt_fig(row["win_rate"], pct=True) in line
     assert "sha256 " + "ab" * 32 in text
+
+
+@pytest.mark.anyio
+async def test_results_panel_shows_gains_and_lineage_one_key_away(gained, anyio_backend) -> None:
+    from preceptor.tui.app import PreceptorApp
+    from preceptor.tui.screens.results import LineageScreen
+    from tests.tui_helpers import plain, wait_for
+
+    app = PreceptorApp(gained, start="results")
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = app.screen
+        table = screen.query_one("#gains-table")
+        await wait_for(pilot, lambda: table.row_count == 4, 30)
+        assert "press l on a row for its lineage" in plain(screen.query_one("#gains-note"), 200)
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LineageScreen) and bool(app.screen.query("#lineage-text")))
+        body = plain(app.screen.query_one("#lineage-text"), 200)
+        first = screen.gains_rows[0]
+        assert f"run {first['lineage']['run_id']} (" in body and f"vs {first['other']}" in body and "sha256" in body
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+    assert app.errors == []
