@@ -184,3 +184,19 @@ async def test_results_panel_shows_gains_and_lineage_one_key_away(gained, anyio_
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is screen)
     assert app.errors == []
+
+
+def test_sft_can_train_on_the_gold_references(gained, tiny_lm) -> None:
+    from preceptor.engine.train import settings as train_settings
+    from preceptor.engine.train.settings import SFTSettings
+    from preceptor.engine.train.sft import prepare_data
+    from preceptor.errors import PreceptorError
+
+    q_systems.upsert(gained.store, "base", role="base", backend="hf", model=str(tiny_lm))
+    gained.store.execute("UPDATE prompts SET split = 'train'")
+    data = prepare_data(gained, train_settings.resolve(gained, SFTSettings, from_system="gold"))
+    assert [r["completion"][0]["content"] for r in data.train] == REFS and data.sources == {"gold": len(REFS)}
+    gained.store.execute("UPDATE prompts SET reference = NULL")
+    with pytest.raises(PreceptorError) as err:
+        prepare_data(gained, train_settings.resolve(gained, SFTSettings, from_system="gold"))
+    assert err.value.message == "no train-split prompt has a gold reference"
