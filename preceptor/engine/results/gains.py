@@ -103,8 +103,13 @@ def _boot(data: tuple[Any, ...], statistic: Any, n_boot: int, seed: int) -> tupl
     n = len(data[0])
     if n < 2 or n_boot <= 0:
         return None
-    res = bootstrap(tuple(np.asarray(d, float) for d in data), statistic, n_resamples=n_boot, paired=True,
-                    vectorized=True, method="percentile", confidence_level=0.95, random_state=np.random.default_rng(seed))
+    import warnings
+
+    with warnings.catch_warnings():  # identical values give a degenerate (zero-width) interval, not a warning on screen
+        warnings.simplefilter("ignore")
+        res = bootstrap(tuple(np.asarray(d, float) for d in data), statistic, n_resamples=n_boot, paired=True,
+                        vectorized=True, method="percentile", confidence_level=0.95,
+                        random_state=np.random.default_rng(seed))
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
 
