@@ -474,3 +474,22 @@ def run_loop(root: Path, preset: LoopPreset = LoopPreset(), cancel: threading.Ev
         yield Done({"project": str(project.root), "seconds": seconds, "stages": st.timings})
     finally:
         project.close()
+
+
+def run_loop_with_gains(root: Path, preset: LoopPreset = LoopPreset(), cancel: threading.Event | None = None) -> EventStream:
+    """:func:`run_loop`, then the gains on the val split (``preceptor demo --loop``)."""
+    from preceptor.project import Project
+
+    summary: dict[str, Any] = {}
+    for ev in run_loop(root, preset, cancel):
+        if isinstance(ev, Done):
+            summary = ev.summary
+        else:
+            yield ev
+    project = Project.open(root)
+    try:
+        st = Stages(cancel)
+        gained = yield from st.run("gains (val, against the gold reference)", _gains(project, LOOP_SFT), _gains_line)
+    finally:
+        project.close()
+    yield Done({**summary, "gains": gained})
