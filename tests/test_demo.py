@@ -25,7 +25,15 @@ def test_demo_fast_runs_the_whole_loop(tmp_path, capsys):
     assert code == 0, captured.err[-3000:]
     summary = json.loads(captured.out[captured.out.index("{"):])
     stages = [s["stage"] for s in summary["stages"]]
-    assert stages[:2] == ["offline models", "import"] and stages[-1] == "stats again (val)"
+    assert stages[:2] == ["offline models", "import"] and stages[-2:] == ["stats again (val)", "gains (val, against the gold reference)"]
+    # the gains figures: ft vs base and dpo vs ft on the 6 val items, each with a Wilson interval
+    rows = {(r["child_role"], r["other_role"]): r for r in summary["gains"]["rows"]}
+    assert {("ft", "base"), ("dpo", "ft"), ("ft", "teacher"), ("dpo", "teacher")} <= set(rows)
+    for key in (("ft", "base"), ("dpo", "ft")):
+        w = rows[key]["win_rate"]
+        assert rows[key]["n"] == 6 and w["ci"][0] <= w["value"] <= w["ci"][1]
+        assert f"beats {rows[key]['other']} on " in captured.err
+    assert set(rows[("ft", "base")]["gap_closed"]) == {"rougeL", "chrf", "facet_f1"}
     assert "Open the app: preceptor --project" in captured.err
 
     p = Project.open(root)

@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "eval": "preceptor.cli.eval:eval_cmd",
     "report": "preceptor.cli.eval:report_cmd",
     "stats": "preceptor.cli.stats:stats_cmd",
+    "gains": "preceptor.cli.gains:gains_cmd",
     "export": "preceptor.cli.export:export_group",
     "import-pairs": "preceptor.cli.embed:import_pairs_cmd",
     "settings": "preceptor.cli.settings:settings_cmd",

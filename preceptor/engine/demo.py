@@ -211,6 +211,26 @@ def _stats_line(s: dict[str, Any]) -> str:
     return "; ".join(parts) or "no judged val pairs yet"
 
 
+def _gains(project: Project, collection: str) -> EventStream:
+    from preceptor.engine.results.gains import GainsOptions, compute
+
+    yield Done(compute(project, GainsOptions(split="val", collection=collection)))
+
+
+def _gains_line(s: dict[str, Any]) -> str:
+    """ft vs base and dpo vs ft win rates (ROUGE-L per item, ties half, Wilson CI) and the teacher gap closed."""
+    from preceptor.engine.results.gains import fmt_fig
+
+    parts = []
+    for r in s.get("rows", []):
+        if r["relation"] != "parent":
+            continue
+        gap = ", ".join(f"{m} {fmt_fig(f, pct=True)}" for m, f in r["gap_closed"].items())
+        parts.append(f"{r['child']} beats {r['other']} on {fmt_fig(r['win_rate'], pct=True)} of {r['n']} val items"
+                     + (" (REGRESSION)" if r["regression"] else "") + (f"; teacher gap closed: {gap}" if gap else ""))
+    return "\n  ".join(parts) or (s.get("note") or "no trained systems to compare")
+
+
 def _export(project: Project, out: Path, collection: str) -> EventStream:
     from preceptor.engine.export.dpo import DPOExportOptions, export_dpo
 
@@ -344,9 +364,11 @@ def run_demo(opts: DemoOptions = DemoOptions(), cancel: threading.Event | None =
         yield from st.run("metric judge ft–dpo", _judge_metric(project, coll, ("ft", "dpo"), "val"), _metric_line)
         yield from st.run("LLM judge ft–dpo", _judge_llm(project, coll, ("ft", "dpo"), "val"), _llm_line)
         final = yield from st.run("stats again (val)", _stats(project, coll), _stats_line)
+        gained = yield from st.run("gains (val, against the gold reference)", _gains(project, coll), _gains_line)
         seconds = round(time.monotonic() - st.start, 1)
         yield Log("info", f"done in {seconds:.0f}s. Open the app: preceptor --project {project.root}")
-        yield Done({"project": str(project.root), "seconds": seconds, "stages": st.timings, "export": exp, "stats": final})
+        yield Done({"project": str(project.root), "seconds": seconds, "stages": st.timings, "export": exp, "stats": final,
+                    "gains": gained})
     finally:
         project.close()
 
@@ -356,3 +378,121 @@ def raise_stage(name: str, summary: dict[str, Any]) -> None:
 
     raise PreceptorError(f"Demo {name} run did not succeed", f"status {summary.get('status')}: {summary.get('error') or 'see the run log'}",
                          f"Inspect it with `preceptor runs` and the log in {summary.get('dir') or 'the run folder'}.")
+
+
+# ----------------------------------------------------------------------------------------------
+# the gain preset: a loop that is measured on held-out drugs (``bench/loop_gain.py``)
+# ----------------------------------------------------------------------------------------------
+
+LOOP_SFT = "loop-sft"  # train items of half the train drugs + every val item
+LOOP_DPO = "loop-dpo"  # train items of the other drugs (preference pairs only)
+
+
+@dataclass(frozen=True)
+class LoopPreset:
+    """The settings of the measured loop, and why.
+
+    * SFT target ``gold``: the demo pack ships a reference for every item, short and in one
+      consistent shape ("A with B: effect. Mechanism. Management."); the student learns that
+      format rather than the grounded teacher's looser paraphrase.
+    * Epochs over all the SFT half of the train split (not a fixed handful of steps).
+    * LoRA r=16, alpha=32 on every projection; lr 2e-4 cosine with 10 % warm-up.
+    * Answers capped at ``max_new_tokens`` close to the references' length (≈ 55 tokens).
+    * DPO pairs come from the *other* half of the train drugs (disjoint from SFT): base vs ft
+      answers judged by the metric judge (ROUGE-L against the reference), β = 0.1, 1 epoch.
+    * The base student and the grounded teacher answer the val split while SFT trains in its own process.
+    """
+
+    sft_epochs: float = 2.0
+    dpo_epochs: float = 1.0
+    lr: float = 2e-4
+    dpo_lr: float = 5e-5
+    beta: float = 0.1
+    lora_r: int = 16
+    max_new_tokens: int = 80
+    dpo_share: float = 0.25  # share of the train drugs that give DPO pairs (the rest trains SFT)
+    val_limit: int | None = None
+
+
+def _split_halves(items: list[dict[str, Any]], share: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    import hashlib
+
+    def u(group: str) -> float:
+        return int.from_bytes(hashlib.sha256(f"loop\x00{group}".encode()).digest()[:8], "big") / 2**64
+
+    train = [it for it in items if it["split"] == "train"]
+    val = [it for it in items if it["split"] == "val"]
+    dpo = [it for it in train if u(it["group"]) < share]
+    sft = [it for it in train if u(it["group"]) >= share] + val
+    return sft, dpo
+
+
+def run_loop(root: Path, preset: LoopPreset = LoopPreset(), cancel: threading.Event | None = None) -> EventStream:
+    """Import → SFT on gold (base answers val meanwhile) → ft on val → DPO pairs on the other drugs → DPO → dpo on val."""
+    from preceptor.engine.ingest.prompts import ImportOptions, import_prompts
+    from preceptor.engine.train import runner
+    from preceptor.engine.train.plan import plan, start
+    from preceptor.project import Project
+
+    project = Project.init(Path(root), name="preceptor loop gain")
+    st = Stages(cancel)
+    try:
+        yield from st.run("offline models", _models(cancel), _models_line)
+        project.update_settings({"generate": {"max_new_tokens": preset.max_new_tokens, "batch_size": 8}})
+        from preceptor.engine.generation import systems
+
+        systems.ensure_default_systems(project)
+        sft_items, dpo_items = _split_halves(demo_items(), preset.dpo_share)
+        for name, rows in ((LOOP_SFT, sft_items), (LOOP_DPO, dpo_items)):
+            path = _write_items(project.root / "data" / f"{name}.jsonl", rows)
+            yield from st.run(f"import {name}", import_prompts(project, path, ImportOptions(collection=name, group_col="group"), cancel),
+                              lambda s: f"{s.get('imported', 0)} items imported")
+        sft = {"from_system": "gold", "collection": LOOP_SFT, "epochs": preset.sft_epochs, "lr": preset.lr,
+               "lora_r": preset.lora_r, "lora_alpha": 2 * preset.lora_r, "scheduler": "cosine", "name": "ft-loop",
+               "batch_size": 4, "grad_accum": 2}
+        launch = plan(project, "sft", sft)
+        run = start(project, launch)
+        yield Log("info", f"run {run.id} (sft on gold) started in its own process; the base answers val meanwhile")
+        # the second core: the base student answers the val split while SFT trains
+        yield from st.run("generate base (val, while SFT trains)", _gen(project, "base", LOOP_SFT, "val", cancel), _gen_line)
+        yield from st.run("generate teacher (val, while SFT trains)", _gen(project, "teacher", LOOP_SFT, "val", cancel), _gen_line)
+        sft_summary = yield from st.run("train SFT (gold references)", runner.watch(project, run.id, cancel), _train_line)
+        if sft_summary.get("status") != "succeeded":
+            raise_stage("SFT", sft_summary)
+        yield from st.run("generate ft (val)", _gen(project, "ft", LOOP_SFT, "val", cancel), _gen_line)
+        yield from st.run("generate base (DPO drugs)", _gen(project, "base", LOOP_DPO, "train", cancel), _gen_line)
+        yield from st.run("generate ft (DPO drugs)", _gen(project, "ft", LOOP_DPO, "train", cancel), _gen_line)
+        yield from st.run("pairs base–ft (DPO drugs)", _pairs(project, "base", "ft", "train", LOOP_DPO), _pairs_line)
+        yield from st.run("metric judge (ROUGE-L)", _judge_metric(project, LOOP_DPO, None, "train"), _metric_line)
+        out = project.exports_dir() / f"loop-dpo-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+        exp = yield from st.run("export dpo (metric judge, DPO drugs)", _export(project, out, LOOP_DPO),
+                                lambda s: f"{s.get('n', 0)} preference pairs")
+        dpo = {"pairs": exp["path"], "epochs": preset.dpo_epochs, "lr": preset.dpo_lr, "beta": preset.beta,
+               "name": "dpo-loop", "batch_size": 2, "grad_accum": 2}
+        dpo_summary = yield from st.run("train DPO (from ft)", _train(project, "dpo", dpo, cancel), _train_line)
+        if dpo_summary.get("status") != "succeeded":
+            raise_stage("DPO", dpo_summary)
+        yield from st.run("generate dpo (val)", _gen(project, "dpo", LOOP_SFT, "val", cancel), _gen_line)
+        seconds = round(time.monotonic() - st.start, 1)
+        yield Done({"project": str(project.root), "seconds": seconds, "stages": st.timings})
+    finally:
+        project.close()
+
+
+def run_loop_with_gains(root: Path, preset: LoopPreset = LoopPreset(), cancel: threading.Event | None = None) -> EventStream:
+    """:func:`run_loop`, then the gains on the val split (``preceptor demo --loop``)."""
+    from preceptor.project import Project
+
+    summary: dict[str, Any] = {}
+    for ev in run_loop(root, preset, cancel):
+        if isinstance(ev, Done):
+            summary = ev.summary
+        else:
+            yield ev
+    project = Project.open(root)
+    try:
+        st = Stages(cancel)
+        gained = yield from st.run("gains (val, against the gold reference)", _gains(project, LOOP_SFT), _gains_line)
+    finally:
+        project.close()
+    yield Done({**summary, "gains": gained})

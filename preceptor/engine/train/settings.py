@@ -104,7 +104,8 @@ class CommonSettings:
 class SFTSettings(CommonSettings):
     """``[train.sft]``: LoRA supervised fine-tuning on another system's answers."""
 
-    from_system: str = setting("teacher", "System (name, or role = every system with that role) whose train-split answers are the targets.")
+    from_system: str = setting("teacher", "System (name, or role = every system with that role) whose train-split answers are the "
+                               "targets; gold = the prompts' own references (where the data has them).")
     batching: Literal["auto", "padding_free", "group", "pack", "pad_max", "plain"] = setting(
         "auto", "How batches are built: padding_free = each micro-batch flattened into one row, no padding at all "
         "(used only where exact for the model: checked at start); group = similar lengths together, padded; "

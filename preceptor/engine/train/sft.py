@@ -36,6 +36,9 @@ def student_messages(prompt: Any, system_prompt: str | None = None) -> tuple[lis
     return [{"role": m["role"], "content": m["content"]} for m in messages], template_hash
 
 
+GOLD = "gold"  # from_system = gold: train on the prompts' references instead of a system's answers
+
+
 def target_systems(store: Any, name_or_role: str) -> list[q_systems.System]:
     """The systems whose outputs are targets, in order of preference."""
     system = q_systems.by_name(store, name_or_role)
@@ -65,13 +68,17 @@ def prepare_data(project: Project, s: SFTSettings) -> SFTData:
     store = project.store
     _, base_params = base_model_name(project, s.base_system)
     system_prompt = base_params.get("system_prompt")  # the ft system inherits the base's params
-    systems = target_systems(store, s.from_system)
+    flt = q_prompts.PromptFilter(split=("train", "val"), collections=[s.collection] if s.collection else None)
     answers: dict[int, tuple[str, str]] = {}  # prompt id -> (answer, system name), first system wins
+    if s.from_system == GOLD:  # the prompts' own references (where the data has them)
+        systems: list[q_systems.System] = []
+        answers = {p.id: (p.reference, GOLD) for p in q_prompts.select(store, flt) if p.reference and p.reference.strip()}
+    else:
+        systems = target_systems(store, s.from_system)
     for system in systems:
         for out in q_outputs.for_system(store, system.id):
             if out.prompt_id not in answers and out.text and out.text.strip():
                 answers[out.prompt_id] = (out.text, system.name)
-    flt = q_prompts.PromptFilter(split=("train", "val"), collections=[s.collection] if s.collection else None)
     data = SFTData()
     hashes: set[str] = set()
     for p in q_prompts.select(store, flt):
@@ -86,6 +93,12 @@ def prepare_data(project: Project, s: SFTSettings) -> SFTData:
             data.sources[source] = data.sources.get(source, 0) + 1
     data.template_hashes = sorted(hashes)
     if not data.train:
+        if s.from_system == GOLD:
+            raise PreceptorError(
+                "No training data",
+                f"no train-split prompt{' of collection ' + repr(s.collection) if s.collection else ''} has a gold reference",
+                "Import a file with a reference column (`preceptor import FILE --reference-col NAME`), or train on a "
+                "system's answers (--from-system teacher).")
         names = ", ".join(x.name for x in systems)
         n_train = q_prompts.counts_by_split(store)
         raise PreceptorError(

@@ -1,4 +1,5 @@
-"""Results: win rates with CIs, Bradley–Terry league, agreement, judge bias; report export."""
+"""Results: what the loop gained (with each figure's lineage one key away), win rates with CIs,
+Bradley–Terry league, agreement, judge bias; report export."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Footer, Header, Static
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Header, Label, Static
 
 from preceptor.tui.screens.base import EngineScreen, guarded
 from preceptor.tui.screens.tables import bt_tables, render_any, win_rate_table
@@ -31,6 +33,33 @@ class StatsReady(Message):
         self.stats = stats
 
 
+class GainsReady(Message):
+    def __init__(self, gains: dict[str, Any]) -> None:
+        super().__init__()
+        self.gains = gains
+
+
+class LineageScreen(ModalScreen[None]):
+    """The lineage behind one gains figure: run, data, settings, parent."""
+
+    BINDINGS = [Binding("escape,q,l", "close", "Close")]
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__(classes="dialog-screen")
+        self.title_text = title
+        self.body = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label(Text(self.title_text, style="bold"))
+            with VerticalScroll(id="lineage-body"):
+                yield Static(Text(self.body), id="lineage-text")
+            yield Static("Escape to close.", classes="dim")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
 class ReportWritten(Message):
     def __init__(self, path: str) -> None:
         super().__init__()
@@ -40,6 +69,7 @@ class ReportWritten(Message):
 class ResultsScreen(EngineScreen):
     BINDINGS = [
         Binding("r", "refresh_stats", "Recompute"),
+        Binding("l", "lineage", "Lineage of the figure"),
         Binding("m", "report('md')", "Report (md)"),
         Binding("w", "report('html')", "Report (html)"),
         Binding("v", "report('csv')", "Report (csv)"),
@@ -48,6 +78,8 @@ class ResultsScreen(EngineScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="results-body"):
+            yield Static(Text("What the loop gained: computing…"), id="gains-note")
+            yield DataTable(id="gains-table", cursor_type="row", zebra_stripes=True)
             yield Static(Text("Computing statistics…"), id="results")
         yield Footer(compact=True)
 
@@ -56,7 +88,58 @@ class ResultsScreen(EngineScreen):
 
     def action_refresh_stats(self) -> None:
         self.query_one("#results", Static).update(Text("Computing statistics…"))
+        self.gains_rows: list[dict[str, Any]] = []
         self.compute()
+        self.compute_gains()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="gains")
+    def compute_gains(self) -> None:
+        from preceptor.engine.results import gains as gains_mod
+
+        project = self.open_project()
+        try:
+            self.post_message(GainsReady(gains_mod.compute(project, gains_mod.GainsOptions(split="val"))))
+        finally:
+            project.close()
+
+    @guarded
+    def on_gains_ready(self, msg: GainsReady) -> None:
+        from preceptor.engine.results import gains as gains_mod
+
+        res = msg.gains
+        note = self.query_one("#gains-note", Static)
+        table = self.query_one("#gains-table", DataTable)
+        table.clear(columns=True)
+        self.gains_rows = list(res.get("rows") or [])
+        if not self.gains_rows:
+            note.update(Text(f"What the loop gained: {res.get('note') or 'nothing to compare'}", style="italic"))
+            table.display = False
+            return
+        table.display = True
+        note.update(Text(f"What the loop gained (split {res.get('split')}, vs gold; win rate by {res.get('win_metric')}, "
+                         "ties half, 95% CIs) — press l on a row for its lineage", style="bold"))
+        head, rows = gains_mod.table_rows(res)
+        table.add_columns(*head)
+        for r, cells in zip(self.gains_rows, rows, strict=True):
+            bad = r["regression"] or r["regressed_metrics"]
+            table.add_row(*[Text(c, style="red") if bad else c for c in cells])
+
+    @guarded
+    def action_lineage(self) -> None:
+        from preceptor.engine.results import gains as gains_mod
+
+        rows = getattr(self, "gains_rows", [])
+        if not rows:
+            self.notify("No gains figures yet.")
+            return
+        table = self.query_one("#gains-table", DataTable)
+        r = rows[min(max(table.cursor_row, 0), len(rows) - 1)]
+        self.app.push_screen(LineageScreen(f"Lineage: {r['child']} vs {r['other']} ({r['relation']})",
+                                           gains_mod.lineage_text(r["lineage"])))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "gains-table":
+            self.action_lineage()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="results")
     def compute(self) -> None:
@@ -100,6 +183,8 @@ class ResultsScreen(EngineScreen):
         self.query_one("#results", Static).update(Group(*parts) if parts else Text("No figures yet."))
 
     def worker_failed(self, worker: Any) -> None:
+        if worker.group == "gains":
+            self.query_one("#gains-note", Static).update(Text(f"Gains unavailable: {worker.error}", style="italic"))
         if worker.group == "results":
             self.query_one("#results", Static).update(Text(f"Statistics unavailable: {worker.error}", style="italic"))
 

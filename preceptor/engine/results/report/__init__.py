@@ -4,6 +4,7 @@ A report is the list of sections in :data:`SECTIONS`, in order. Each section is 
 function ``build(project, opts: ReportOptions) -> Section | None`` (None = nothing to show):
 the report's own (:mod:`.core`: overview, automatic metrics per system with 95 % CIs and a
 chart, win rates by metric, training runs, best and worst examples, the per-row table), the
+gains section (:mod:`.gains`: each trained system vs its parent and the teacher), the
 judging sections (:mod:`.judging`: win rates, Bradley–Terry, agreement, bias, API spend) and
 the embedding section (:mod:`.embedding`). Another section can be added at run time with
 :func:`register_section` (key, order, builder).
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from preceptor import csvsafe
 from preceptor.engine.evaluation import metrics as M
-from preceptor.engine.results.report import core, embedding, judging
+from preceptor.engine.results.report import core, embedding, gains, judging
 from preceptor.engine.results.report.base import (
     ReportOptions,
     Section,
@@ -46,6 +47,7 @@ SECTIONS: list[tuple[str, int, Builder]] = [
     ("overview", 0, core.overview_section),
     ("metrics", 10, core.metrics_section),
     ("win_rates", 20, core.metric_wins_section),
+    ("gains", 21, gains.gains_section),
     ("judge_win_rates", 22, judging.win_rates_section),
     ("judge_league", 24, judging.league_section),
     ("judge_agreement", 26, judging.agreement_section),
