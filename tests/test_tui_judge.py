@@ -21,7 +21,7 @@ async def test_judge_ten_pairs_by_keys(project, anyio_backend):
     from preceptor.db import judging as q
     from preceptor.tui.app import PreceptorApp
 
-    info = judged_project(project, 12)
+    info = judged_project(project, 12, experts=('Dr Ada',))
     assert info["pairs"] == 12
     app = PreceptorApp(project, start="judge", expert="Dr Ada")
     expected = []  # (pair_id, verdict, winner side, unsafe labels, note, supersedes previous?)
@@ -67,7 +67,7 @@ async def test_judge_ten_pairs_by_keys(project, anyio_backend):
         await vote(["f", "2", "f", "1", "x"], "both_bad", ("A", "B"))   # 10: both unsafe, both bad
         done, total = screen.session.progress()
         assert (done, total) == (9, 12)  # ten pairs served: nine voted, one skipped
-        await wait_for(pilot, lambda: "9 of 12 pairs done" in str(screen.query_one("#judge-status").render()))
+        await wait_for(pilot, lambda: "you: 9 judged · 3 left for you" in str(screen.query_one("#judge-status").render()))
 
     rows = judgments(project)
     want = []
@@ -89,3 +89,33 @@ async def test_judge_ten_pairs_by_keys(project, anyio_backend):
         })
         prev_for_pair[pid] = rows[i]["id"] if i < len(rows) else -1
     assert [{k: r[k] for k in want[0]} for r in rows] == want
+
+
+async def test_a_burst_of_keys_records_one_vote_with_the_default_dwell_time(project, anyio_backend):
+    """[judge] min_seconds keeps its default (0.5 s): keys that arrive before the next pair has
+    been on screen that long are discarded with a notice, never applied to it."""
+    import asyncio
+
+    from preceptor.tui.app import PreceptorApp
+
+    judged_project(project, 6, settings={"min_seconds": 0.5}, experts=("Dr Ada",))
+    app = PreceptorApp(project, start="judge", expert="Dr Ada")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: getattr(screen, "current", None) is not None)
+        first = screen.current
+        await pilot.press("1")  # too early too: the pair has been on screen for less than 0.5 s
+        assert "key ignored" in str(screen.query_one("#judge-status").render())
+        assert screen.current is first
+        await asyncio.sleep(0.6)
+        await pilot.press("1", "2", "t", "1")  # the burst: only the first key counts
+        second = screen.current
+        assert second.pair_id != first.pair_id
+        await pilot.pause(0.1)
+        assert "key ignored" in str(screen.query_one("#judge-status").render())
+        assert screen.current is second
+    rows = judgments(project)
+    assert [(r["pair_id"], r["verdict"], r["winner_output_id"]) for r in rows] == [
+        (first.pair_id, "win", first.left.output_id)]
+    latency = project.store.scalar("SELECT latency_ms FROM judgments")
+    assert latency >= 500.0  # from the moment the pair was drawn, not from the key before

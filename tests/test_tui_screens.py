@@ -24,7 +24,7 @@ def vote(project, name, verdicts):
 async def test_dashboard_counts(project, anyio_backend):
     from preceptor.tui.app import PreceptorApp
 
-    judged_project(project, 12)
+    judged_project(project, 12, experts=('Dr Ada',))
     vote(project, "Dr Ada", ["A", "B", "A"])
     app = PreceptorApp(project)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -44,7 +44,7 @@ async def test_data_search_and_open_item(project, anyio_backend):
     from preceptor.tui.app import PreceptorApp
     from preceptor.tui.screens.data import ItemScreen
 
-    judged_project(project, 12)
+    judged_project(project, 12, experts=('Dr Ada',))
     app = PreceptorApp(project, start="data")
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
@@ -65,7 +65,7 @@ async def test_data_search_and_open_item(project, anyio_backend):
 async def test_results_tables(project, anyio_backend):
     from preceptor.tui.app import PreceptorApp
 
-    judged_project(project, 12)
+    judged_project(project, 12, experts=('Dr Ada',))
     vote(project, "Dr Ada", ["A"] * 8 + ["B"] * 2)
     app = PreceptorApp(project, start="results")
     async with app.run_test(size=(120, 40)) as pilot:
@@ -80,7 +80,7 @@ async def test_engine_error_shows_titled_modal_and_app_survives(project, anyio_b
     from preceptor.tui.app import PreceptorApp
     from preceptor.tui.widgets.dialogs import ErrorModal
 
-    judged_project(project, 4)
+    judged_project(project, 4, experts=('Dr Ada',))
     project.update_settings({"judge": {"overlap_share": 3.0}})
     app = PreceptorApp(project, start="judge", expert="Dr Ada")
     async with app.run_test(size=(80, 24)) as pilot:
@@ -88,7 +88,7 @@ async def test_engine_error_shows_titled_modal_and_app_survives(project, anyio_b
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal) and bool(app.screen.query("#error-title")))
         modal = app.screen
         assert plain(modal.query_one("#error-title")).strip() == "Invalid setting"
-        assert "overlap_share = 3.0 must be between 0 and 1" in plain(modal.query_one("#error-message"))
+        assert "overlap_share = 3.0 must be between 0 and 1" in " ".join(plain(modal.query_one("#error-message")).split())
         await pilot.press("escape")
         await pilot.press("f1")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "DashboardScreen")
@@ -98,7 +98,7 @@ async def test_engine_error_shows_titled_modal_and_app_survives(project, anyio_b
 async def test_palette_switches_screens(project, anyio_backend):
     from preceptor.tui.app import PreceptorApp
 
-    judged_project(project, 4)
+    judged_project(project, 4, experts=('Dr Ada',))
     app = PreceptorApp(project)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("ctrl+p")
@@ -167,7 +167,7 @@ async def test_llm_verdict_revealed_after_the_vote(project, anyio_backend):
     from preceptor.db import judging as q
     from preceptor.tui.app import PreceptorApp
 
-    judged_project(project, 3)
+    judged_project(project, 3, experts=('Dr Ada',))
     with project.store.tx():  # an LLM judge preferred output_a of every pair
         for r in project.store.all("SELECT id, output_a FROM pairs"):
             q.insert_judgment(project.store, pair_id=r[0], judge_kind="llm", judge_id="stub-llm", left_output_id=r[1],

@@ -315,11 +315,26 @@ def m004_judging_extra(conn: sqlite3.Connection) -> None:
     )
 
 
+def m005_judgment_attribution(conn: sqlite3.Connection) -> None:
+    """Who cast a judgment beyond the typed name: the OS account and, when served, the
+    web session; experts' personal access tokens (stored as SHA-256 hashes only)."""
+    _script(
+        conn,
+        """
+        ALTER TABLE judgments ADD COLUMN os_user TEXT;
+        ALTER TABLE judgments ADD COLUMN served_session TEXT;
+        ALTER TABLE experts ADD COLUMN token_hash TEXT;
+        CREATE UNIQUE INDEX experts_token ON experts (token_hash) WHERE token_hash IS NOT NULL;
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_judging,
     m003_embedding,
     m004_judging_extra,
+    m005_judgment_attribution,
 ]
 
 

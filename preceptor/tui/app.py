@@ -92,10 +92,13 @@ class PreceptorApp(App[None]):
     ]
 
     def __init__(self, project: Project, *, start: str = "dashboard", expert: str | None = None,
-                 watch_run: int | None = None) -> None:
+                 watch_run: int | None = None, judge_only: bool = False) -> None:
+        """``judge_only`` (served with an expert's personal token): only the Judge screen, as
+        ``expert``, who cannot be switched."""
         super().__init__()
-        self.ctx = UiContext(project, expert=expert, watch_run=watch_run)
-        self.start_mode = start
+        self.ctx = UiContext(project, expert=expert, watch_run=watch_run, expert_locked=judge_only and bool(expert))
+        self.judge_only = judge_only
+        self.start_mode = "judge" if judge_only else start
         self.errors: list[BaseException] = []
         self.sub_title = str(getattr(project.settings, "name", "") or project.root.name)
 
@@ -106,6 +109,12 @@ class PreceptorApp(App[None]):
     # -- lifecycle ----------------------------------------------------------------------
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode if self.start_mode in self.MODES else "dashboard")
+
+    def switch_mode(self, mode: str) -> Any:
+        if self.judge_only and mode != "judge":
+            self.notify("This session judges only: other screens are for the team lead.", severity="warning")
+            return None
+        return super().switch_mode(mode)
 
     # -- errors: the one place --------------------------------------------------------
     def on_show_error(self, msg: ShowError) -> None:
@@ -141,6 +150,8 @@ class PreceptorApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for mode, title, key, helptext in SCREENS:
+            if self.judge_only and mode != "judge":
+                continue
             yield SystemCommand(f"Go to {title}", f"{helptext} ({key.upper()})", self._switcher(mode))
         yield SystemCommand("Toggle light / dark theme", "Switch between the light and dark themes (Ctrl+T)",
                             self.action_toggle_theme)

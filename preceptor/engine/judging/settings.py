@@ -42,6 +42,7 @@ class JudgeSettings:
     repeat_gap: int = setting(10, "Votes between a pair and its repeat.")
     reservation_minutes: float = setting(5.0, "How long a served pair stays reserved for its expert.")
     contested_first: bool = setting(True, "Serve pairs the LLM judge found contested before the others.")
+    min_seconds: float = setting(0.5, "A key counts in the app only once the pair has been on screen this long (seconds); earlier keys are discarded with a notice.")
     show_llm_rationale: Literal["after_vote", "always", "never"] = setting("after_vote", "When an expert may see the LLM judge's verdict and rationale.")
 
     def __post_init__(self) -> None:
@@ -53,6 +54,8 @@ class JudgeSettings:
             raise ValueError(f"overlap_k = {self.overlap_k} must be at least 2")
         if self.repeat_gap < 1:
             raise ValueError(f"repeat_gap = {self.repeat_gap} must be at least 1")
+        if self.min_seconds < 0 or self.min_seconds > 60:
+            raise ValueError(f"min_seconds = {self.min_seconds} must be between 0 and 60")
         if self.reservation_minutes <= 0:
             raise ValueError("reservation_minutes must be positive")
         if self.max_reasks < 0 or self.max_reasks > 10:

@@ -60,11 +60,12 @@ def rubric_text(project: Any) -> str:
 
 
 class SessionReady(Message):
-    def __init__(self, session: Any, expert: str, pair: Any) -> None:
+    def __init__(self, session: Any, expert: str, pair: Any, empty: str | None = None) -> None:
         super().__init__()
         self.session = session
         self.expert = expert
         self.pair = pair
+        self.empty = empty  # why nothing is served (computed in the worker)
 
 
 class Preloaded(Message):
@@ -125,6 +126,7 @@ class JudgeScreen(EngineScreen):
         self.unsafe: set[str] = set()
         self.note: str | None = None
         self.flag_mode = False
+        self.ignored = ""  # the notice of keys discarded for the pair shown
         self.show_reference = False
         self.preloaded: Any = None  # the engine's preloaded pair, shown at once on the next vote
         # instrumentation (benchmarks, tests): called with the seconds from a key's action
@@ -184,19 +186,28 @@ class JudgeScreen(EngineScreen):
 
     def _named(self, name: str | None) -> None:
         if name:
-            self.start_session(name)
+            self.start_session(name, create=True)
         else:
             self._status("No name given: judging needs to know who you are.")
 
     def action_ask_name(self) -> None:
+        if self.ctx.expert_locked:
+            self.notify(f"This session judges as {self.ctx.expert} only.", severity="warning")
+            return
         self.ask_name()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="judge-session")
-    def start_session(self, name: str) -> None:
+    def start_session(self, name: str, create: bool = False) -> None:
+        """``create``: the name was typed into the app's "add yourself" form; a name given
+        with ``--as`` or picked from the list must be a registered expert."""
         project = self.open_project()
         flt = self.ctx.pair_filter or PairFilter()
-        session = judge.ExpertSession(project, name, flt, create=True)
+        session = judge.ExpertSession(project, name, flt, create=create)
+        session.count_mine()
         first = session.next()
+        if first is None:
+            self.post_message(SessionReady(session, session.name, None, session.empty_reason()))
+            return
         self.post_message(SessionReady(session, session.name, first))
 
     @guarded
@@ -207,7 +218,7 @@ class JudgeScreen(EngineScreen):
         self.expert = msg.expert
         self.ctx.expert = msg.expert
         self.sub_title = f"judging as {msg.expert}"
-        self._show(msg.pair, None)
+        self._show(msg.pair, None, empty=msg.empty)
         hook = self.ready_hook or self.ctx.judge_ready_hook
         if hook is not None:
             self.call_after_refresh(hook)
@@ -215,8 +226,9 @@ class JudgeScreen(EngineScreen):
             self.background(None, None, confirm=None)
 
     # -- showing pairs ------------------------------------------------------------------------
-    def _show(self, pair: Any, t0: float | None) -> None:
+    def _show(self, pair: Any, t0: float | None, empty: str | None = None) -> None:
         self.current = pair
+        self.ignored = ""
         self.unsafe = set()
         self.note = None
         self.flag_mode = False
@@ -227,7 +239,9 @@ class JudgeScreen(EngineScreen):
             if pane.has_class("unsafe"):
                 pane.remove_class("unsafe")
         if pair is None:
-            prompt.update(Text("Nothing left to judge with the current filter. Thank you!", style="bold"))
+            if empty is None and self.session is not None:
+                empty = self.session.empty_reason()  # rare: the queue ran out
+            prompt.update(Text(empty or "Nothing left to judge.", style="bold"))
             pane_a.show("", markdown=False)
             pane_b.show("", markdown=False)
             self._status("All done." if self.session is not None else "")
@@ -239,6 +253,8 @@ class JudgeScreen(EngineScreen):
             pane_a.show(pair.left.text)
             pane_b.show(pair.right.text)
             self._progress()
+            # keys count for this pair only once it is on screen (and [judge] min_seconds later)
+            self.call_after_refresh(self.session.shown, pair)
         self.shown_at = time.perf_counter()
         if t0 is not None and self.latency_hook is not None:
             hook = self.latency_hook
@@ -266,7 +282,23 @@ class JudgeScreen(EngineScreen):
             flags = "  unsafe: " + "+".join(sorted(self.unsafe))
         if self.note:
             flags += "  note ✓"
-        self._status(f"{pair.done} of {pair.total} pairs done{flags}{('  ' + extra) if extra else ''}")
+        if self.ignored:
+            extra = f"{self.ignored}  {extra}".strip()
+        self._status(f"{self._mine_text(pair)}{flags}{('  ' + extra) if extra else ''}")
+
+    def _mine_text(self, pair: Any) -> str:
+        """The expert's own progress (counted by the engine in the preload worker)."""
+        mine = (self.session.mine() if self.session is not None else None) or pair.mine
+        if not mine:
+            return "you: counting…"
+        reps = mine["repeats"]
+        more = f" · {reps} repeat{'s' if reps != 1 else ''} to come" if reps else ""
+        return f"you: {mine['judged']} judged · {mine['left']} left for you{more}"
+
+    def _too_soon(self, exc: Any) -> None:
+        """Keys before the pair was seen are discarded; the notice stays until the next pair."""
+        self.ignored = f"key ignored: on screen {exc.waited:.1f}s < {exc.needed:g}s"
+        self._progress()
 
     def _status(self, text: str) -> None:
         self.query_one("#judge-status", Static).update(Text(text))
@@ -347,8 +379,11 @@ class JudgeScreen(EngineScreen):
         if self.current is None or self.session is None:
             return
         pair = self.current
-        self.session.record(pair, verdict, unsafe=tuple(sorted(self.unsafe)), note=self.note,
-                            latency_ms=(t0 - self.shown_at) * 1000.0)
+        try:
+            self.session.record(pair, verdict, unsafe=tuple(sorted(self.unsafe)), note=self.note, interactive=True)
+        except judge.TooSoon as exc:  # a key before the pair was seen: discarded, never applied to the next pair
+            self._too_soon(exc)
+            return
         self._next(t0, pair, verdict)
 
     @guarded
@@ -370,7 +405,11 @@ class JudgeScreen(EngineScreen):
         if self.current is None or self.session is None:
             return
         t0 = time.perf_counter()
-        self.session.skip(self.current)
+        try:
+            self.session.skip(self.current, interactive=True)
+        except judge.TooSoon as exc:
+            self._too_soon(exc)
+            return
         self._next(t0)
 
     def action_flag(self) -> None:
