@@ -156,6 +156,10 @@ async def test_judge_side_keys_history_bad_item_narrow(project, anyio_backend):
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceModal))
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceModal) and "Change" in plain(app.screen.query_one("Label")))
+        # the past pair is on screen, as it was shown, before the new verdict is asked
+        assert "Past vote: A better" in plain(judge.query_one("#prompt"))
+        assert first.prompt in plain(judge.query_one("#prompt"))
+        assert plain(judge.query_one("#pane-a")._body).split()[:2] == first.left.text.replace("*", "").split()[:2]
         await pilot.press("down", "enter")  # A better -> B better
         await wait_for(pilot, lambda: app.screen is judge)
         history = judge.session.history()

@@ -158,6 +158,16 @@ class ServedPair:
                 "A": self.left.text, "B": self.right.text, "repeat": self.repeat, "done": self.done, "total": self.total}
 
 
+def _cut_words(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters at a word boundary (with an ellipsis)."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    if " " in cut and not text[width - 1].isspace():
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip() + "…"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -543,10 +553,28 @@ class ExpertSession:
                     unsafe.append("A" if out_id == left else "B")
             prompt = " ".join((r["prompt"] or "").split())
             out.append({"judgment_id": r["id"], "pair_id": r["pair_id"], "prompt_id": r["prompt_id"],
-                        "prompt": prompt if len(prompt) <= 80 else prompt[:79] + "…", "verdict": verdict,
+                        "prompt": _cut_words(prompt, 80), "verdict": verdict,
                         "unsafe": sorted(unsafe), "note": r["rationale"], "repeat": bool(r["repeat"]),
                         "time": r["created_at"], "latency_ms": r["latency_ms"]})
         return out
+
+    def as_voted(self, judgment_id: int) -> tuple[ServedPair, dict[str, Any]]:
+        """One of this expert's votes with its pair exactly as it was shown (same sides), and
+        the vote (verdict as shown, unsafe, note, repeat): what history shows before a change."""
+        with self._lock:
+            old = q.get_judgment(self.store, judgment_id)
+            if old is None or old["judge_kind"] != "expert" or old["judge_id"] != self.expert.name:
+                raise PreceptorError("Unknown vote", f"judgment {judgment_id} is not a vote of {self.expert.name}",
+                                     "Pick a vote from your history.")
+            row = q.get_pair(self.store, old["pair_id"])
+            assert row is not None
+            pair = self._build(old["pair_id"], old["left_output_id"], bool(old["repeat"]), row)
+        left = pair.left.output_id
+        verdict = ("A" if old["winner_output_id"] == left else "B") if old["verdict"] == "win" else old["verdict"]
+        unsafe = sorted(("A" if out == left else "B") for out, flag in ((row["output_a"], old["unsafe_a"]),
+                                                                         (row["output_b"], old["unsafe_b"])) if flag)
+        return pair, {"judgment_id": judgment_id, "verdict": verdict, "unsafe": unsafe, "note": old.get("rationale"),
+                      "repeat": bool(old["repeat"]), "time": old["created_at"]}
 
     def change(self, judgment_id: int, verdict: str, *, unsafe: tuple[str, ...] = (), note: str | None = None) -> int:
         """Replace one of this expert's votes (A/B as it was shown) with a new, superseding judgment."""

@@ -461,22 +461,55 @@ class JudgeScreen(EngineScreen):
         options = []
         for r in rows:
             when = str(r.get("time", ""))[5:16].replace("T", " ")
-            unsafe = " unsafe:" + "+".join(r["unsafe"]) if r.get("unsafe") else ""
-            options.append((r["judgment_id"], f"{VERDICT_LABELS[r['verdict']]:<9} {when}{unsafe}  {r['prompt'][:44]}"))
-        self.app.push_screen(ChoiceModal("Your votes (newest first): pick one to change it", options), self._change)
+            marks = (" unsafe:" + "+".join(r["unsafe"]) if r.get("unsafe") else "") + (" [repeat]" if r["repeat"] else "")
+            marks += " [note]" if r.get("note") else ""
+            options.append((r["judgment_id"], f"{VERDICT_LABELS[r['verdict']]:<9} {when}{marks}  {r['prompt'][:40]}"))
+        self.app.push_screen(ChoiceModal("Your votes (newest first): open one to see it and change it", options), self._change)
 
     def _change(self, judgment_id: int | None) -> None:
+        """Show the past pair as it was shown (same sides, note, repeat mark), then ask."""
         if judgment_id is None:
             return
+        try:
+            past, vote = self.session.as_voted(judgment_id)
+        except PreceptorError as exc:
+            self.show_error(exc)
+            return
+        self._draw_past(past, vote)
 
         @guarded
         def chosen(_self: Any, verdict: str | None) -> None:
+            self._redraw_current()
             if verdict is None:
                 return
             self.session.change(judgment_id, verdict)
             self.notify(f"Vote changed to {VERDICT_LABELS[verdict]}.")
 
-        self.app.push_screen(ChoiceModal("Change this vote to:", list(VERDICT_LABELS.items())), lambda v: chosen(self, v))
+        title = f"Your vote on the pair shown: {VERDICT_LABELS[vote['verdict']]}. Change it to:"
+        self.app.push_screen(ChoiceModal(title, list(VERDICT_LABELS.items()), "Esc keeps it."), lambda v: chosen(self, v))
+
+    def _draw_past(self, past: Any, vote: dict[str, Any]) -> None:
+        head = Text(f"Past vote: {VERDICT_LABELS[vote['verdict']]}", style="bold reverse")
+        if vote["unsafe"]:
+            head.append(f"  unsafe: {'+'.join(vote['unsafe'])}")
+        if vote["repeat"]:
+            head.append("  [repeat]")
+        if vote["note"]:
+            head.append(f"  note: {vote['note']}")
+        head.append("\n")
+        head.append(past.prompt)
+        self.query_one("#prompt", Static).update(head)
+        self.query_one("#pane-a", AnswerPane).show(past.left.text)
+        self.query_one("#pane-b", AnswerPane).show(past.right.text)
+
+    def _redraw_current(self) -> None:
+        pair = self.current
+        if pair is None:
+            return
+        self.query_one("#prompt", Static).update(self._prompt_text(pair))
+        self.query_one("#pane-a", AnswerPane).show(pair.left.text)
+        self.query_one("#pane-b", AnswerPane).show(pair.right.text)
+        self.session.shown(pair)  # seen anew: the dwell time starts again
 
     @guarded
     def action_guidelines(self) -> None:
