@@ -191,3 +191,21 @@ async def test_llm_verdict_revealed_after_the_vote(project, anyio_backend):
     assert title == "LLM judge on the last pair"
     agrees = "agrees" if llm_side == "A" else "differs"
     assert message == f"You: A better. LLM judge: {llm_side} better (80% sure), {agrees}.\nnames the enzyme"
+
+
+async def test_question_mark_opens_the_keys_of_every_screen(project, anyio_backend):
+    from preceptor.tui.app import SCREENS, PreceptorApp
+    from preceptor.tui.widgets.dialogs import TextModal
+
+    judged_project(project, 3, experts=("Dr Ada",))
+    app = PreceptorApp(project, expert="Dr Ada")
+    async with app.run_test(size=(80, 24)) as pilot:
+        for mode, _title, key, _help in SCREENS:
+            await pilot.press(key)
+            await wait_for(pilot, lambda m=mode: app.current_mode == m and not isinstance(app.screen, TextModal))
+            await pilot.pause(0.2)
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, TextModal))
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not isinstance(app.screen, TextModal))
+    assert app.errors == []

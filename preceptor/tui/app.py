@@ -87,6 +87,7 @@ class PreceptorApp(App[None]):
     }
     BINDINGS = [
         *[Binding(key, f"app.switch_mode('{mode}')", title, show=True, priority=True) for mode, title, key, _ in SCREENS],
+        Binding("question_mark", "app.screen_keys", "Keys", key_display="?", show=False),  # screens may show their own
         Binding("ctrl+t", "app.toggle_theme", "Light/dark", show=False),
         Binding("ctrl+q", "app.quit", "Quit", show=True, priority=True),
     ]
@@ -145,6 +146,19 @@ class PreceptorApp(App[None]):
             return None
 
     # -- actions ------------------------------------------------------------------------
+    def action_screen_keys(self) -> None:
+        """``?`` on any screen: the keys of the screen shown, then the app's own."""
+        from preceptor.tui.widgets.dialogs import TextModal
+
+        screen = self.screen
+        rows = ["| key | what it does |", "|---|---|"]
+        for binding in [*getattr(screen, "BINDINGS", []), *self.BINDINGS]:
+            if isinstance(binding, Binding) and binding.description:
+                key = binding.key_display or binding.key
+                rows.append(f"| `{key}` | {binding.description} |")
+        rows.append("| `ctrl+p` | command palette: every action by name |")
+        self.push_screen(TextModal(f"Keys: {getattr(screen, 'TITLE', None) or type(screen).__name__}", "\n".join(rows)))
+
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 

@@ -101,6 +101,7 @@ class JudgeScreen(EngineScreen):
         Binding("2,right", "vote('B')", "B better", key_display="2/→"),
         Binding("t", "vote('tie')", "Tie"),
         Binding("x", "vote('both_bad')", "Both bad"),
+        Binding("question_mark", "help", "Keys", key_display="?"),  # early: kept in the footer at 80 columns
         Binding("u", "undo", "Undo"),
         Binding("s", "skip", "Skip"),
         Binding("f", "flag", "Unsafe…"),
@@ -109,7 +110,6 @@ class JudgeScreen(EngineScreen):
         Binding("h", "history", "History"),
         Binding("g", "guidelines", "Guidelines"),
         Binding("r", "reference", "Reference"),
-        Binding("question_mark", "help", "Help", key_display="?"),
         Binding("escape", "cancel_flag", "Cancel flag", show=False),
         Binding("up", "scroll('a', -1)", "Scroll A up", show=False),
         Binding("down", "scroll('a', 1)", "Scroll A down", show=False),
