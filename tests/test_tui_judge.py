@@ -119,3 +119,35 @@ async def test_a_burst_of_keys_records_one_vote_with_the_default_dwell_time(proj
         (first.pair_id, "win", first.left.output_id)]
     latency = project.store.scalar("SELECT latency_ms FROM judgments")
     assert latency >= 500.0  # from the moment the pair was drawn, not from the key before
+
+
+async def test_at_80x24_the_answers_get_the_height_and_keys_scroll_what_they_name(project, anyio_backend):
+    from preceptor.tui.app import PreceptorApp
+
+    judged_project(project, 3, experts=("Dr Ada",))
+    long = "\n\n".join(f"Paragraph {i} of a long answer about the interaction." for i in range(40))
+    with project.store.tx():
+        project.store.execute("UPDATE outputs SET text = ?", (long,))
+        project.store.execute("UPDATE prompts SET reference = ?", ("\n".join(f"reference line {i}" for i in range(20)),))
+    app = PreceptorApp(project, start="judge", expert="Dr Ada")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: getattr(screen, "current", None) is not None)
+        await pilot.pause(0.1)
+        box, a, b = screen.query_one("#prompt-box"), screen.query_one("#pane-a"), screen.query_one("#pane-b")
+        assert box.outer_size.height <= 4  # the prompt collapsed: the answers share the rest
+        assert a.outer_size.height + b.outer_size.height >= 15
+        await pilot.press("r", "down", "down", "down")
+        await pilot.pause(0.1)
+        assert a.scroll_y > 0 and b.scroll_y == 0 and box.scroll_y == 0  # ↓ scrolls answer A, even with the reference shown
+        await pilot.press("shift+down")
+        await pilot.pause(0.1)
+        assert b.scroll_y > 0
+        before = (a.scroll_y, b.scroll_y)
+        await pilot.press("pagedown")
+        await pilot.pause(0.1)
+        assert a.scroll_y > before[0] and b.scroll_y > before[1]  # PgDn scrolls both
+        await pilot.press("p")
+        await pilot.pause(0.1)
+        assert box.outer_size.height > 4
+    assert app.errors == []

@@ -40,13 +40,16 @@ HELP = """\
 | `x` | both bad |
 | `f` then `1`/`2` | flag answer A / B as unsafe (toggle; recorded with your vote) |
 | `n` | add a note (rationale) to your vote |
+| `?` | these keys |
 | `u` | undo your last vote (the pair comes back) |
 | `s` | skip this pair |
 | `b` | report the item as bad (with a reason); it leaves the pool |
 | `h` | history of your votes: open one to change it |
 | `g` | judging guidelines |
 | `r` | show / hide the item's reference answer, when it has one |
+| `p` | give the prompt (and reference) more room, or collapse it to a few lines |
 | `↑`/`↓`, `shift+↑`/`shift+↓` | scroll answer A / answer B |
+| `PgUp`/`PgDn` | scroll both answers by a page |
 | `F1`…`F6` | other screens; `ctrl+p` command palette; `ctrl+q` quit |
 
 Which side is A and which is B is random per pair; systems are never named.
@@ -110,11 +113,14 @@ class JudgeScreen(EngineScreen):
         Binding("h", "history", "History"),
         Binding("g", "guidelines", "Guidelines"),
         Binding("r", "reference", "Reference"),
+        Binding("p", "toggle_prompt", "Prompt size"),
         Binding("escape", "cancel_flag", "Cancel flag", show=False),
         Binding("up", "scroll('a', -1)", "Scroll A up", show=False),
         Binding("down", "scroll('a', 1)", "Scroll A down", show=False),
         Binding("shift+up", "scroll('b', -1)", "Scroll B up", show=False),
         Binding("shift+down", "scroll('b', 1)", "Scroll B down", show=False),
+        Binding("pageup", "page(-1)", "Page both up", show=False),
+        Binding("pagedown", "page(1)", "Page both down", show=False),
     ]
 
     def __init__(self) -> None:
@@ -137,7 +143,7 @@ class JudgeScreen(EngineScreen):
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header()
-        with VerticalScroll(id="prompt-box"):
+        with VerticalScroll(id="prompt-box", classes="collapsed", can_focus=False):
             yield Static(Text("Loading…"), id="prompt")
         with Container(id="answers"):
             yield AnswerPane("A", id="pane-a", classes="answer")
@@ -517,6 +523,21 @@ class JudgeScreen(EngineScreen):
 
     def action_help(self) -> None:
         self.app.push_screen(TextModal("Judging keys", HELP))
+
+    def action_toggle_prompt(self) -> None:
+        """Collapse the prompt (and reference) to a few lines, or give it more room."""
+        box = self.query_one("#prompt-box", VerticalScroll)
+        expanded = box.has_class("collapsed")
+        box.set_class(not expanded, "collapsed")
+        box.set_class(expanded, "expanded")
+
+    def action_page(self, direction: int) -> None:
+        for pane in ("a", "b"):
+            target = self.query_one(f"#pane-{pane}", AnswerPane)
+            if direction < 0:
+                target.scroll_page_up(animate=False)
+            else:
+                target.scroll_page_down(animate=False)
 
     def action_scroll(self, pane: str, direction: int) -> None:
         target = self.query_one(f"#pane-{pane}", AnswerPane)
