@@ -18,6 +18,7 @@ The TUI and ``preceptor judge next/record`` both drive an :class:`ExpertSession`
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import getpass
 import hashlib
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from preceptor.db import judging as q
+from preceptor.engine.judging.diff import word_diff
 from preceptor.engine.judging.pairs import PairFilter, resolve_filter, unit_hash
 from preceptor.engine.judging.settings import JudgeSettings
 from preceptor.errors import PreceptorError
@@ -148,6 +150,7 @@ class ServedPair:
     done: int
     total: int
     mine: dict[str, int] | None = None  # this expert's own figures (judged, left, repeats), counted in the worker
+    diff: Any = None  # word_diff(A, B), computed in the preload worker (None: not computed yet)
 
     def side(self, label: str) -> Side:
         return self.left if label == "A" else self.right
@@ -329,7 +332,8 @@ class ExpertSession:
                 if picked is None:
                     return None
                 self._reserve(*picked, t)
-            self._preloaded = self._build(*picked)
+            built = self._build(*picked)
+            self._preloaded = dataclasses.replace(built, diff=word_diff(built.left.text, built.right.text))
             preloaded = self._preloaded
             stale = self._progress is None or time.monotonic() - self._progress[0] > self.PROGRESS_TTL
             mine_stale = self._mine_at is None or time.monotonic() - self._mine_at > self.PROGRESS_TTL

@@ -22,6 +22,7 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
 from preceptor.engine.judging import experts as judge
+from preceptor.engine.judging.diff import word_diff
 from preceptor.engine.judging.pairs import PairFilter
 from preceptor.engine.judging.settings import JudgeSettings, load_rubric
 from preceptor.errors import PreceptorError
@@ -47,6 +48,7 @@ HELP = """\
 | `h` | history of your votes: open one to change it |
 | `g` | judging guidelines |
 | `r` | show / hide the item's reference answer, when it has one |
+| `d` | highlight the words that differ between A and B (toggle) |
 | `p` | give the prompt (and reference) more room, or collapse it to a few lines |
 | `↑`/`↓`, `shift+↑`/`shift+↓` | scroll answer A / answer B |
 | `PgUp`/`PgDn` | scroll both answers by a page |
@@ -114,6 +116,7 @@ class JudgeScreen(EngineScreen):
         Binding("g", "guidelines", "Guidelines"),
         Binding("r", "reference", "Reference"),
         Binding("p", "toggle_prompt", "Prompt size"),
+        Binding("d", "diff", "Differences"),
         Binding("escape", "cancel_flag", "Cancel flag", show=False),
         Binding("up", "scroll('a', -1)", "Scroll A up", show=False),
         Binding("down", "scroll('a', 1)", "Scroll A down", show=False),
@@ -134,6 +137,7 @@ class JudgeScreen(EngineScreen):
         self.flag_mode = False
         self.ignored = ""  # the notice of keys discarded for the pair shown
         self.show_reference = False
+        self.show_diff = False
         self.preloaded: Any = None  # the engine's preloaded pair, shown at once on the next vote
         # instrumentation (benchmarks, tests): called with the seconds from a key's action
         # to the end of the refresh that drew the next pair / once the first pair is drawn
@@ -256,8 +260,7 @@ class JudgeScreen(EngineScreen):
             box = self.query_one("#prompt-box", VerticalScroll)
             if box.scroll_y:
                 box.scroll_home(animate=False)
-            pane_a.show(pair.left.text)
-            pane_b.show(pair.right.text)
+            self._answers(pair)
             self._progress()
             # keys count for this pair only once it is on screen (and [judge] min_seconds later)
             self.call_after_refresh(self.session.shown, pair)
@@ -523,6 +526,26 @@ class JudgeScreen(EngineScreen):
 
     def action_help(self) -> None:
         self.app.push_screen(TextModal("Judging keys", HELP))
+
+    def _answers(self, pair: Any) -> None:
+        pane_a = self.query_one("#pane-a", AnswerPane)
+        pane_b = self.query_one("#pane-b", AnswerPane)
+        if not self.show_diff:
+            pane_a.show(pair.left.text)
+            pane_b.show(pair.right.text)
+            return
+        diff = pair.diff if pair.diff is not None else word_diff(pair.left.text, pair.right.text)
+        for pane, spans in ((pane_a, diff[0]), (pane_b, diff[1])):
+            text = Text()
+            for chunk, differs in spans:
+                text.append(chunk, style="bold reverse" if differs else "")
+            pane.update_text(text, subtitle="differences")
+
+    def action_diff(self) -> None:
+        if self.current is None:
+            return
+        self.show_diff = not self.show_diff
+        self._answers(self.current)
 
     def action_toggle_prompt(self) -> None:
         """Collapse the prompt (and reference) to a few lines, or give it more room."""
