@@ -8,7 +8,7 @@ import click
 
 from preceptor.cli.common import open_project, project_option
 
-SCREEN_CHOICES = ["dashboard", "judge", "data", "train", "results", "export"]
+SCREEN_CHOICES = ["dashboard", "judge", "data", "train", "results", "export", "review"]
 
 
 def _run(project_dir: str | None, **kwargs: object) -> None:

@@ -529,3 +529,32 @@ def judgment_counts_by_kind(store: Store) -> dict[str, int]:
 
 def count_all_pairs(store: Store) -> int:
     return int(store.scalar("SELECT COUNT(*) FROM pairs") or 0)
+
+
+def review_votes(store: Store, *, expert: str | None = None, split: str | None = None,
+                 system_ids: tuple[int, int] | None = None, limit: int = 5000) -> list[dict[str, Any]]:
+    """Current verdicts (experts, LLM and metric judges) with the pair's systems and prompt,
+    for the team lead's review; repeats, undos and skips left out."""
+    where = [f"{CURRENT.format(a='j')}", f"{NOT_UNDO.format(a='j')}", "j.repeat = 0",
+             "j.verdict IN ('win', 'tie', 'both_bad')"]
+    params: list[Any] = []
+    if split:
+        where.append("p.split = ?")
+        params.append(split)
+    if system_ids:
+        a, b = system_ids
+        where.append("((p.system_a = ? AND p.system_b = ?) OR (p.system_a = ? AND p.system_b = ?))")
+        params += [a, b, b, a]
+    if expert:
+        where.append("""p.id IN (SELECT e.pair_id FROM judgments e WHERE e.judge_kind = 'expert' AND e.judge_id = ?)""")
+        params.append(expert)
+    rows = store.all(
+        f"""SELECT j.pair_id, j.judge_kind, j.judge_id, j.verdict, j.winner_output_id, j.rationale, p.prompt_id, p.split,
+                   p.output_a, p.output_b, sa.name AS system_a, sb.name AS system_b, pr.text AS prompt,
+                   oa.system_id AS sys_of_a
+            FROM judgments j JOIN pairs p ON p.id = j.pair_id JOIN prompts pr ON pr.id = p.prompt_id
+            JOIN outputs oa ON oa.id = p.output_a
+            LEFT JOIN systems sa ON sa.id = oa.system_id
+            LEFT JOIN systems sb ON sb.id = (SELECT system_id FROM outputs WHERE id = p.output_b)
+            WHERE {' AND '.join(where)} ORDER BY j.pair_id, j.id LIMIT ?""", [*params, limit])
+    return [dict(r) for r in rows]

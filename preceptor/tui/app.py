@@ -31,6 +31,7 @@ SCREENS: list[tuple[str, str, str, str]] = [
     ("train", "Generate / Train", "f4", "Launch generation and training runs, watch them"),
     ("results", "Results", "f5", "Win rates, Bradley-Terry, agreement, bias; export a report"),
     ("export", "Export", "f6", "DPO export with a live preview of counts"),
+    ("review", "Review", "f7", "Team lead: who voted what, LLM and metric verdicts, disagreements first"),
 ]
 
 
@@ -64,6 +65,12 @@ def _results() -> Screen:
     return ResultsScreen()
 
 
+def _review() -> Screen:
+    from preceptor.tui.screens.review import ReviewScreen
+
+    return ReviewScreen()
+
+
 def _export() -> Screen:
     from preceptor.tui.screens.export import ExportScreen
 
@@ -84,6 +91,7 @@ class PreceptorApp(App[None]):
         "train": _train,
         "results": _results,
         "export": _export,
+        "review": _review,
     }
     BINDINGS = [
         *[Binding(key, f"app.switch_mode('{mode}')", title, show=True, priority=True) for mode, title, key, _ in SCREENS],
