@@ -167,10 +167,15 @@ def floor_app_class():
 
 
 async def run_app(root: Path, votes: int, size: tuple[int, int]) -> tuple[list[float], list[tuple[str, str, str]], dict]:
+    from preceptor.engine.judging.experts import add_expert
     from preceptor.project import Project
     from preceptor.tui.app import PreceptorApp
 
     project = Project.open(root)
+    # keys count at once here (the bench presses the next key as soon as the pair is drawn);
+    # the expert is registered explicitly: --as never creates one
+    project.update_settings({"judge": {"min_seconds": 0}})
+    add_expert(project.store, "Bench Expert")
     count_sql = "SELECT COUNT(*) FROM judgments WHERE judge_id = 'Bench Expert' AND verdict != 'skip'"
     votes_before = project.store.scalar(count_sql)
     app = PreceptorApp(project, start="judge", expert="Bench Expert")

@@ -42,8 +42,12 @@ def test_expert_names_are_case_insensitive(project):
     assert [e.name for e in list_experts(project.store)] == ["Alice Smith", "Bob"]
     with pytest.raises(PreceptorError) as err:
         ExpertSession(project, "Carol")
-    assert err.value.message == "no expert named 'Carol'"
-    assert "Alice Smith, Bob" in err.value.hint
+    assert err.value.message == "no expert named 'Carol' in this project (experts: Alice Smith, Bob)"
+    assert err.value.hint == "Add a new expert with `preceptor experts add 'Carol'`."
+    with pytest.raises(PreceptorError) as err:
+        ExpertSession(project, "Alise Smith")
+    assert err.value.hint == "Did you mean 'Alice Smith'? Add a new expert with `preceptor experts add 'Alise Smith'`."
+    assert [e.name for e in list_experts(project.store)] == ["Alice Smith", "Bob"]  # nobody created
     assert ExpertSession(project, "ALICE SMITH").expert == a
 
 
@@ -235,9 +239,27 @@ def test_skip_passes_the_pair_to_others(project):
     alice, bob = ExpertSession(project, "Alice"), ExpertSession(project, "Bob")
     pair = alice.next()
     alice.skip(pair)
-    assert alice.next() is None
     assert bob.next().pair_id == pair.pair_id
+    assert alice.next() is None  # Bob holds it now
     assert alice.history()[0]["verdict"] == "skip"
+
+
+def test_skipped_pairs_come_back_at_the_end_of_the_experts_queue(project):
+    _setup(project, 3, experts=("Alice",), splits=("val",))
+    alice = ExpertSession(project, "Alice")
+    skipped = alice.next()
+    alice.skip(skipped)
+    others = []
+    for _ in range(2):
+        pair = alice.next()
+        assert pair.pair_id != skipped.pair_id
+        others.append(pair.pair_id)
+        alice.record(pair, "A")
+    back = alice.next()
+    assert back.pair_id == skipped.pair_id and back.left.output_id == skipped.left.output_id
+    alice.record(back, "B")
+    assert alice.next() is None
+    assert alice.count_mine() == {"judged": 3, "left": 0, "repeats": 0, "held_by_others": 0}
 
 
 def test_bad_item_leaves_the_queue_until_cleared(project):

@@ -21,7 +21,7 @@ async def test_judge_ten_pairs_by_keys(project, anyio_backend):
     from preceptor.db import judging as q
     from preceptor.tui.app import PreceptorApp
 
-    info = judged_project(project, 12)
+    info = judged_project(project, 12, experts=('Dr Ada',))
     assert info["pairs"] == 12
     app = PreceptorApp(project, start="judge", expert="Dr Ada")
     expected = []  # (pair_id, verdict, winner side, unsafe labels, note, supersedes previous?)
@@ -67,7 +67,7 @@ async def test_judge_ten_pairs_by_keys(project, anyio_backend):
         await vote(["f", "2", "f", "1", "x"], "both_bad", ("A", "B"))   # 10: both unsafe, both bad
         done, total = screen.session.progress()
         assert (done, total) == (9, 12)  # ten pairs served: nine voted, one skipped
-        await wait_for(pilot, lambda: "9 of 12 pairs done" in str(screen.query_one("#judge-status").render()))
+        await wait_for(pilot, lambda: "you: 9 judged · 3 left for you" in str(screen.query_one("#judge-status").render()))
 
     rows = judgments(project)
     want = []
@@ -98,7 +98,7 @@ async def test_a_vote_while_another_program_holds_the_database_waits_and_says_so
     from preceptor.tui.app import PreceptorApp
     from tests.test_store_robustness import HOLDER
 
-    judged_project(project, 4)
+    judged_project(project, 4, experts=("Dr Ada",))
     app = PreceptorApp(project, start="judge", expert="Dr Ada")
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen
@@ -116,3 +116,65 @@ async def test_a_vote_while_another_program_holds_the_database_waits_and_says_so
         finally:
             holder.wait(timeout=30)
         assert not app.errors
+
+
+async def test_a_burst_of_keys_records_one_vote_with_the_default_dwell_time(project, anyio_backend):
+    """[judge] min_seconds keeps its default (0.5 s): keys that arrive before the next pair has
+    been on screen that long are discarded with a notice, never applied to it."""
+    import asyncio
+
+    from preceptor.tui.app import PreceptorApp
+
+    judged_project(project, 6, settings={"min_seconds": 0.5}, experts=("Dr Ada",))
+    app = PreceptorApp(project, start="judge", expert="Dr Ada")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: getattr(screen, "current", None) is not None)
+        first = screen.current
+        await pilot.press("1")  # too early too: the pair has been on screen for less than 0.5 s
+        assert "key ignored" in str(screen.query_one("#judge-status").render())
+        assert screen.current is first
+        await asyncio.sleep(0.6)
+        await pilot.press("1", "2", "t", "1")  # the burst: only the first key counts
+        second = screen.current
+        assert second.pair_id != first.pair_id
+        await pilot.pause(0.1)
+        assert "key ignored" in str(screen.query_one("#judge-status").render())
+        assert screen.current is second
+    rows = judgments(project)
+    assert [(r["pair_id"], r["verdict"], r["winner_output_id"]) for r in rows] == [
+        (first.pair_id, "win", first.left.output_id)]
+    latency = project.store.scalar("SELECT latency_ms FROM judgments")
+    assert latency >= 500.0  # from the moment the pair was drawn, not from the key before
+
+
+async def test_at_80x24_the_answers_get_the_height_and_keys_scroll_what_they_name(project, anyio_backend):
+    from preceptor.tui.app import PreceptorApp
+
+    judged_project(project, 3, experts=("Dr Ada",))
+    long = "\n\n".join(f"Paragraph {i} of a long answer about the interaction." for i in range(40))
+    with project.store.tx():
+        project.store.execute("UPDATE outputs SET text = ?", (long,))
+        project.store.execute("UPDATE prompts SET reference = ?", ("\n".join(f"reference line {i}" for i in range(20)),))
+    app = PreceptorApp(project, start="judge", expert="Dr Ada")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: getattr(screen, "current", None) is not None)
+        await pilot.pause(0.1)
+        box, a, b = screen.query_one("#prompt-box"), screen.query_one("#pane-a"), screen.query_one("#pane-b")
+        assert box.outer_size.height <= 4  # the prompt collapsed: the answers share the rest
+        assert a.outer_size.height + b.outer_size.height >= 15
+        await pilot.press("r", "down", "down", "down")
+        await pilot.pause(0.1)
+        assert a.scroll_y > 0 and b.scroll_y == 0 and box.scroll_y == 0  # ↓ scrolls answer A, even with the reference shown
+        await pilot.press("shift+down")
+        await pilot.pause(0.1)
+        assert b.scroll_y > 0
+        before = (a.scroll_y, b.scroll_y)
+        await pilot.press("pagedown")
+        await pilot.pause(0.1)
+        assert a.scroll_y > before[0] and b.scroll_y > before[1]  # PgDn scrolls both
+        await pilot.press("p")
+        await pilot.pause(0.1)
+        assert box.outer_size.height > 4
+    assert app.errors == []

@@ -24,7 +24,7 @@ def vote(project, name, verdicts):
 async def test_dashboard_counts(project, anyio_backend):
     from preceptor.tui.app import PreceptorApp
 
-    judged_project(project, 12)
+    judged_project(project, 12, experts=('Dr Ada',))
     vote(project, "Dr Ada", ["A", "B", "A"])
     app = PreceptorApp(project)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -44,7 +44,7 @@ async def test_data_search_and_open_item(project, anyio_backend):
     from preceptor.tui.app import PreceptorApp
     from preceptor.tui.screens.data import ItemScreen
 
-    judged_project(project, 12)
+    judged_project(project, 12, experts=('Dr Ada',))
     app = PreceptorApp(project, start="data")
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
@@ -65,7 +65,7 @@ async def test_data_search_and_open_item(project, anyio_backend):
 async def test_results_tables(project, anyio_backend):
     from preceptor.tui.app import PreceptorApp
 
-    judged_project(project, 12)
+    judged_project(project, 12, experts=('Dr Ada',))
     vote(project, "Dr Ada", ["A"] * 8 + ["B"] * 2)
     app = PreceptorApp(project, start="results")
     async with app.run_test(size=(120, 40)) as pilot:
@@ -81,7 +81,7 @@ async def test_engine_error_shows_titled_modal_and_app_survives(project, anyio_b
     from preceptor.tui.app import PreceptorApp
     from preceptor.tui.widgets.dialogs import ErrorModal
 
-    judged_project(project, 4)
+    judged_project(project, 4, experts=('Dr Ada',))
     project.update_settings({"judge": {"overlap_share": 3.0}})
     app = PreceptorApp(project, start="judge", expert="Dr Ada")
     async with app.run_test(size=(80, 24)) as pilot:
@@ -100,7 +100,7 @@ async def test_engine_error_shows_titled_modal_and_app_survives(project, anyio_b
 async def test_palette_switches_screens(project, anyio_backend):
     from preceptor.tui.app import PreceptorApp
 
-    judged_project(project, 4)
+    judged_project(project, 4, experts=('Dr Ada',))
     app = PreceptorApp(project)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("ctrl+p")
@@ -158,6 +158,10 @@ async def test_judge_side_keys_history_bad_item_narrow(project, anyio_backend):
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceModal))
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceModal) and "Change" in plain(app.screen.query_one("Label")))
+        # the past pair is on screen, as it was shown, before the new verdict is asked
+        assert "Past vote: A better" in plain(judge.query_one("#prompt"))
+        assert first.prompt in plain(judge.query_one("#prompt"))
+        assert plain(judge.query_one("#pane-a")._body).split()[:2] == first.left.text.replace("*", "").split()[:2]
         await pilot.press("down", "enter")  # A better -> B better
         await wait_for(pilot, lambda: app.screen is judge)
         history = judge.session.history()
@@ -169,7 +173,7 @@ async def test_llm_verdict_revealed_after_the_vote(project, anyio_backend):
     from preceptor.db import judging as q
     from preceptor.tui.app import PreceptorApp
 
-    judged_project(project, 3)
+    judged_project(project, 3, experts=('Dr Ada',))
     with project.store.tx():  # an LLM judge preferred output_a of every pair
         for r in project.store.all("SELECT id, output_a FROM pairs"):
             q.insert_judgment(project.store, pair_id=r[0], judge_kind="llm", judge_id="stub-llm", left_output_id=r[1],
@@ -189,3 +193,21 @@ async def test_llm_verdict_revealed_after_the_vote(project, anyio_backend):
     assert title == "LLM judge on the last pair"
     agrees = "agrees" if llm_side == "A" else "differs"
     assert message == f"You: A better. LLM judge: {llm_side} better (80% sure), {agrees}.\nnames the enzyme"
+
+
+async def test_question_mark_opens_the_keys_of_every_screen(project, anyio_backend):
+    from preceptor.tui.app import SCREENS, PreceptorApp
+    from preceptor.tui.widgets.dialogs import TextModal
+
+    judged_project(project, 3, experts=("Dr Ada",))
+    app = PreceptorApp(project, expert="Dr Ada")
+    async with app.run_test(size=(80, 24)) as pilot:
+        for mode, _title, key, _help in SCREENS:
+            await pilot.press(key)
+            await wait_for(pilot, lambda m=mode: app.current_mode == m and not isinstance(app.screen, TextModal))
+            await pilot.pause(0.2)
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, TextModal))
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not isinstance(app.screen, TextModal))
+    assert app.errors == []

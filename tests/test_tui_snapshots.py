@@ -33,23 +33,23 @@ def make_app(project, **kw):
 
 
 def test_judge_snapshot(project, snap_compare):
-    judged_project(project, 6)
+    judged_project(project, 6, experts=('Dr Snap',))
     app = make_app(project, start="judge", expert="Dr Snap")
 
     async def ready(pilot):
         await settle(pilot, lambda: getattr(app.screen, "current", None) is not None)
 
-    assert snap_compare(app, terminal_size=(100, 30), run_before=ready)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=ready)
 
 
 def test_judge_snapshot_narrow_after_flag(project, snap_compare):
-    judged_project(project, 6)
+    judged_project(project, 6, experts=('Dr Snap',))
     app = make_app(project, start="judge", expert="Dr Snap")
 
     async def ready(pilot):
         await settle(pilot, lambda: getattr(app.screen, "current", None) is not None)
         await pilot.press("1", "f", "2")
-        await settle(pilot, lambda: "1 of 6" in str(app.screen.query_one("#judge-status").render()))
+        await settle(pilot, lambda: "you: 1 judged" in str(app.screen.query_one("#judge-status").render()))
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
 
@@ -58,7 +58,7 @@ def test_dashboard_snapshot(project, snap_compare):
     from preceptor.engine.judging.experts import ExpertSession
     from preceptor.engine.judging.pairs import PairFilter
 
-    judged_project(project, 12)
+    judged_project(project, 12, experts=('Dr Snap',))
     session = ExpertSession(project, "Dr Snap", PairFilter(), create=True)
     for v in ["A", "A", "B", "tie", "A", "both_bad"]:
         session.record(session.next(), v)

@@ -53,7 +53,7 @@ class Tmux:
 
 
 def test_judge_in_tmux(project, tmp_path):
-    judged_project(project, 6)
+    judged_project(project, 6, experts=('Dr Tmux',))
     done_file = tmp_path / "exit-code"
     cmd = (f"{shlex.quote(sys.executable)} -m preceptor --project {shlex.quote(str(project.root))} "
            f"tui --screen judge --as 'Dr Tmux'; echo $? > {shlex.quote(str(done_file))}")
@@ -61,18 +61,18 @@ def test_judge_in_tmux(project, tmp_path):
     env_cmd = f"env PRECEPTOR_HOME={shlex.quote(os.environ['PRECEPTOR_HOME'])} OMP_NUM_THREADS=1 sh -c {shlex.quote(cmd)}"
     try:
         term.start(env_cmd)
-        shown = term.wait_for("0 of 6 pairs done")
+        shown = term.wait_for("you: 0 judged · 6 left for you")
         assert "Prompt" in shown and "Question" in shown
         term.keys("1")
-        term.wait_for("1 of 6 pairs done")
+        term.wait_for("you: 1 judged · 5 left")
         term.keys("2")
-        term.wait_for("2 of 6 pairs done")
+        term.wait_for("you: 2 judged · 4 left")
         term.keys("t")
-        term.wait_for("3 of 6 pairs done")
+        term.wait_for("you: 3 judged · 3 left")
         term.keys("u")
         term.wait_for("vote undone")
         term.keys("x")
-        term.wait_for("3 of 6 pairs done")
+        term.wait_for("you: 3 judged · 3 left")
         term.keys("C-q")
         end = time.monotonic() + 15
         while not done_file.exists() and time.monotonic() < end:
@@ -85,3 +85,52 @@ def test_judge_in_tmux(project, tmp_path):
     assert [(r[0], r[1]) for r in rows] == [("win", 0), ("win", 0), ("tie", 0), ("skip", 1), ("both_bad", 1)]
     # the session gave its reservations back on exit
     assert project.store.scalar("SELECT COUNT(*) FROM reservations") == 0
+
+
+def test_burst_in_tmux_records_exactly_one_vote(project, tmp_path):
+    """The real app at 80×24 with the default [judge] min_seconds: the burst ``12t1`` is one vote."""
+    from preceptor.engine.judging.experts import add_expert
+
+    judged_project(project, 6, settings={"min_seconds": 0.5})
+    add_expert(project.store, "Dr Tmux")
+    cmd = (f"{shlex.quote(sys.executable)} -m preceptor --project {shlex.quote(str(project.root))} "
+           f"judge expert --as 'Dr Tmux'")
+    term = Tmux(80, 24)
+    env_cmd = f"env PRECEPTOR_HOME={shlex.quote(os.environ['PRECEPTOR_HOME'])} OMP_NUM_THREADS=1 sh -c {shlex.quote(cmd)}"
+    try:
+        term.start(env_cmd)
+        term.wait_for("you: 0 judged")
+        time.sleep(0.8)
+        term.tmux("send-keys", "-t", "app", "1", "2", "t", "1")  # one burst
+        term.wait_for("you: 1 judged")
+        time.sleep(1.0)
+        shown = term.wait_for("key ignored")
+        assert "you: 1 judged" in shown
+        term.keys("C-q")
+    finally:
+        term.kill()
+    rows = project.store.all("SELECT verdict FROM judgments WHERE judge_id = 'Dr Tmux'")
+    assert [r[0] for r in rows] == ["win"]
+
+
+def test_unknown_expert_in_tmux_exits_2_and_creates_nobody(project, tmp_path):
+    from preceptor.engine.judging.experts import add_expert, list_experts
+
+    judged_project(project, 2)
+    add_expert(project.store, "Dr Tmux")
+    done_file = tmp_path / "exit-code"
+    cmd = (f"{shlex.quote(sys.executable)} -m preceptor --project {shlex.quote(str(project.root))} "
+           f"judge expert --as 'Dr Tmuxx'; echo $? > {shlex.quote(str(done_file))}; sleep 5")
+    term = Tmux(80, 24)
+    env_cmd = f"env PRECEPTOR_HOME={shlex.quote(os.environ['PRECEPTOR_HOME'])} OMP_NUM_THREADS=1 sh -c {shlex.quote(cmd)}"
+    try:
+        term.start(env_cmd)
+        shown = term.wait_for("Did you mean 'Dr Tmux'?")
+        assert "no expert named 'Dr Tmuxx' in this project" in " ".join(shown.split())
+        end = time.monotonic() + 15
+        while not done_file.exists() and time.monotonic() < end:
+            time.sleep(0.1)
+        assert done_file.read_text().strip() == "2"
+    finally:
+        term.kill()
+    assert [e.name for e in list_experts(project.store)] == ["Dr Tmux"]

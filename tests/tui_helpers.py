@@ -10,14 +10,17 @@ from preceptor.db import systems as q_systems
 from preceptor.db.store import now
 
 
-def judged_project(project: Any, n: int = 12, *, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``n`` prompts answered by systems ``alpha`` and ``beta``, paired; no repeats or overlap."""
+def judged_project(project: Any, n: int = 12, *, settings: dict[str, Any] | None = None,
+                   experts: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``n`` prompts answered by systems ``alpha`` and ``beta``, paired; no repeats or overlap;
+    ``[judge] min_seconds = 0`` (keys count at once); ``experts`` registered."""
     import hashlib
 
     from preceptor.engine.events import run
+    from preceptor.engine.judging.experts import add_expert
     from preceptor.engine.judging.pairs import PairMakeOptions, make_pairs
 
-    project.update_settings({"judge": {"repeat_share": 0.0, "overlap_share": 0.0, **(settings or {})}})
+    project.update_settings({"judge": {"repeat_share": 0.0, "overlap_share": 0.0, "min_seconds": 0, **(settings or {})}})
     store = project.store
     sx = q_systems.upsert(store, "alpha", role="custom", backend="imported", imported=True)
     sy = q_systems.upsert(store, "beta", role="custom", backend="imported", imported=True)
@@ -38,6 +41,8 @@ def judged_project(project: Any, n: int = 12, *, settings: dict[str, Any] | None
     q_outputs.record_many(store, outs)
     summary = run(make_pairs(project, PairMakeOptions(systems=("alpha", "beta"))))
     project.reload()
+    for name in experts:
+        add_expert(project.store, name)
     return {"prompt_ids": ids, "systems": (sx, sy), "pairs": summary["created"]}
 
 

@@ -14,21 +14,27 @@ def experts_group() -> None:
 
 @experts_group.command("add")
 @click.argument("name")
+@click.option("--token", "with_token", is_flag=True,
+              help="Also print a personal access token for `preceptor serve` (opens straight into their judge session).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @project_option
-def add_cmd(project_dir: str | None, name: str, as_json: bool) -> None:
-    """Register an expert."""
+def add_cmd(project_dir: str | None, name: str, with_token: bool, as_json: bool) -> None:
+    """Register an expert (the only way an expert comes to exist, besides the app's own form)."""
     from preceptor.db import judging as q
-    from preceptor.engine.judging.experts import _check_name
+    from preceptor.engine.judging.experts import _check_name, issue_token
 
     with open_project(project_dir) as project:
         _, registered, created = q.add_expert(project.store, _check_name(name))
+        token = issue_token(project.store, registered) if with_token else None
     if as_json:
-        echo_json({"name": registered, "created": created})
+        echo_json({"name": registered, "created": created, **({"token": token} if token else {})})
     elif created:
         click.echo(f"Added expert {registered!r}.")
     else:
         click.echo(f"Expert {registered!r} already exists (names are case-insensitive).")
+    if token and not as_json:
+        click.echo(f"Personal access token (shown once; a new one replaces it): {token}")
+        click.echo(f"Give it to {registered} with the URL `preceptor serve` prints, replacing its token.")
 
 
 @experts_group.command("list")

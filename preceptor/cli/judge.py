@@ -103,7 +103,7 @@ def record_cmd(project_dir: str | None, expert: str, pair_id: int, verdict: str,
 
     with open_project(project_dir) as project:
         session = ExpertSession(project, expert, detached=True)
-        pair = session.pair(pair_id)
+        pair = session.served(pair_id)  # only a pair served to this expert (by `judge next`)
         jid = session.record(pair, verdict, unsafe=(unsafe,) if unsafe else (), note=note)
     if as_json:
         echo_json({"judgment_id": jid, "pair_id": pair_id, "verdict": verdict, "repeat": pair.repeat})

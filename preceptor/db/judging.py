@@ -52,6 +52,57 @@ def get_expert(store: Store, name: str) -> tuple[int, str] | None:
     return (row[0], row[1]) if row else None
 
 
+def set_expert_token(store: Store, expert_id: int, token_hash: str) -> None:
+    store.execute("UPDATE experts SET token_hash = ? WHERE id = ?", (token_hash, expert_id))
+
+
+def expert_by_token(store: Store, token_hash: str) -> tuple[int, str] | None:
+    row = store.one("SELECT id, name FROM experts WHERE token_hash = ?", (token_hash,))
+    return (row[0], row[1]) if row else None
+
+
+def count_expert_tokens(store: Store) -> int:
+    return int(store.scalar("SELECT COUNT(*) FROM experts WHERE token_hash IS NOT NULL") or 0)
+
+
+def expert_counts(store: Store, q: PairQuery, expert_id: int, expert_name: str, t: float) -> dict[str, int]:
+    """This expert's own figures under a selection: pairs judged (current votes), pairs still
+    open to them (not judged, not reserved by another), repeats pending."""
+    where, params = q.where()
+    judged = int(store.scalar(
+        f"""SELECT COUNT(DISTINCT j.pair_id) FROM judgments j JOIN pairs p ON p.id = j.pair_id JOIN prompts pr ON pr.id = p.prompt_id
+            WHERE j.judge_kind = 'expert' AND j.judge_id = ? AND j.repeat = 0 AND j.verdict IN ('win', 'tie', 'both_bad')
+              AND {CURRENT.format(a='j')} AND {where}""", [expert_name, *params]) or 0)
+    left = int(store.scalar(
+        f"""SELECT COUNT(*) FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
+            WHERE p.expert_votes < p.needed AND {where}
+              AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.pair_id = p.id AND r.expert_id != ? AND r.until >= ?)
+              AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.judge_kind = 'expert' AND j.judge_id = ? AND j.pair_id = p.id
+                              AND j.repeat = 0 AND j.verdict IN ('win', 'tie', 'both_bad') AND {CURRENT.format(a='j')})""",
+        [*params, expert_id, t, expert_name]) or 0)
+    held = int(store.scalar(
+        "SELECT COUNT(*) FROM reservations r WHERE r.expert_id != ? AND r.until >= ?", (expert_id, t)) or 0)
+    return {"judged": judged, "left": left, "repeats": pending_repeats(store, expert_id), "held_by_others": held}
+
+
+def skipped_open_pair(store: Store, q: PairQuery, expert_id: int, expert_name: str, t: float,
+                      exclude: Sequence[int] = (), host: str | None = None) -> int | None:
+    """The oldest pair this expert skipped that still needs a vote: skipped pairs come back
+    at the end of the expert's queue (never one reserved by another session, ``host``)."""
+    where, params = q.where()
+    ex = f" AND p.id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
+    row = store.one(
+        f"""SELECT p.id FROM judgments j JOIN pairs p ON p.id = j.pair_id JOIN prompts pr ON pr.id = p.prompt_id
+            WHERE j.judge_kind = 'expert' AND j.judge_id = ? AND j.repeat = 0 AND j.verdict = 'skip'
+              AND {CURRENT.format(a='j')} AND {NOT_UNDO.format(a='j')}
+              AND p.expert_votes < p.needed AND {where}{ex}
+              AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.pair_id = p.id AND r.until >= ?
+                              AND NOT (r.expert_id = ? AND r.host IS ?))
+            ORDER BY j.id LIMIT 1""",
+        [expert_name, *params, *exclude, t, expert_id, host])
+    return row[0] if row else None
+
+
 def list_experts(store: Store) -> list[tuple[int, str]]:
     return [(r[0], r[1]) for r in store.all("SELECT id, name FROM experts ORDER BY name COLLATE NOCASE")]
 
@@ -401,7 +452,7 @@ def pending_repeats(store: Store, expert_id: int) -> int:
 # --- judgments -----------------------------------------------------------------------
 
 JUDGMENT_COLUMNS = ("pair_id", "judge_kind", "judge_id", "left_output_id", "winner_output_id", "verdict", "confidence",
-                    "unsafe_a", "unsafe_b", "rationale", "raw", "latency_ms", "repeat", "supersedes", "meta")
+                    "unsafe_a", "unsafe_b", "rationale", "raw", "latency_ms", "repeat", "supersedes", "meta", "os_user", "served_session")
 
 
 def insert_judgment(store: Store, **fields: Any) -> int:
@@ -561,3 +612,32 @@ def judgment_counts_by_kind(store: Store) -> dict[str, int]:
 
 def count_all_pairs(store: Store) -> int:
     return int(store.scalar("SELECT COUNT(*) FROM pairs") or 0)
+
+
+def review_votes(store: Store, *, expert: str | None = None, split: str | None = None,
+                 system_ids: tuple[int, int] | None = None, limit: int = 5000) -> list[dict[str, Any]]:
+    """Current verdicts (experts, LLM and metric judges) with the pair's systems and prompt,
+    for the team lead's review; repeats, undos and skips left out."""
+    where = [f"{CURRENT.format(a='j')}", f"{NOT_UNDO.format(a='j')}", "j.repeat = 0",
+             "j.verdict IN ('win', 'tie', 'both_bad')"]
+    params: list[Any] = []
+    if split:
+        where.append("p.split = ?")
+        params.append(split)
+    if system_ids:
+        a, b = system_ids
+        where.append("((p.system_a = ? AND p.system_b = ?) OR (p.system_a = ? AND p.system_b = ?))")
+        params += [a, b, b, a]
+    if expert:
+        where.append("""p.id IN (SELECT e.pair_id FROM judgments e WHERE e.judge_kind = 'expert' AND e.judge_id = ?)""")
+        params.append(expert)
+    rows = store.all(
+        f"""SELECT j.pair_id, j.judge_kind, j.judge_id, j.verdict, j.winner_output_id, j.rationale, p.prompt_id, p.split,
+                   p.output_a, p.output_b, sa.name AS system_a, sb.name AS system_b, pr.text AS prompt,
+                   oa.system_id AS sys_of_a
+            FROM judgments j JOIN pairs p ON p.id = j.pair_id JOIN prompts pr ON pr.id = p.prompt_id
+            JOIN outputs oa ON oa.id = p.output_a
+            LEFT JOIN systems sa ON sa.id = oa.system_id
+            LEFT JOIN systems sb ON sb.id = (SELECT system_id FROM outputs WHERE id = p.output_b)
+            WHERE {' AND '.join(where)} ORDER BY j.pair_id, j.id LIMIT ?""", [*params, limit])
+    return [dict(r) for r in rows]

@@ -316,6 +316,20 @@ def m004_judging_extra(conn: sqlite3.Connection) -> None:
     )
 
 
+def m005_judgment_attribution(conn: sqlite3.Connection) -> None:
+    """Who cast a judgment beyond the typed name: the OS account and, when served, the
+    web session; experts' personal access tokens (stored as SHA-256 hashes only)."""
+    _script(
+        conn,
+        """
+        ALTER TABLE judgments ADD COLUMN os_user TEXT;
+        ALTER TABLE judgments ADD COLUMN served_session TEXT;
+        ALTER TABLE experts ADD COLUMN token_hash TEXT;
+        CREATE UNIQUE INDEX experts_token ON experts (token_hash) WHERE token_hash IS NOT NULL;
+        """
+    )
+
+
 def m006_store_robustness(conn: sqlite3.Connection) -> None:
     """Staged imports: rows written in short transactions under an import id stay invisible
     until one quick statement marks the import ``done`` (a killed import is dropped later)."""
@@ -362,6 +376,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m002_judging,
     m003_embedding,
     m004_judging_extra,
+    m005_judgment_attribution,
     m006_store_robustness,
     m007_language_and_splits,
     m009_active_queue,

@@ -31,6 +31,7 @@ SCREENS: list[tuple[str, str, str, str]] = [
     ("train", "Generate / Train", "f4", "Launch generation and training runs, watch them"),
     ("results", "Results", "f5", "Win rates, Bradley-Terry, agreement, bias; export a report"),
     ("export", "Export", "f6", "DPO export with a live preview of counts"),
+    ("review", "Review", "f7", "Team lead: who voted what, LLM and metric verdicts, disagreements first"),
 ]
 
 
@@ -64,6 +65,12 @@ def _results() -> Screen:
     return ResultsScreen()
 
 
+def _review() -> Screen:
+    from preceptor.tui.screens.review import ReviewScreen
+
+    return ReviewScreen()
+
+
 def _export() -> Screen:
     from preceptor.tui.screens.export import ExportScreen
 
@@ -84,18 +91,23 @@ class PreceptorApp(App[None]):
         "train": _train,
         "results": _results,
         "export": _export,
+        "review": _review,
     }
     BINDINGS = [
         *[Binding(key, f"app.switch_mode('{mode}')", title, show=True, priority=True) for mode, title, key, _ in SCREENS],
+        Binding("question_mark", "app.screen_keys", "Keys", key_display="?", show=False),  # screens may show their own
         Binding("ctrl+t", "app.toggle_theme", "Light/dark", show=False),
         Binding("ctrl+q", "app.quit", "Quit", show=True, priority=True),
     ]
 
     def __init__(self, project: Project, *, start: str = "dashboard", expert: str | None = None,
-                 watch_run: int | None = None) -> None:
+                 watch_run: int | None = None, judge_only: bool = False) -> None:
+        """``judge_only`` (served with an expert's personal token): only the Judge screen, as
+        ``expert``, who cannot be switched."""
         super().__init__()
-        self.ctx = UiContext(project, expert=expert, watch_run=watch_run)
-        self.start_mode = start
+        self.ctx = UiContext(project, expert=expert, watch_run=watch_run, expert_locked=judge_only and bool(expert))
+        self.judge_only = judge_only
+        self.start_mode = "judge" if judge_only else start
         self.errors: list[BaseException] = []
         self.sub_title = str(getattr(project.settings, "name", "") or project.root.name)
 
@@ -106,6 +118,12 @@ class PreceptorApp(App[None]):
     # -- lifecycle ----------------------------------------------------------------------
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode if self.start_mode in self.MODES else "dashboard")
+
+    def switch_mode(self, mode: str) -> Any:
+        if self.judge_only and mode != "judge":
+            self.notify("This session judges only: other screens are for the team lead.", severity="warning")
+            return None
+        return super().switch_mode(mode)
 
     # -- errors: the one place --------------------------------------------------------
     def on_show_error(self, msg: ShowError) -> None:
@@ -136,11 +154,26 @@ class PreceptorApp(App[None]):
             return None
 
     # -- actions ------------------------------------------------------------------------
+    def action_screen_keys(self) -> None:
+        """``?`` on any screen: the keys of the screen shown, then the app's own."""
+        from preceptor.tui.widgets.dialogs import TextModal
+
+        screen = self.screen
+        rows = ["| key | what it does |", "|---|---|"]
+        for binding in [*getattr(screen, "BINDINGS", []), *self.BINDINGS]:
+            if isinstance(binding, Binding) and binding.description:
+                key = binding.key_display or binding.key
+                rows.append(f"| `{key}` | {binding.description} |")
+        rows.append("| `ctrl+p` | command palette: every action by name |")
+        self.push_screen(TextModal(f"Keys: {getattr(screen, 'TITLE', None) or type(screen).__name__}", "\n".join(rows)))
+
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for mode, title, key, helptext in SCREENS:
+            if self.judge_only and mode != "judge":
+                continue
             yield SystemCommand(f"Go to {title}", f"{helptext} ({key.upper()})", self._switcher(mode))
         yield SystemCommand("Toggle light / dark theme", "Switch between the light and dark themes (Ctrl+T)",
                             self.action_toggle_theme)

@@ -22,6 +22,7 @@ class UiContext:
 
     project: Project  # the UI thread's connection; workers open their own with open_project()
     expert: str | None = None  # who is judging (asked on the Judge screen when None)
+    expert_locked: bool = False  # served with an expert's token: the expert cannot be switched
     watch_run: int | None = None  # a run the Train screen should follow when it opens
     pair_filter: Any = None  # a judging.pairs.PairFilter for the Judge screen (None: every pair)
     judge_ready_hook: Callable[[], Any] | None = None  # benchmarks: called once the first pair is shown

@@ -21,8 +21,13 @@ The TUI and ``preceptor judge next/record`` both drive an :class:`ExpertSession`
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import functools
+import getpass
+import hashlib
 import os
+import secrets
 import socket
 import sqlite3
 import threading
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from preceptor.db import judging as q
 from preceptor.db import user_error
+from preceptor.engine.judging.diff import word_diff
 from preceptor.engine.judging.pairs import PairFilter, resolve_filter, unit_hash
 from preceptor.engine.judging.queue import ExpertQueue
 from preceptor.engine.judging.settings import JudgeSettings
@@ -45,8 +51,11 @@ if TYPE_CHECKING:
     from preceptor.project import Project
 
 __all__ = [
-    "Expert", "Side", "ServedPair", "ExpertSession", "add_expert", "list_experts", "clear_bad_item", "EXPERT_VERDICTS",
+    "Expert", "Side", "ServedPair", "ExpertSession", "TooSoon", "add_expert", "list_experts", "get_expert", "clear_bad_item",
+    "issue_token", "expert_for_token", "has_expert_tokens", "EXPERT_VERDICTS", "SERVED_SESSION_ENV",
 ]
+
+SERVED_SESSION_ENV = "PRECEPTOR_SERVED_SESSION"  # set by ``preceptor serve`` for the app process of one web session
 
 EXPERT_VERDICTS = ("A", "B", "tie", "both_bad")
 
@@ -80,12 +89,52 @@ def list_experts(store: Any) -> list[Expert]:
 
 
 def get_expert(store: Any, name: str) -> Expert:
+    """The registered expert of that name (any case); nobody is created. An unknown name is
+    refused with the closest registered names."""
     found = q.get_expert(store, _check_name(name))
     if found is None:
-        known = ", ".join(e.name for e in list_experts(store)) or "none yet"
-        raise PreceptorError("Unknown expert", f"no expert named {name!r}",
-                             f"Add them with `preceptor experts add {name!r}` (known experts: {known}).")
+        names = [e.name for e in list_experts(store)]
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5) or difflib.get_close_matches(
+            name.casefold(), [n.casefold() for n in names], n=3, cutoff=0.5)
+        close = [n for n in names if n.casefold() in {c.casefold() for c in close}]
+        mean = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        known = ", ".join(names) or "none yet"
+        raise PreceptorError("Unknown expert", f"no expert named {name!r} in this project (experts: {known})",
+                             f"{mean}Add a new expert with `preceptor experts add {name!r}`.")
     return Expert(*found)
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_token(store: Any, name: str) -> str:
+    """A new personal access token for an existing expert (only its hash is stored; a new
+    token replaces the old one)."""
+    expert = get_expert(store, name)
+    token = secrets.token_urlsafe(24)
+    with store.tx():
+        q.set_expert_token(store, expert.id, _hash_token(token))
+    return token
+
+
+def expert_for_token(store: Any, token: str) -> Expert | None:
+    found = q.expert_by_token(store, _hash_token(token)) if token else None
+    return Expert(*found) if found else None
+
+
+def has_expert_tokens(store: Any) -> bool:
+    return q.count_expert_tokens(store) > 0
+
+
+class TooSoon(PreceptorError):
+    """A key arrived before the pair had been on screen for ``[judge] min_seconds``: it is discarded."""
+
+    def __init__(self, waited: float, needed: float) -> None:
+        super().__init__("Key ignored", f"the pair was on screen for {waited:.2f} s, less than [judge] min_seconds = {needed:g} s",
+                         "Read both answers, then press the key again.")
+        self.waited = waited
+        self.needed = needed
 
 
 def clear_bad_item(store: Any, prompt_id: int) -> None:
@@ -113,6 +162,8 @@ class ServedPair:
     repeat: bool
     done: int
     total: int
+    mine: dict[str, int] | None = None  # this expert's own figures (judged, left, repeats), counted in the worker
+    diff: Any = None  # word_diff(A, B), computed in the preload worker (None: not computed yet)
 
     def side(self, label: str) -> Side:
         return self.left if label == "A" else self.right
@@ -136,6 +187,18 @@ def _writes(fn: F) -> F:
         except sqlite3.Error as exc:
             raise user_error(exc, self.store.path) from exc
     return wrapper  # type: ignore[return-value]
+
+
+def _cut_words(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters at a word boundary (with an ellipsis)."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    if " " in cut and not text[width - 1].isspace():
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip() + "…"
+
+
 
 
 class ExpertSession:
@@ -166,6 +229,14 @@ class ExpertSession:
         self._progress: tuple[float, tuple[int, int]] | None = None
         self._served_at: dict[int, float] = {}
         self.queue = ExpertQueue(self.settings)  # the next-pair choice (order: [judge] queue; judge next --order)
+        self._shown_at: dict[int, float] = {}  # pair id -> when the app drew it (monotonic)
+        self._mine: dict[str, int] | None = None
+        self._mine_at: float | None = None
+        try:
+            self.os_user: str | None = getpass.getuser()
+        except (KeyError, OSError):  # no passwd entry for this uid
+            self.os_user = None
+        self.served_session = os.environ.get(SERVED_SESSION_ENV) or None
 
     # -- helpers -----------------------------------------------------------------------
     @property
@@ -191,7 +262,7 @@ class ExpertSession:
         done, total = self._progress[1] if self._progress is not None else self.progress()
         return ServedPair(pair_id, row["prompt_id"], row["prompt"], row["reference"],
                           Side("A", left_output_id, texts[left_output_id]), Side("B", right, texts[right]),
-                          repeat, done, total)
+                          repeat, done, total, dict(self._mine) if self._mine is not None else None)
 
     def _clean_reservations(self, t: float) -> None:
         q.drop_expired_reservations(self.store, t)
@@ -200,18 +271,38 @@ class ExpertSession:
             if host == self.hostname and r["pid"] and r["pid"] != self.pid and not alive(r["pid"]):
                 q.drop_reservation(self.store, r["pair_id"], r["expert_id"])
 
+    def choose_next(self, t: float, exclude: tuple[int, ...]) -> tuple[str, Any] | None:
+        """The one place that decides which pair comes next for this expert (call inside a
+        transaction): ``("repeat", row)`` or ``("pair", pair_id)``, or None.
+
+        Order: a repeat that is due; an open pair this expert has not judged or skipped; any
+        pending repeat; then the pairs this expert skipped, oldest skip first (skipped pairs
+        come back at the end of their queue).
+        """
+        rep = q.due_repeat(self.store, self.expert.id, self.query, self._count, t, exclude, self.host)
+        if rep is not None:
+            return "repeat", rep
+        # which open pair: the queue's order ([judge] queue, `judge next --order`), atomic per session
+        pid = self.queue.next_pair(self.store, self.query, self.expert.id, self.expert.name, t, exclude, self.host)
+        if pid is not None:
+            return "pair", pid
+        rep = q.due_repeat(self.store, self.expert.id, self.query, None, t, exclude, self.host)
+        if rep is not None:
+            return "repeat", rep
+        pid = q.skipped_open_pair(self.store, self.query, self.expert.id, self.expert.name, t, exclude, self.host)
+        return ("pair", pid) if pid is not None else None
+
     def _pick(self, t: float, exclude: tuple[int, ...]) -> tuple[int, int, bool] | None:
         """(pair id, left output id, repeat) of the next pair; call inside a transaction."""
-        rep = q.due_repeat(self.store, self.expert.id, self.query, self._count, t, exclude, self.host)
-        if rep is None:
-            pid = self.queue.next_pair(self.store, self.query, self.expert.id, self.expert.name, t, exclude, self.host)
-            if pid is not None:
-                pair = q.get_pair(self.store, pid)
-                assert pair is not None
-                return pid, self.default_left(pid, pair["output_a"], pair["output_b"]), False
-            rep = q.due_repeat(self.store, self.expert.id, self.query, None, t, exclude, self.host)
-        if rep is None:
+        choice = self.choose_next(t, exclude)
+        if choice is None:
             return None
+        kind, value = choice
+        if kind == "pair":
+            pair = q.get_pair(self.store, value)
+            assert pair is not None
+            return value, self.default_left(value, pair["output_a"], pair["output_b"]), False
+        rep = value
         pair = q.get_pair(self.store, rep["pair_id"])
         assert pair is not None
         swapped = pair["output_b"] if rep["left_output_id"] == pair["output_a"] else pair["output_a"]
@@ -263,12 +354,60 @@ class ExpertSession:
                 if picked is None:
                     return None
                 self._reserve(*picked, t)
-            self._preloaded = self._build(*picked)
+            built = self._build(*picked)
+            self._preloaded = dataclasses.replace(built, diff=word_diff(built.left.text, built.right.text))
             preloaded = self._preloaded
             stale = self._progress is None or time.monotonic() - self._progress[0] > self.PROGRESS_TTL
+            mine_stale = self._mine_at is None or time.monotonic() - self._mine_at > self.PROGRESS_TTL
         if stale:  # count others' votes too: in the worker, without holding the lock a vote needs
             self._count_progress()
+        if mine_stale:  # this session's own votes adjust it at once (_adjust_mine)
+            self.count_mine()
         return preloaded
+
+    def count_mine(self) -> dict[str, int]:
+        """This expert's own figures (judged, left for them, repeats to come, pairs others hold);
+        counted in the preload worker, never on a key's path."""
+        t = time.monotonic()
+        value = q.expert_counts(self.store, self.query, self.expert.id, self.expert.name, time.time())
+        with self._lock:
+            self._mine, self._mine_at = value, t
+        return value
+
+    def mine(self) -> dict[str, int] | None:
+        """The figures of the last :meth:`count_mine` (None before the first count)."""
+        return dict(self._mine) if self._mine is not None else None
+
+    def empty_reason(self) -> str:
+        """Why nothing is served to this expert, and what to do about it."""
+        total = q.count_pairs(self.store, self.query)
+        if total == 0:
+            if q.count_all_pairs(self.store) == 0:
+                return ("No pairs to judge yet: make some first, e.g. "
+                        "`preceptor pairs make --systems base,ft` (after generating both systems' answers).")
+            return ("No pairs match the current selection (systems, split, task, collection). "
+                    "Widen the selection or make pairs for it with `preceptor pairs make …`.")
+        mine = self.count_mine()
+        held = mine["held_by_others"]
+        others = f"; {held} pair{'s' if held != 1 else ''} are being judged by other experts right now" if held else ""
+        return (f"All done for you: you judged {mine['judged']} of the {total} pairs here{others}. "
+                "Thank you! New pairs appear after `preceptor pairs make …`.")
+
+    def shown(self, pair: ServedPair) -> None:
+        """The app drew this pair now: dwell time and latency count from here."""
+        self._shown_at[pair.pair_id] = time.monotonic()
+
+    def served(self, pair_id: int) -> ServedPair:
+        """The pair as served to this expert; refused unless it was served to them (a live
+        reservation, e.g. from `judge next`) — scripted votes name a pair they were shown."""
+        with self._lock:
+            if pair_id not in self._served_at and q.get_reservation(self.store, pair_id, self.expert.id) is None:
+                if q.get_pair(self.store, pair_id) is None:
+                    raise PreceptorError("Unknown pair", f"no pair with id {pair_id}", "Use the pair id that `judge next` printed.")
+                raise PreceptorError("Pair not served to you", f"pair {pair_id} is not currently served to {self.expert.name}",
+                                     f"Get a pair with `preceptor judge next --as {self.expert.name!r}` and record that pair id "
+                                     f"(a served pair stays yours for [judge] reservation_minutes = {self.settings.reservation_minutes:g}).")
+            return self.pair(pair_id)
 
     def pair(self, pair_id: int) -> ServedPair:
         """The pair as it is (or would be) served to this expert: its reserved sides, else the default ones."""
@@ -313,11 +452,27 @@ class ExpertSession:
             fields.update(verdict=verdict, winner_output_id=None)
         return fields
 
+    def check_dwell(self, pair: ServedPair) -> None:
+        """Raise :class:`TooSoon` unless the pair was drawn (:meth:`shown`) at least
+        ``[judge] min_seconds`` ago: a key counts only for a pair the expert has seen."""
+        shown = self._shown_at.get(pair.pair_id)
+        waited = 0.0 if shown is None else time.monotonic() - shown
+        if shown is None or waited < self.settings.min_seconds:
+            raise TooSoon(waited, self.settings.min_seconds)
+
     @_writes
     def record(self, pair: ServedPair, verdict: str, *, unsafe: tuple[str, ...] = (), note: str | None = None,
-               latency_ms: float | None = None) -> int:
-        """Store the verdict (A/B as shown); committed before this returns. Returns the judgment id."""
+               latency_ms: float | None = None, interactive: bool = False) -> int:
+        """Store the verdict (A/B as shown); committed before this returns. Returns the judgment id.
+
+        ``interactive`` (the app): the pair must have been drawn ``[judge] min_seconds`` ago
+        (else :class:`TooSoon`, nothing stored); the latency is from the moment it was drawn.
+        """
         with self._lock:
+            if interactive:
+                self.check_dwell(pair)
+            if latency_ms is None and pair.pair_id in self._shown_at:
+                latency_ms = (time.monotonic() - self._shown_at[pair.pair_id]) * 1000.0
             row = q.get_pair(self.store, pair.pair_id)
             if row is None:
                 raise PreceptorError("Unknown pair", f"no pair with id {pair.pair_id}", "Use the pair id that `judge next` printed.")
@@ -338,10 +493,13 @@ class ExpertSession:
                 jid = q.insert_judgment(
                     self.store, pair_id=pair.pair_id, judge_kind="expert", judge_id=self.expert.name,
                     confidence=1.0, rationale=note or None, latency_ms=latency_ms, repeat=pair.repeat,
-                    supersedes=supersedes, **fields)
+                    supersedes=supersedes, **self._who(), **fields)
                 if pair.repeat:
                     q.drop_repeat(self.store, self.expert.id, pair.pair_id)
+                    self._adjust_mine(repeats=-1)
                 else:
+                    if first_vote:
+                        self._adjust_mine(judged=1, left=-1)
                     before = self._complete(pair.pair_id)
                     q.recount_expert_votes(self.store, pair.pair_id)
                     self._adjust_done(before, self._complete(pair.pair_id))
@@ -351,17 +509,25 @@ class ExpertSession:
                 q.drop_reservation(self.store, pair.pair_id, self.expert.id)
             self._count += 1
             self._served_at.pop(pair.pair_id, None)
+            self._shown_at.pop(pair.pair_id, None)
             return jid
 
+    def _who(self) -> dict[str, Any]:
+        return {"os_user": self.os_user, "served_session": self.served_session}
+
     @_writes
-    def skip(self, pair: ServedPair) -> None:
-        """Pass on this pair (recorded; others still get it; it stays in this expert's history)."""
+    def skip(self, pair: ServedPair, *, interactive: bool = False) -> None:
+        """Pass on this pair (recorded; others still get it; it comes back at the end of this
+        expert's queue). ``interactive``: the same dwell rule as :meth:`record`."""
         with self._lock:
+            if interactive:
+                self.check_dwell(pair)
+            self._shown_at.pop(pair.pair_id, None)
             with self.store.tx():
                 cur = None if pair.repeat else q.current_expert_judgment(self.store, self.expert.name, pair.pair_id)
                 q.insert_judgment(self.store, pair_id=pair.pair_id, judge_kind="expert", judge_id=self.expert.name,
                                   left_output_id=pair.left.output_id, verdict="skip", repeat=pair.repeat,
-                                  supersedes=cur["id"] if cur else None)
+                                  supersedes=cur["id"] if cur else None, **self._who())
                 if pair.repeat:
                     q.drop_repeat(self.store, self.expert.id, pair.pair_id)
                 else:
@@ -380,13 +546,16 @@ class ExpertSession:
             with self.store.tx():
                 q.insert_judgment(self.store, pair_id=last["pair_id"], judge_kind="expert", judge_id=self.expert.name,
                                   left_output_id=last["left_output_id"], verdict="skip", repeat=bool(last["repeat"]),
-                                  supersedes=last["id"], meta={"undo": True})
+                                  supersedes=last["id"], meta={"undo": True}, **self._who())
                 pair = q.get_pair(self.store, last["pair_id"])
                 assert pair is not None
                 if last["repeat"]:
                     original = pair["output_b"] if last["left_output_id"] == pair["output_a"] else pair["output_a"]
                     q.add_repeat(self.store, self.expert.id, last["pair_id"], 0, original)
+                    self._adjust_mine(repeats=1)
                 else:
+                    if last["verdict"] in ("win", "tie", "both_bad"):
+                        self._adjust_mine(judged=-1, left=1)
                     before = self._complete(last["pair_id"])
                     q.recount_expert_votes(self.store, last["pair_id"])
                     self._adjust_done(before, self._complete(last["pair_id"]))
@@ -413,10 +582,29 @@ class ExpertSession:
                     unsafe.append("A" if out_id == left else "B")
             prompt = " ".join((r["prompt"] or "").split())
             out.append({"judgment_id": r["id"], "pair_id": r["pair_id"], "prompt_id": r["prompt_id"],
-                        "prompt": prompt if len(prompt) <= 80 else prompt[:79] + "…", "verdict": verdict,
+                        "prompt": _cut_words(prompt, 80), "verdict": verdict,
                         "unsafe": sorted(unsafe), "note": r["rationale"], "repeat": bool(r["repeat"]),
                         "time": r["created_at"], "latency_ms": r["latency_ms"]})
         return out
+
+    def as_voted(self, judgment_id: int) -> tuple[ServedPair, dict[str, Any]]:
+        """One of this expert's votes with its pair exactly as it was shown (same sides), and
+        the vote (verdict as shown, unsafe, note, repeat): what history shows before a change."""
+        with self._lock:
+            old = q.get_judgment(self.store, judgment_id)
+            if old is None or old["judge_kind"] != "expert" or old["judge_id"] != self.expert.name:
+                raise PreceptorError("Unknown vote", f"judgment {judgment_id} is not a vote of {self.expert.name}",
+                                     "Pick a vote from your history.")
+            row = q.get_pair(self.store, old["pair_id"])
+            assert row is not None
+            pair = self._build(old["pair_id"], old["left_output_id"], bool(old["repeat"]), row)
+        left = pair.left.output_id
+        verdict = ("A" if old["winner_output_id"] == left else "B") if old["verdict"] == "win" else old["verdict"]
+        unsafe = sorted(("A" if out == left else "B") for out, flag in ((row["output_a"], old["unsafe_a"]),
+                                                                         (row["output_b"], old["unsafe_b"])) if flag)
+        return pair, {"judgment_id": judgment_id, "verdict": verdict, "unsafe": unsafe, "note": old.get("rationale"),
+                      "repeat": bool(old["repeat"]), "time": old["created_at"]}
+
 
     @_writes
     def change(self, judgment_id: int, verdict: str, *, unsafe: tuple[str, ...] = (), note: str | None = None) -> int:
@@ -438,7 +626,7 @@ class ExpertSession:
                 jid = q.insert_judgment(self.store, pair_id=old["pair_id"], judge_kind="expert", judge_id=self.expert.name,
                                         confidence=1.0, rationale=note if note is not None else old.get("rationale"),
                                         repeat=bool(old["repeat"]), supersedes=judgment_id,
-                                        meta={"changed_from": judgment_id}, **fields)
+                                        meta={"changed_from": judgment_id}, **self._who(), **fields)
                 if not old["repeat"]:
                     before = self._complete(old["pair_id"])
                     q.recount_expert_votes(self.store, old["pair_id"])
@@ -476,6 +664,12 @@ class ExpertSession:
 
     def _complete(self, pair_id: int) -> bool:
         return q.pair_complete(self.store, pair_id)
+
+    def _adjust_mine(self, **delta: int) -> None:
+        """This session's own writes update its figures at once (the worker recounts them)."""
+        if self._mine is not None:
+            for k, d in delta.items():
+                self._mine[k] = max(0, self._mine[k] + d)
 
     def _adjust_done(self, before: bool, after: bool) -> None:
         if self._progress is not None and before != after:

@@ -48,6 +48,7 @@ class JudgeSettings:
                               "with the metric judge about, plus an audit share of the rest (run `judge llm` first).")
     audit_share: float = setting(0.10, "Under llm_first: share of the LLM judge's settled pairs still sent to experts, to audit it.")
     contested_first: bool | None = setting(None, "Deprecated, folded into queue: false means queue = \"random\".")
+    min_seconds: float = setting(0.5, "A key counts in the app only once the pair has been on screen this long (seconds); earlier keys are discarded with a notice.")
     show_llm_rationale: Literal["after_vote", "always", "never"] = setting("after_vote", "When an expert may see the LLM judge's verdict and rationale.")
 
     def __post_init__(self) -> None:
@@ -61,6 +62,8 @@ class JudgeSettings:
             raise ValueError(f"overlap_k = {self.overlap_k} must be at least 2")
         if self.repeat_gap < 1:
             raise ValueError(f"repeat_gap = {self.repeat_gap} must be at least 1")
+        if self.min_seconds < 0 or self.min_seconds > 60:
+            raise ValueError(f"min_seconds = {self.min_seconds} must be between 0 and 60")
         if self.reservation_minutes <= 0:
             raise ValueError("reservation_minutes must be positive")
         if self.max_reasks < 0 or self.max_reasks > 10:

@@ -22,6 +22,7 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
 from preceptor.engine.judging import experts as judge
+from preceptor.engine.judging.diff import word_diff
 from preceptor.engine.judging.pairs import PairFilter
 from preceptor.engine.judging.settings import JudgeSettings, load_rubric
 from preceptor.errors import PreceptorError
@@ -41,13 +42,17 @@ HELP = """\
 | `x` | both bad |
 | `f` then `1`/`2` | flag answer A / B as unsafe (toggle; recorded with your vote) |
 | `n` | add a note (rationale) to your vote |
+| `?` | these keys |
 | `u` | undo your last vote (the pair comes back) |
 | `s` | skip this pair |
 | `b` | report the item as bad (with a reason); it leaves the pool |
 | `h` | history of your votes: open one to change it |
 | `g` | judging guidelines |
 | `r` | show / hide the item's reference answer, when it has one |
+| `d` | highlight the words that differ between A and B (toggle) |
+| `p` | give the prompt (and reference) more room, or collapse it to a few lines |
 | `↑`/`↓`, `shift+↑`/`shift+↓` | scroll answer A / answer B |
+| `PgUp`/`PgDn` | scroll both answers by a page |
 | `F1`…`F6` | other screens; `ctrl+p` command palette; `ctrl+q` quit |
 
 Which side is A and which is B is random per pair; systems are never named.
@@ -61,11 +66,12 @@ def rubric_text(project: Any) -> str:
 
 
 class SessionReady(Message):
-    def __init__(self, session: Any, expert: str, pair: Any) -> None:
+    def __init__(self, session: Any, expert: str, pair: Any, empty: str | None = None) -> None:
         super().__init__()
         self.session = session
         self.expert = expert
         self.pair = pair
+        self.empty = empty  # why nothing is served (computed in the worker)
 
 
 class Preloaded(Message):
@@ -101,6 +107,7 @@ class JudgeScreen(EngineScreen):
         Binding("2,right", "vote('B')", "B better", key_display="2/→"),
         Binding("t", "vote('tie')", "Tie"),
         Binding("x", "vote('both_bad')", "Both bad"),
+        Binding("question_mark", "help", "Keys", key_display="?"),  # early: kept in the footer at 80 columns
         Binding("u", "undo", "Undo"),
         Binding("s", "skip", "Skip"),
         Binding("f", "flag", "Unsafe…"),
@@ -109,12 +116,15 @@ class JudgeScreen(EngineScreen):
         Binding("h", "history", "History"),
         Binding("g", "guidelines", "Guidelines"),
         Binding("r", "reference", "Reference"),
-        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("p", "toggle_prompt", "Prompt size"),
+        Binding("d", "diff", "Differences"),
         Binding("escape", "cancel_flag", "Cancel flag", show=False),
         Binding("up", "scroll('a', -1)", "Scroll A up", show=False),
         Binding("down", "scroll('a', 1)", "Scroll A down", show=False),
         Binding("shift+up", "scroll('b', -1)", "Scroll B up", show=False),
         Binding("shift+down", "scroll('b', 1)", "Scroll B down", show=False),
+        Binding("pageup", "page(-1)", "Page both up", show=False),
+        Binding("pagedown", "page(1)", "Page both down", show=False),
     ]
 
     def __init__(self) -> None:
@@ -126,7 +136,9 @@ class JudgeScreen(EngineScreen):
         self.unsafe: set[str] = set()
         self.note: str | None = None
         self.flag_mode = False
+        self.ignored = ""  # the notice of keys discarded for the pair shown
         self.show_reference = False
+        self.show_diff = False
         self.preloaded: Any = None  # the engine's preloaded pair, shown at once on the next vote
         # instrumentation (benchmarks, tests): called with the seconds from a key's action
         # to the end of the refresh that drew the next pair / once the first pair is drawn
@@ -136,7 +148,7 @@ class JudgeScreen(EngineScreen):
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header()
-        with VerticalScroll(id="prompt-box"):
+        with VerticalScroll(id="prompt-box", classes="collapsed", can_focus=False):
             yield Static(Text("Loading…"), id="prompt")
         with Container(id="answers"):
             yield AnswerPane("A", id="pane-a", classes="answer")
@@ -185,11 +197,14 @@ class JudgeScreen(EngineScreen):
 
     def _named(self, name: str | None) -> None:
         if name:
-            self.start_session(name)
+            self.start_session(name, create=True)
         else:
             self._status("No name given: judging needs to know who you are.")
 
     def action_ask_name(self) -> None:
+        if self.ctx.expert_locked:
+            self.notify(f"This session judges as {self.ctx.expert} only.", severity="warning")
+            return
         self.ask_name()
 
     def _database_wait(self, text: str) -> None:
@@ -200,11 +215,17 @@ class JudgeScreen(EngineScreen):
             self.notify(text, timeout=5)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="judge-session")
-    def start_session(self, name: str) -> None:
+    def start_session(self, name: str, create: bool = False) -> None:
+        """``create``: the name was typed into the app's "add yourself" form; a name given
+        with ``--as`` or picked from the list must be a registered expert."""
         project = self.open_project()
         flt = self.ctx.pair_filter or PairFilter()
-        session = judge.ExpertSession(project, name, flt, create=True, on_wait=self._database_wait)
+        session = judge.ExpertSession(project, name, flt, create=create, on_wait=self._database_wait)
+        session.count_mine()
         first = session.next()
+        if first is None:
+            self.post_message(SessionReady(session, session.name, None, session.empty_reason()))
+            return
         self.post_message(SessionReady(session, session.name, first))
 
     @guarded
@@ -215,7 +236,7 @@ class JudgeScreen(EngineScreen):
         self.expert = msg.expert
         self.ctx.expert = msg.expert
         self.sub_title = f"judging as {msg.expert}"
-        self._show(msg.pair, None)
+        self._show(msg.pair, None, empty=msg.empty)
         hook = self.ready_hook or self.ctx.judge_ready_hook
         if hook is not None:
             self.call_after_refresh(hook)
@@ -223,8 +244,9 @@ class JudgeScreen(EngineScreen):
             self.background(None, None, confirm=None)
 
     # -- showing pairs ------------------------------------------------------------------------
-    def _show(self, pair: Any, t0: float | None) -> None:
+    def _show(self, pair: Any, t0: float | None, empty: str | None = None) -> None:
         self.current = pair
+        self.ignored = ""
         self.unsafe = set()
         self.note = None
         self.flag_mode = False
@@ -235,7 +257,9 @@ class JudgeScreen(EngineScreen):
             if pane.has_class("unsafe"):
                 pane.remove_class("unsafe")
         if pair is None:
-            prompt.update(Text("Nothing left to judge with the current filter. Thank you!", style="bold"))
+            if empty is None and self.session is not None:
+                empty = self.session.empty_reason()  # rare: the queue ran out
+            prompt.update(Text(empty or "Nothing left to judge.", style="bold"))
             pane_a.show("", markdown=False)
             pane_b.show("", markdown=False)
             self._status("All done." if self.session is not None else "")
@@ -244,9 +268,10 @@ class JudgeScreen(EngineScreen):
             box = self.query_one("#prompt-box", VerticalScroll)
             if box.scroll_y:
                 box.scroll_home(animate=False)
-            pane_a.show(pair.left.text)
-            pane_b.show(pair.right.text)
+            self._answers(pair)
             self._progress()
+            # keys count for this pair only once it is on screen (and [judge] min_seconds later)
+            self.call_after_refresh(self.session.shown, pair)
         self.shown_at = time.perf_counter()
         if t0 is not None and self.latency_hook is not None:
             hook = self.latency_hook
@@ -274,7 +299,23 @@ class JudgeScreen(EngineScreen):
             flags = "  unsafe: " + "+".join(sorted(self.unsafe))
         if self.note:
             flags += "  note ✓"
-        self._status(f"{pair.done} of {pair.total} pairs done{flags}{('  ' + extra) if extra else ''}")
+        if self.ignored:
+            extra = f"{self.ignored}  {extra}".strip()
+        self._status(f"{self._mine_text(pair)}{flags}{('  ' + extra) if extra else ''}")
+
+    def _mine_text(self, pair: Any) -> str:
+        """The expert's own progress (counted by the engine in the preload worker)."""
+        mine = (self.session.mine() if self.session is not None else None) or pair.mine
+        if not mine:
+            return "you: counting…"
+        reps = mine["repeats"]
+        more = f" · {reps} repeat{'s' if reps != 1 else ''} to come" if reps else ""
+        return f"you: {mine['judged']} judged · {mine['left']} left for you{more}"
+
+    def _too_soon(self, exc: Any) -> None:
+        """Keys before the pair was seen are discarded; the notice stays until the next pair."""
+        self.ignored = f"key ignored: on screen {exc.waited:.1f}s < {exc.needed:g}s"
+        self._progress()
 
     def _status(self, text: str) -> None:
         self.query_one("#judge-status", Static).update(Text(text))
@@ -355,8 +396,11 @@ class JudgeScreen(EngineScreen):
         if self.current is None or self.session is None:
             return
         pair = self.current
-        self.session.record(pair, verdict, unsafe=tuple(sorted(self.unsafe)), note=self.note,
-                            latency_ms=(t0 - self.shown_at) * 1000.0)
+        try:
+            self.session.record(pair, verdict, unsafe=tuple(sorted(self.unsafe)), note=self.note, interactive=True)
+        except judge.TooSoon as exc:  # a key before the pair was seen: discarded, never applied to the next pair
+            self._too_soon(exc)
+            return
         self._next(t0, pair, verdict)
 
     @guarded
@@ -378,7 +422,11 @@ class JudgeScreen(EngineScreen):
         if self.current is None or self.session is None:
             return
         t0 = time.perf_counter()
-        self.session.skip(self.current)
+        try:
+            self.session.skip(self.current, interactive=True)
+        except judge.TooSoon as exc:
+            self._too_soon(exc)
+            return
         self._next(t0)
 
     def action_flag(self) -> None:
@@ -430,22 +478,55 @@ class JudgeScreen(EngineScreen):
         options = []
         for r in rows:
             when = str(r.get("time", ""))[5:16].replace("T", " ")
-            unsafe = " unsafe:" + "+".join(r["unsafe"]) if r.get("unsafe") else ""
-            options.append((r["judgment_id"], f"{VERDICT_LABELS[r['verdict']]:<9} {when}{unsafe}  {clean(r['prompt'])[:44]}"))
-        self.app.push_screen(ChoiceModal("Your votes (newest first): pick one to change it", options), self._change)
+            marks = (" unsafe:" + "+".join(r["unsafe"]) if r.get("unsafe") else "") + (" [repeat]" if r["repeat"] else "")
+            marks += " [note]" if r.get("note") else ""
+            options.append((r["judgment_id"], f"{VERDICT_LABELS[r['verdict']]:<9} {when}{marks}  {clean(r['prompt'])[:40]}"))
+        self.app.push_screen(ChoiceModal("Your votes (newest first): open one to see it and change it", options), self._change)
 
     def _change(self, judgment_id: int | None) -> None:
+        """Show the past pair as it was shown (same sides, note, repeat mark), then ask."""
         if judgment_id is None:
             return
+        try:
+            past, vote = self.session.as_voted(judgment_id)
+        except PreceptorError as exc:
+            self.show_error(exc)
+            return
+        self._draw_past(past, vote)
 
         @guarded
         def chosen(_self: Any, verdict: str | None) -> None:
+            self._redraw_current()
             if verdict is None:
                 return
             self.session.change(judgment_id, verdict)
             self.notify(f"Vote changed to {VERDICT_LABELS[verdict]}.")
 
-        self.app.push_screen(ChoiceModal("Change this vote to:", list(VERDICT_LABELS.items())), lambda v: chosen(self, v))
+        title = f"Your vote on the pair shown: {VERDICT_LABELS[vote['verdict']]}. Change it to:"
+        self.app.push_screen(ChoiceModal(title, list(VERDICT_LABELS.items()), "Esc keeps it."), lambda v: chosen(self, v))
+
+    def _draw_past(self, past: Any, vote: dict[str, Any]) -> None:
+        head = Text(f"Past vote: {VERDICT_LABELS[vote['verdict']]}", style="bold reverse")
+        if vote["unsafe"]:
+            head.append(f"  unsafe: {'+'.join(vote['unsafe'])}")
+        if vote["repeat"]:
+            head.append("  [repeat]")
+        if vote["note"]:
+            head.append(f"  note: {vote['note']}")
+        head.append("\n")
+        head.append(past.prompt)
+        self.query_one("#prompt", Static).update(head)
+        self.query_one("#pane-a", AnswerPane).show(past.left.text)
+        self.query_one("#pane-b", AnswerPane).show(past.right.text)
+
+    def _redraw_current(self) -> None:
+        pair = self.current
+        if pair is None:
+            return
+        self.query_one("#prompt", Static).update(self._prompt_text(pair))
+        self.query_one("#pane-a", AnswerPane).show(pair.left.text)
+        self.query_one("#pane-b", AnswerPane).show(pair.right.text)
+        self.session.shown(pair)  # seen anew: the dwell time starts again
 
     @guarded
     def action_guidelines(self) -> None:
@@ -453,6 +534,41 @@ class JudgeScreen(EngineScreen):
 
     def action_help(self) -> None:
         self.app.push_screen(TextModal("Judging keys", HELP))
+
+    def _answers(self, pair: Any) -> None:
+        pane_a = self.query_one("#pane-a", AnswerPane)
+        pane_b = self.query_one("#pane-b", AnswerPane)
+        if not self.show_diff:
+            pane_a.show(pair.left.text)
+            pane_b.show(pair.right.text)
+            return
+        diff = pair.diff if pair.diff is not None else word_diff(pair.left.text, pair.right.text)
+        for pane, spans in ((pane_a, diff[0]), (pane_b, diff[1])):
+            text = Text()
+            for chunk, differs in spans:
+                text.append(chunk, style="bold reverse" if differs else "")
+            pane.update_text(text, subtitle="differences")
+
+    def action_diff(self) -> None:
+        if self.current is None:
+            return
+        self.show_diff = not self.show_diff
+        self._answers(self.current)
+
+    def action_toggle_prompt(self) -> None:
+        """Collapse the prompt (and reference) to a few lines, or give it more room."""
+        box = self.query_one("#prompt-box", VerticalScroll)
+        expanded = box.has_class("collapsed")
+        box.set_class(not expanded, "collapsed")
+        box.set_class(expanded, "expanded")
+
+    def action_page(self, direction: int) -> None:
+        for pane in ("a", "b"):
+            target = self.query_one(f"#pane-{pane}", AnswerPane)
+            if direction < 0:
+                target.scroll_page_up(animate=False)
+            else:
+                target.scroll_page_down(animate=False)
 
     def action_scroll(self, pane: str, direction: int) -> None:
         target = self.query_one(f"#pane-{pane}", AnswerPane)

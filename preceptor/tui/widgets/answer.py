@@ -28,6 +28,12 @@ class AnswerPane(VerticalScroll, can_focus=False):
     def compose(self) -> ComposeResult:
         yield self._body
 
+    def update_text(self, text: Text, *, subtitle: str = "") -> None:
+        """Show prepared rich Text (e.g. the word-difference view), keeping the scroll position."""
+        self._body.update(text)
+        if self.border_subtitle != subtitle:
+            self.border_subtitle = subtitle
+
     def show(self, text: str | None, *, markdown: bool = True, subtitle: str = "") -> None:
         if text is None:
             self._body.update(Text("(no answer)", style="italic"))
