@@ -34,7 +34,7 @@ def figure(value: float | None, n: int, ci: tuple[float, float] | None = None, *
     base = {"n": n, **({"prompts": prompts} if prompts is not None else {})}
     counted = prompts if prompts is not None else n
     if counted < min_n:
-        what = f"{counted} prompts" if prompts is not None else f"n={n}"
+        what = f"{counted} prompt{'' if counted == 1 else 's'}" if prompts is not None else f"n={n}"
         return {"value": None, **base, "ci": None, "method": method, "note": f"n too small ({what} < {min_n})", **extra}
     if value is None and note is None:
         note = "undefined"
