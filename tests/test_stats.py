@@ -63,6 +63,7 @@ def test_kappa_matches_sklearn_on_random_labels() -> None:
         a = list(rng.choice(cats, size=60))
         b = [x if rng.random() < 0.6 else str(rng.choice(cats)) for x in a]
         assert stats.cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b), abs=1e-12)
+        assert stats._kappa_fast(a, b) == pytest.approx(cohen_kappa_score(a, b), abs=1e-12)  # the bootstrap's
 
 
 def test_agreement_figure_has_ci_and_n() -> None:

@@ -74,6 +74,12 @@ async def test_results_tables(project, anyio_backend):
         text = plain(screen.query_one("#results"), 160)
         assert "alpha" in text and "Bradley–Terry" in text and "position" in text
         assert "Stopping signal: " in text and ("settled" in text or "votes needed" in text)
+        # the charts: win-rate bars and a Bradley–Terry forest plot, each row with its n
+        assert "Win rate of system 1 (95% CI" in text and "Bradley–Terry ratings, Elo" in text
+        assert "●" in text and "n=6" in text  # 6 of the 10 votes are on val/test prompts
+        assert "split val,test (s switches)" in text
+        await pilot.press("s")
+        await wait_for(pilot, lambda: "split all (s switches)" in plain(screen.query_one("#results"), 160), 20)
     assert app.errors == []
 
 

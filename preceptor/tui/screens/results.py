@@ -66,9 +66,60 @@ class ReportWritten(Message):
         self.path = path
 
 
+def _forest_line(label: str, value: float | None, ci: list[float] | None, n: int, lo: float, hi: float,
+                 ref: float, width: int = 32, fmt: str = "{:.0%}") -> Text:
+    """One row of a text forest plot: the CI as ─, the value as ●, the reference as ┊, then n."""
+    cells = [" "] * width
+
+    def pos(v: float) -> int:
+        return int(round((min(max(v, lo), hi) - lo) / (hi - lo) * (width - 1))) if hi > lo else 0
+
+    cells[pos(ref)] = "┊"
+    if ci is not None:
+        for i in range(pos(ci[0]), pos(ci[1]) + 1):
+            cells[i] = "─"
+    line = Text(f"{label[:34]:<34} ")
+    bar = "".join(cells)
+    if value is not None:
+        k = pos(value)
+        line.append(bar[:k], style="cyan")
+        line.append("●", style="bold red")
+        line.append(bar[k + 1:], style="cyan")
+        line.append(" " + fmt.format(value))
+    else:
+        line.append(bar, style="dim")
+        line.append(" n too small", style="dim")
+    line.append(f"  n={n}", style="dim")
+    return line
+
+
+def forest_text(stats: dict[str, Any]) -> Group | None:
+    """Win-rate bars (0–100 %, ┊ at 50 %) and a Bradley–Terry forest plot (Elo, ┊ at 1000), with n."""
+    lines: list[Text] = []
+    rates = stats.get("win_rates") or []
+    if rates:
+        lines.append(Text("Win rate of system 1 (95% CI; ┊ = 50%)", style="bold"))
+        for r in rates:
+            w = r["win_rate_1"]
+            lines.append(_forest_line(f"{r['judge']}: {r['system_1']} vs {r['system_2']}", w.get("value"), w.get("ci"),
+                                      int(w.get("n") or 0), 0.0, 1.0, 0.5))
+    leagues = stats.get("bradley_terry") or {}
+    rows = [(kind, r) for kind, lg in leagues.items() for r in lg.get("rows", [])]
+    if rows:
+        vals = [v for _, r in rows for v in [r["elo"].get("value"), *(r["elo"].get("ci") or [])] if v is not None]
+        lo, hi = min([*vals, 1000.0]), max([*vals, 1000.0])
+        lines.append(Text("Bradley–Terry ratings, Elo (95% CI; ┊ = 1000, the average)", style="bold"))
+        for kind, r in rows:
+            e = r["elo"]
+            lines.append(_forest_line(f"{kind}: {r['system']}", e.get("value"), e.get("ci"), int(r.get("comparisons") or 0),
+                                      lo, hi, 1000.0, fmt="{:.0f}"))
+    return Group(*lines, Text("")) if lines else None
+
+
 class ResultsScreen(EngineScreen):
     BINDINGS = [
         Binding("r", "refresh_stats", "Recompute"),
+        Binding("s", "next_split", "Split"),
         Binding("l", "lineage", "Lineage of the figure"),
         Binding("m", "report('md')", "Report (md)"),
         Binding("w", "report('html')", "Report (html)"),
@@ -83,7 +134,16 @@ class ResultsScreen(EngineScreen):
             yield Static(Text("Computing statistics…"), id="results")
         yield Footer(compact=True)
 
+    SPLITS = ("val,test", "all", "train", "val", "test")
+
     def on_mount(self) -> None:
+        self.split = self.SPLITS[0]
+        self.action_refresh_stats()
+
+    def action_next_split(self) -> None:
+        """Switch the selection's split (val,test → all → train → val → test) and recompute."""
+        self.split = self.SPLITS[(self.SPLITS.index(self.split) + 1) % len(self.SPLITS)]
+        self.notify(f"Split: {self.split}")
         self.action_refresh_stats()
 
     def action_refresh_stats(self) -> None:
@@ -98,7 +158,8 @@ class ResultsScreen(EngineScreen):
 
         project = self.open_project()
         try:
-            self.post_message(GainsReady(gains_mod.compute(project, gains_mod.GainsOptions(split="val"))))
+            split = self.split if self.split in ("train", "val", "test") else "val"
+            self.post_message(GainsReady(gains_mod.compute(project, gains_mod.GainsOptions(split=split))))
         finally:
             project.close()
 
@@ -149,7 +210,7 @@ class ResultsScreen(EngineScreen):
 
         project = self.open_project()
         try:
-            self.post_message(StatsReady(stats_mod.compute(project, stats_mod.StatsOptions())))
+            self.post_message(StatsReady(stats_mod.compute(project, stats_mod.StatsOptions(split=self.split))))
         finally:
             project.close()
 
@@ -157,12 +218,19 @@ class ResultsScreen(EngineScreen):
     def on_stats_ready(self, msg: StatsReady) -> None:
         parts: list[Any] = []
         stats = msg.stats
+        if stats.get("fallback_note"):
+            parts.append(Text(str(stats["fallback_note"]).capitalize() + ".", style="italic"))
         if stats.get("note"):
-            parts.append(Text(str(stats["note"]), style="italic"))
+            parts.append(Text(str(stats["note"]).capitalize() + ".", style="italic"))
+            if opts_split_hint := stats.get("hint"):
+                parts.append(Text(f"{opts_split_hint} — or press s to switch the split here.", style="yellow"))
         opts = stats.get("options") or {}
         parts.append(Text(f"{stats.get('n_votes', 0)} votes on {stats.get('n_pairs', 0)} pairs "
-                          f"({stats.get('n_prompts', 0)} prompts); split {opts.get('split', '?')}, "
+                          f"({stats.get('n_prompts', 0)} prompts); split {opts.get('split', '?')} (s switches), "
                           f"judges {opts.get('judge', '?')}, 95% CIs", style="dim"))
+        charts = forest_text(stats)
+        if charts is not None:
+            parts.append(charts)
         stop = stats.get("stopping") or {}
         if stop.get("summary") or stop.get("note"):
             parts.append(Text("Stopping signal: " + str(stop.get("summary") or stop.get("note")),

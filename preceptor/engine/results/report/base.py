@@ -185,3 +185,40 @@ def text_bars(items: list[tuple[str, float | None, float | None, float | None]],
 def clip(text: str | None, n: int = 600) -> str:
     t = (text or "").strip()
     return t if len(t) <= n else t[:n] + " …"
+
+
+def forest_svg(title: str, rows: list[tuple[str, float | None, float | None, float | None, int]],
+               ref: float | None = None, lo_bound: float | None = None, hi_bound: float | None = None) -> str:
+    """A forest plot: one row per figure (label, value, CI low, CI high, n), the interval as a
+    line, the value as a dot, ``ref`` as a dashed line (50 % for win rates, 1000 for Elo)."""
+    from xml.sax.saxutils import escape
+
+    W, left, right, top, row_h = 760, 260, 70, 34, 22
+    H = top + row_h * max(1, len(rows)) + 30
+    vals = [v for _, *xs, _n in rows for v in xs if v is not None]
+    lo_v = lo_bound if lo_bound is not None else (min([*vals, *( [ref] if ref is not None else [])]) if vals else 0.0)
+    hi_v = hi_bound if hi_bound is not None else (max([*vals, *( [ref] if ref is not None else [])]) if vals else 1.0)
+    if hi_v - lo_v <= 1e-12:
+        lo_v, hi_v = lo_v - 1.0, hi_v + 1.0
+    plot_w = W - left - right
+
+    def x(v: float) -> float:
+        return left + plot_w * (min(max(v, lo_v), hi_v) - lo_v) / (hi_v - lo_v)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<text x="{W / 2}" y="18" text-anchor="middle" font-weight="bold">{escape(title)}</text>']
+    if ref is not None:
+        out.append(f'<line x1="{x(ref):.1f}" y1="{top - 6}" x2="{x(ref):.1f}" y2="{H - 24}" stroke="#888" stroke-dasharray="4 3"/>')
+    for i, (label, v, lo, hi, n) in enumerate(rows):
+        yy = top + row_h * i + row_h / 2
+        out.append(f'<text x="{left - 8}" y="{yy + 4:.1f}" text-anchor="end">{escape(label)}</text>')
+        out.append(f'<text x="{W - right + 6}" y="{yy + 4:.1f}">n={n}</text>')
+        if lo is not None and hi is not None:
+            out.append(f'<line x1="{x(lo):.1f}" y1="{yy:.1f}" x2="{x(hi):.1f}" y2="{yy:.1f}" stroke="#357" stroke-width="2"/>')
+        if v is not None:
+            out.append(f'<circle cx="{x(v):.1f}" cy="{yy:.1f}" r="4" fill="#c33"/>')
+        else:
+            out.append(f'<text x="{left + 4}" y="{yy + 4:.1f}" fill="#888">n too small</text>')
+    out.append(f'<text x="{left}" y="{H - 8}">{lo_v:g}</text><text x="{W - right}" y="{H - 8}" text-anchor="end">{hi_v:g}</text>')
+    out.append("</svg>")
+    return "\n".join(out)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from preceptor.engine.results.report.base import Section, md_table
+from preceptor.engine.results.report.base import Section, forest_svg, md_table
 from preceptor.engine.results.stats import StatsOptions, compute, fmt
 
 if TYPE_CHECKING:
@@ -61,8 +61,14 @@ def win_rates_section(project: Project, opts: Any) -> Section | None:
     md = (f"{_scope(res)}\n\nWin rate = the first system's share of decisive votes; ties and both-bad are "
           "shown apart (inconsistent: the LLM judge changed its verdict when the order was swapped).\n\n"
           + _md(["task", "judge", "system 1", "system 2", "wins", "ties", "both bad", "inconsistent",
-                       "win rate 1 [95% CI]"], rows))
-    return Section("judge_win_rates", "Expert and LLM-judge win rates", md, csv_rows=csv_rows)
+                       "win rate 1 [95% CI]"], rows)
+          + "\n\n![Win rates with 95% CIs](win_rates.svg)")
+    bars = [(f"{r['judge']}: {r['system_1']} vs {r['system_2']}" + (f" ({r['task']})" if r.get("task") else ""),
+             r["win_rate_1"]["value"], *(r["win_rate_1"]["ci"] or [None, None]), r["win_rate_1"]["n"])
+            for r in res["win_rates"]]
+    images = {"win_rates.svg": forest_svg("Win rate of system 1 (95% CI; dashed: 50%)", bars, ref=0.5,
+                                          lo_bound=0.0, hi_bound=1.0)}
+    return Section("judge_win_rates", "Expert and LLM-judge win rates", md, csv_rows=csv_rows, images=images)
 
 
 def league_section(project: Project, opts: Any) -> Section | None:
@@ -95,7 +101,14 @@ def league_section(project: Project, opts: Any) -> Section | None:
         parts.append("")
     md = ("Bradley–Terry ratings (ridge-penalised: a weak Gaussian prior, λ = 0.01; ties half a win; 95 % CI the wider of a bootstrap over prompts and the prior's Laplace interval), on an Elo scale "
           "(1000 = the average system).\n\n" + "\n".join(parts))
-    return Section("judge_league", "Bradley–Terry league", md.rstrip() + "\n", csv_rows=csv_rows)
+    forest = [(f"{kind}: {r['system']}", r["elo"]["value"], *(r["elo"]["ci"] or [None, None]), r["comparisons"])
+              for kind, lg in res["bradley_terry"].items() for r in lg["rows"]]
+    images = {}
+    if forest:
+        images["league.svg"] = forest_svg("Bradley–Terry ratings, Elo scale (95% CI; dashed: 1000 = average)", forest,
+                                          ref=1000.0)
+        md = md.rstrip() + "\n\n![Bradley–Terry forest plot](league.svg)"
+    return Section("judge_league", "Bradley–Terry league", md.rstrip() + "\n", csv_rows=csv_rows, images=images)
 
 
 def agreement_section(project: Project, opts: Any) -> Section | None:
