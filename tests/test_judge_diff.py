@@ -41,3 +41,28 @@ async def test_d_toggles_the_difference_view(project, anyio_backend):
         await pilot.press("d")
         assert screen.query_one("#pane-a").border_subtitle == ""
     assert app.errors == []
+
+
+def test_thai_answers_wrap_at_word_boundaries_not_mid_word() -> None:
+    from rich.console import Console
+
+    from preceptor.engine.judging.diff import tokens
+    from preceptor.tui.widgets.answer import WordWrapped
+
+    thai = ("ยาคลาริโทรมัยซินยับยั้งเอนไซม์ไซโตโครมพีสี่ห้าสามเอสี่ทำให้ระดับยาซิมวาสแตตินในเลือดสูงขึ้น"
+            "และเพิ่มความเสี่ยงต่อการเกิดกล้ามเนื้อสลาย")
+    console = Console(width=24, record=True, file=open("/dev/null", "w"), color_system=None)  # noqa: SIM115
+    console.print(WordWrapped(thai))
+    lines = [ln.rstrip() for ln in console.export_text().splitlines() if ln.strip()]
+    from rich.cells import cell_len
+
+    assert len(lines) > 3 and all(cell_len(ln) <= 24 for ln in lines)  # Thai vowel and tone marks take no cell
+    assert "".join(lines) == thai  # nothing lost or added
+    cuts, pos = set(), 0
+    for tok in tokens(thai):
+        pos += len(tok)
+        cuts.add(pos)
+    pos = 0
+    for ln in lines[:-1]:
+        pos += len(ln)
+        assert pos in cuts, f"line {ln!r} ends inside a word"

@@ -9,9 +9,10 @@ than as one run of characters. Computed off the key path (the preload worker).
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 
-__all__ = ["word_diff", "tokens"]
+__all__ = ["word_diff", "tokens", "has_thai"]
 
 Span = tuple[str, bool]  # (text, differs)
 _THAI = re.compile(r"[\u0E00-\u0E7F]")
@@ -19,7 +20,14 @@ _TOKEN = re.compile(r"\s+|[^\s]+")
 
 
 def tokens(text: str) -> list[str]:
-    """Words and the whitespace between them (joined, they give ``text`` back)."""
+    """Words and the whitespace between them (joined, they give ``text`` back); Thai runs are
+    cut into words with pythainlp's ``newmm``. Cached: the judge screen's preload worker
+    computes them (for the difference view), so wrapping a Thai answer on screen costs nothing."""
+    return list(_tokens(text or ""))
+
+
+@functools.lru_cache(maxsize=256)
+def _tokens(text: str) -> tuple[str, ...]:
     out: list[str] = []
     for tok in _TOKEN.findall(text or ""):
         if not tok.isspace() and _THAI.search(tok) and len(tok) > 1:
@@ -31,7 +39,11 @@ def tokens(text: str) -> list[str]:
             out.extend(word_tokenize(tok, engine="newmm", keep_whitespace=True))
         else:
             out.append(tok)
-    return out
+    return tuple(out)
+
+
+def has_thai(text: str) -> bool:
+    return bool(_THAI.search(text or ""))
 
 
 def word_diff(a: str, b: str) -> tuple[list[Span], list[Span]]:
