@@ -9,6 +9,7 @@ file, the table and the field. Command-line flags override file values through
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -30,10 +31,15 @@ def setting(default: Any, help: str, **kwargs: Any) -> Any:
 
 def load(path: Path) -> dict[str, Any]:
     """Read a TOML file; a syntax error names the file, line and column."""
+    if path.is_dir():
+        raise PreceptorError("Cannot read settings", f"{path} is a folder, not a settings file",
+                             f"Move the folder away; {path.name} must be a TOML file (`preceptor init` writes one).")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise PreceptorError("Cannot read settings", f"{path}: {exc.strerror}", "Check the file's permissions.")
     except UnicodeDecodeError as exc:
         raise PreceptorError("Cannot read settings", f"{path}: not UTF-8 ({exc.reason})", "Save the file as UTF-8.")
     try:
@@ -106,15 +112,19 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
 
 def section(cls: type[T], table: dict[str, Any] | None, where: str) -> T:
     """Build settings dataclass ``cls`` from a TOML table; ``where`` names it in errors."""
+    if table is not None and not isinstance(table, dict):
+        raise PreceptorError("Invalid setting", f"{where} must be a table, found {type(table).__name__} {table!r}",
+                             "Write it as a table header with keys under it, e.g. [project] then name = \"...\".")
     table = dict(table or {})
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(table) - names)
     if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(names), n=1)
         raise PreceptorError(
             "Unknown setting",
-            f"{where}: unknown key {unknown[0]!r}",
-            f"Known keys: {', '.join(sorted(names))}.",
+            f"{where}: unknown key {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+            f"Known keys: {', '.join(sorted(names))}. `preceptor settings` lists them with their help.",
         )
     values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in table.items()}
     try:

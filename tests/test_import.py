@@ -154,6 +154,42 @@ BAD_CASES = {
     "bad_split.csv": (b"prompt,split\na,train\nb,holdout\n", "Invalid split", ":3: split 'holdout' is not train, val or test"),
     "unknown.txt": (b"prompt\nx\n", "Unknown file type", "cannot tell the format from the extension '.txt'"),
 }
+# hostile and odd files (issue: readers are linear and total)
+_DEEP = b"[" * 5000 + b"]" * 5000
+HOSTILE_CASES = {
+    "deep_jsonl.jsonl": (b'{"prompt": ' + _DEEP + b"}\n", "Nesting too deep", ":1: the JSON nests deeper"),
+    "deep_array.json": (b'[{"prompt": ' + _DEEP + b"}]", "Nesting too deep", ":1: the JSON nests deeper"),
+    "nested_40.jsonl": (b'{"prompt": "x", "meta": ' + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}\n",
+                        "Nesting too deep", "field 'meta' nests more than 32 levels"),
+    "surrogate.jsonl": (b'{"prompt": "ok"}\n{"prompt": "bad \\ud800 text"}\n', "Invalid text",
+                        ":2: field 'prompt' holds a lone surrogate (U+D800)"),
+    "surrogate_low.json": (b'[{"prompt": "\\udc00"}]', "Invalid text", ":1: field 'prompt' holds a lone surrogate (U+DC00)"),
+    "surrogate_key.jsonl": (b'{"prompt": "ok", "\\ud83d": "x"}\n', "Invalid text", "lone surrogate (U+D83D)"),
+    "nul.csv": (b"prompt,reference\nfine,ok\nnul\x00here,x\n", "NUL byte", ":3: field 'prompt' holds a NUL byte"),
+    "nul.tsv": (b"prompt\treference\nnul\x00\tx\n", "NUL byte", ":2: field 'prompt' holds a NUL byte"),
+    "nul_escape.jsonl": (b'{"prompt": "a\\u0000b"}\n', "NUL byte", ":1: field 'prompt' holds a NUL byte (\\x00) at character 2"),
+    "nul_reference.json": (b'[{"prompt": "ok", "reference": "\\u0000"}]', "NUL byte", "field 'reference' holds a NUL byte"),
+    "dup_many.csv": (("prompt," + ",".join(f"c{i}" for i in range(5000)) + ",c17\nx" + ",y" * 5001 + "\n").encode(),
+                     "Duplicate column", ":1: column 'c17' appears twice"),
+    "too_many_columns.csv": (("prompt," + ",".join(f"c{i}" for i in range(100_001)) + "\n").encode(), "Too many columns",
+                             ":1: 100,002 columns (at most 100,000)"),
+    "array_of_numbers.json": (b"[1, 2, 3]", "Invalid JSON", ":1: expected an object, found int"),
+    "jsonl_string.jsonl": (b'"just a string"\n', "Invalid JSON", ":1: expected an object, found str"),
+    "jsonl_null.jsonl": (b"null\n", "Invalid JSON", ":1: expected an object, found NoneType"),
+    "trailing_garbage.json": (b'[{"prompt": "a"}] junk', "Invalid JSON", ":1: text after the closing ']' ('junk')"),
+    "bom_mid_jsonl.jsonl": (b'{"prompt": "a"}\n\xef\xbb\xbf{"prompt": "b"}\n', "Invalid JSON", ":2:"),
+    "only_header.csv": (b"prompt,reference\n", "Empty file", ""),
+    "blank_header.csv": (b",,\nx,y,z\n", "Empty file", "the header row is empty"),
+    "latin1_header.csv": ("pr\u00f6mpt\nx\n".encode("latin-1"), "Wrong encoding", ":1: byte 0xf6"),
+    "utf16.csv": ("prompt\nx\n".encode("utf-16"), "Wrong encoding", ":1:"),
+    "unclosed_array.json": (b'[{"prompt": "a"}, {"prompt": "b"', "Invalid JSON", ""),
+    "missing_comma.json": (b'[{"prompt": "a"} {"prompt": "b"}]', "Invalid JSON", "expected ',' or ']' between records"),
+    "jsonl_truncated.jsonl": (b'{"prompt": "a"}\n{"prompt": "b\n', "Invalid JSON", ":2:"),
+    "empty_array.json": (b"[]", "Empty file", "holds an empty array"),
+    "whitespace_only.jsonl": (b"\n\n   \n", "Empty file", "has no records"),
+    "extra_field_count.tsv": (b"prompt\treference\na\tb\tc\n", "Broken CSV", ":2: expected 2 fields, found 3"),
+}
+BAD_CASES.update(HOSTILE_CASES)
 
 
 @pytest.mark.parametrize("name", sorted(BAD_CASES))
@@ -240,3 +276,16 @@ def test_pandalm_style_nan_is_accepted(project, tmp_path):
     p.write_text('[{"instruction": "Rewrite", "input": "x", "score": NaN}]')
     run_import(project, p)
     assert q_prompts.select(project.store)[0].meta == {"score": None}
+
+
+def test_forty_thousand_columns_import_in_seconds(project, tmp_path):
+    import time
+
+    cols = ["prompt", *(f"c{i}" for i in range(40_000))]
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(cols) + "\n" + "\n".join(",".join([f"question {r}", *("v" for _ in range(40_000))])
+                                                       for r in range(3)) + "\n")
+    t0 = time.perf_counter()
+    summary = run_import(project, path)
+    assert time.perf_counter() - t0 < 10.0  # the header check is linear (it took 27 s when quadratic)
+    assert summary["imported"] == 3

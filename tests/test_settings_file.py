@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import tomllib
 
 from preceptor.cli import main
@@ -70,3 +71,41 @@ def test_settings_lists_every_setting_with_default_current_and_help(tmp_path, ca
     assert main(["settings", "--project", str(proj)]) == 0
     out = capsys.readouterr().out
     assert "judge" in out and "seed" in out and "max_field_chars" in out
+
+
+@pytest.mark.parametrize("text, title, fragment", [
+    ("[projekt]\nname = 'x'\n", "Unknown settings table", "table 'projekt' is not one preceptor reads (did you mean 'project'?)"),
+    ("judge = 'x'\n", "Invalid setting", "judge = 'x' must be a table"),
+    ("project = 5\n", "Invalid setting", "[project] must be a table, found int 5"),
+    ("[train.sfft]\nlr = 1\n", "Unknown settings table", "'train.sfft' is not one preceptor reads (did you mean 'train.sft'?)"),
+    ("[judge]\noverlap_shar = 0.2\n", "Unknown setting", "unknown key 'overlap_shar' (did you mean 'overlap_share'?)"),
+])
+def test_unknown_or_misplaced_settings_are_refused_with_a_suggestion(tmp_path, capsys, text, title, fragment):
+    from preceptor.cli import main
+
+    root = tmp_path / "proj"
+    assert main(["init", str(root)]) == 0
+    (root / "preceptor.toml").write_text(text)
+    capsys.readouterr()
+    code = main(["--project", str(root), "stats"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"Error: {title}" in err and fragment in err and "Traceback" not in err
+
+
+def test_a_folder_named_preceptor_toml_is_a_titled_error(tmp_path, capsys):
+    from preceptor.cli import main
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "preceptor.toml").mkdir()
+    code = main(["--project", str(root), "status"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Error: Cannot read settings" in err and "is a folder" in err and "Traceback" not in err
+
+
+def test_the_cheap_table_list_names_every_settings_table() -> None:
+    from preceptor.engine.settings import FREE_FORM, TOP_TABLES, TRAIN_TABLES, tables
+
+    names = [n for n, _ in tables()] + list(FREE_FORM)
+    assert sorted({n.split(".")[0] for n in names}) == sorted(TOP_TABLES)
+    assert sorted({n.split(".", 1)[1] for n in names if n.startswith("train.")}) == sorted(TRAIN_TABLES)

@@ -35,9 +35,15 @@ def project_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def open_project(project_dir: str | None, create: bool = False):
+    from preceptor.engine.settings import check_tables
     from preceptor.project import Project
 
     project = Project.open(project_dir, create=create)
+    try:
+        check_tables(project.raw, str(project.config_path))  # a misspelt table never passes silently
+    except Exception:
+        project.close()
+        raise
     project.store.notify_wait = lambda text: click.echo(text, err=True)  # a write waiting on another process
     return project
 

@@ -11,15 +11,9 @@ from preceptor.cli.common import echo_json, open_project, project_option, table
 
 def settings_tables() -> list[tuple[str, type]]:
     """(table, settings dataclass) for every table preceptor.toml may hold, in file order."""
-    from preceptor.engine.embed.settings import EmbedSettings
-    from preceptor.engine.evaluation.evaluate import EvalSettings
-    from preceptor.engine.generation.systems import GenerateSettings
-    from preceptor.engine.judging.settings import JudgeSettings
-    from preceptor.engine.train.settings import DPOSettings, SFTSettings
-    from preceptor.project import ProjectSettings
+    from preceptor.engine.settings import tables
 
-    return [("project", ProjectSettings), ("generate", GenerateSettings), ("judge", JudgeSettings),
-            ("eval", EvalSettings), ("train.sft", SFTSettings), ("train.dpo", DPOSettings), ("embed", EmbedSettings)]
+    return tables()
 
 
 def __getattr__(name: str) -> Any:  # SETTINGS_TABLES, computed on first use (the engine modules are lazy)

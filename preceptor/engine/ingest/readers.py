@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,9 +77,13 @@ def read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[int, dict[str, 
     header = [h.strip() for h in header]
     if not any(header):
         raise PreceptorError("Empty file", f"{path}: the header row is empty", "The first line must name the columns.")
-    dup = {h for h in header if header.count(h) > 1 and h}
+    if len(header) > MAX_COLUMNS:
+        raise PreceptorError("Too many columns", f"{path}:1: {len(header):,} columns (at most {MAX_COLUMNS:,})",
+                             "Keep the columns the import needs (prompt, reference, task, group, ...).")
+    counts = Counter(h for h in header if h)  # linear: a header of 200,000 columns is checked at once
+    dup = sorted(h for h, n in counts.items() if n > 1)
     if dup:
-        raise PreceptorError("Duplicate column", f"{path}:1: column {sorted(dup)[0]!r} appears twice", "Rename one of the columns.")
+        raise PreceptorError("Duplicate column", f"{path}:1: column {dup[0]!r} appears twice", "Rename one of the columns.")
     while True:
         start = reader.line_num + 1
         try:
@@ -113,6 +119,9 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if line.startswith("\ufeff"):  # as json.loads does
                 raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", line, 0)
             record = _DECODER.decode(line)  # one decoder for the file (json.loads builds one per call)
+        except RecursionError:
+            raise PreceptorError("Nesting too deep", f"{path}:{lineno}: the JSON nests deeper than Python can read",
+                                 f"Records are flat objects of text fields; nest at most {MAX_DEPTH} levels.") from None
         except json.JSONDecodeError as exc:
             raise PreceptorError(
                 "Invalid JSON",
@@ -204,6 +213,9 @@ def read_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[tuple[int
                 try:
                     obj, end = decoder.raw_decode(buf, pos)
                     break
+                except RecursionError:
+                    raise PreceptorError("Nesting too deep", f"{path}:{line}: the JSON nests deeper than Python can read",
+                                         f"Records are flat objects of text fields; nest at most {MAX_DEPTH} levels.") from None
                 except json.JSONDecodeError as exc:
                     if more():
                         continue
@@ -223,6 +235,11 @@ def read_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[tuple[int
                 pos = 0
         if count == 0:
             raise PreceptorError("Empty file", f"{path} holds an empty array", "Add at least one record.")
+        pos += 1  # past the closing ']': only whitespace may follow
+        skip_ws()
+        if pos < len(state["buf"]):
+            raise PreceptorError("Invalid JSON", f"{path}:{line}: text after the closing ']' ({state['buf'][pos:pos + 20]!r})",
+                                 "The file must hold one JSON array; remove what follows it.")
 
 
 def _bad_utf8(path: Path, line: int, rest: bytes) -> None:
@@ -246,17 +263,55 @@ def read_parquet(path: Path, batch_size: int = 10_000) -> Iterator[tuple[int, di
             yield row, record
 
 
+MAX_COLUMNS = 100_000
+MAX_DEPTH = 32
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+
+def _check_value(path: Path, line: int, key: str, value: Any, depth: int = 0) -> None:
+    """A field is text the store can hold: no NUL byte, no lone surrogate (``"\\ud800"`` in
+    JSON), nesting at most :data:`MAX_DEPTH`; each named with file:line and the field."""
+    if isinstance(value, str):
+        m = _BAD_CHARS.search(value)
+        if m is not None:
+            if m.group() == "\x00":
+                raise PreceptorError("NUL byte", f"{path}:{line}: field {key!r} holds a NUL byte (\\x00) at character {m.start() + 1}",
+                                     "Remove the NUL bytes (e.g. `tr -d '\\000' < in > out`); text never holds them.")
+            raise PreceptorError("Invalid text", f"{path}:{line}: field {key!r} holds a lone surrogate "
+                                 f"(U+{ord(m.group()):04X}) at character {m.start() + 1}, which is not a character",
+                                 "Fix the escape in the file (a \\ud83d must be followed by its pair, e.g. \\ude00).")
+        return
+    if isinstance(value, dict | list):
+        if depth >= MAX_DEPTH:
+            raise PreceptorError("Nesting too deep", f"{path}:{line}: field {key!r} nests more than {MAX_DEPTH} levels",
+                                 "Records are flat objects of text fields.")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            if isinstance(k, str):
+                _check_value(path, line, key, k, depth + 1)
+            _check_value(path, line, key, v, depth + 1)
+
+
+def _checked(path: Path, rows: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for line, rec in rows:
+        for k, v in rec.items():
+            _check_value(path, line, str(k), k)
+            _check_value(path, line, str(k), v)
+        yield line, rec
+
+
 def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line or row number, record)`` from any supported file."""
+    """Yield ``(line or row number, record)`` from any supported file, every field checked
+    (no NUL byte, no lone surrogate, bounded nesting)."""
     path = Path(path)
     _open_check(path)
     fmt = detect_format(path)
     if fmt == "csv":
-        return read_csv(path, ",")
+        return _checked(path, read_csv(path, ","))
     if fmt == "tsv":
-        return read_csv(path, "\t")
+        return _checked(path, read_csv(path, "\t"))
     if fmt == "jsonl":
-        return read_jsonl(path)
+        return _checked(path, read_jsonl(path))
     if fmt == "json":
-        return read_json_array(path)
-    return read_parquet(path)
+        return _checked(path, read_json_array(path))
+    return _checked(path, read_parquet(path))
