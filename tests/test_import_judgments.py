@@ -126,7 +126,8 @@ def test_llmbar_set_alone_shows_its_floors_in_plain_stats(project, capsys):
     out = capsys.readouterr().out
     assert "showing the imported collection" in out
     assert "longer answer wins" in out and "first shown wins" in out and "chance" in out
-    assert "Bradley–Terry league" not in out  # LLMBar's "systems" are positions
+    assert "Bradley–Terry league" not in out  # LLMBar's "systems" are positions (and their #N variants)
+    assert "Style-controlled league" not in out and "Win rates" not in out
     assert main(["--project", str(project.root), "stats", "--split", "all", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     items = json.loads(fixture.read_text())

@@ -425,7 +425,8 @@ POSITION_LABELS = ("output_1", "output_2")  # LLMBar's "systems" are the two pos
 
 
 def is_position(name: str) -> bool:
-    return name.rsplit(":", 1)[-1] in POSITION_LABELS
+    """An imported "system" that is only a position (``output_1``, or its variant ``output_1#3``)."""
+    return _VARIANT.sub("", name).rsplit(":", 1)[-1] in POSITION_LABELS
 
 
 def league_votes(votes: Iterable[Vote]) -> tuple[list[Vote], dict[str, Any]]:
@@ -784,6 +785,7 @@ def stopping_signal(votes: Sequence[Vote]) -> dict[str, Any]:
     not, about how many more votes the queue estimates it needs (``judging.queue.stopping``)."""
     from preceptor.engine.judging.queue import fit_league, stopping
 
+    votes, _ = league_votes(votes)  # merged variants, no positions: the league the question is about
     names = sorted({s for v in votes if v.kind in HUMAN_KINDS for s in (v.system_a, v.system_b)})
     ix = {n: i for i, n in enumerate(names)}
     counts: dict[tuple[int, int], float] = defaultdict(float)
