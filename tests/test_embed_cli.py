@@ -86,12 +86,16 @@ def test_retrieval_outputs_are_paired_judged_and_exported_as_negatives(trained_t
     # an "expert" who prefers the list whose top document is the relevant one
     with ExpertSession(project, "Dr Rank", create=True) as session:
         voted = 0
+        skipped: set[int] = set()
         while (pair := session.next()) is not None:
+            if pair.pair_id in skipped:  # skipped pairs come back at the end of the queue: all seen
+                break
             ref = pair.reference
             left_top = parse_ranked(pair.left.text)[0][2]
             right_top = parse_ranked(pair.right.text)[0][2]
             if (left_top == ref) == (right_top == ref):
                 session.skip(pair)
+                skipped.add(pair.pair_id)
                 continue
             session.record(pair, pair.left.label if left_top == ref else pair.right.label)
             voted += 1
