@@ -51,7 +51,7 @@ def test_settings_file_then_flags(project):
     project.update_settings({"train": {"dpo": {"betta": 0.2}}})
     with pytest.raises(PreceptorError) as err:
         settings.resolve(project, DPOSettings)
-    assert err.value.message == f"{project.config_path}: [train.dpo]: unknown key 'betta'"
+    assert err.value.message == f"{project.config_path}: [train.dpo]: unknown key 'betta' (did you mean 'beta'?)"
     with pytest.raises(PreceptorError, match="preset 'seed001' is not one of default, seed000"):
         settings.resolve(project, SFTSettings, "seed001")
 

@@ -60,6 +60,8 @@ async def test_export_preview_and_write(project, anyio_backend):
         pair, verdict = decisive[r["pair_id"]]
         chosen = pair.left.text if verdict == "A" else pair.right.text
         rejected = pair.right.text if verdict == "A" else pair.left.text
-        texts[r["pair_id"]] = (r["chosen"], r["rejected"]) == (chosen, rejected)
+        # the default style is conversational: one assistant turn each
+        assert r["chosen"][0]["role"] == "assistant" and isinstance(r["prompt"], list)
+        texts[r["pair_id"]] = (r["chosen"][0]["content"], r["rejected"][0]["content"]) == (chosen, rejected)
     assert all(texts.values()) and set(texts) == set(decisive)
     assert app.errors == []
