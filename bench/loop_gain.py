@@ -29,6 +29,10 @@ def main() -> int:
     ap.add_argument("--sft-epochs", type=float, default=2.0)
     ap.add_argument("--dpo-share", type=float, default=0.25)
     ap.add_argument("--max-new-tokens", type=int, default=80)
+    ap.add_argument("--lr", type=float, default=None, help="SFT learning rate (default: the preset's)")
+    ap.add_argument("--dpo-lr", type=float, default=None)
+    ap.add_argument("--beta", type=float, default=None)
+    ap.add_argument("--lora-r", type=int, default=None)
     args = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ["PRECEPTOR_THREADS"] = str(args.threads)
@@ -43,7 +47,9 @@ def main() -> int:
 
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="loop-gain-")) / "proj"
     t0 = time.monotonic()
-    preset = demo.LoopPreset(sft_epochs=args.sft_epochs, dpo_share=args.dpo_share, max_new_tokens=args.max_new_tokens)
+    extra = {k: v for k, v in (("lr", args.lr), ("dpo_lr", args.dpo_lr), ("beta", args.beta), ("lora_r", args.lora_r)) if v is not None}
+    preset = demo.LoopPreset(sft_epochs=args.sft_epochs, dpo_share=args.dpo_share, max_new_tokens=args.max_new_tokens, **extra)
+    print(f"preset: {preset}", flush=True)
     for ev in demo.run_loop(root, preset):
         if isinstance(ev, Log):
             print(ev.text, flush=True)

@@ -19,3 +19,22 @@ def alive(pid: int | None) -> bool:
         return False
     except (psutil.AccessDenied, psutil.Error):  # another user's live process
         return True
+
+
+BULK_NICE = 5  # how much a command-line bulk import lowers its own CPU priority
+
+
+def yield_cpu(step: int = BULK_NICE) -> int:
+    """Lower this process's CPU priority by ``step`` (a bulk import on the command line), so
+    experts voting on the same machine keep their share of the cores; returns the new niceness.
+    Never raises: a platform without niceness keeps running as it was."""
+    import psutil
+
+    try:
+        proc = psutil.Process()
+        current = int(proc.nice())
+        if current < 19:
+            proc.nice(min(19, current + step))
+        return int(proc.nice())
+    except (psutil.Error, OSError, ValueError, TypeError):  # pragma: no cover - e.g. Windows priority classes
+        return 0

@@ -16,6 +16,7 @@ from preceptor.cli.common import (
     stdin_as_file,
     table,
 )
+from preceptor.processes import yield_cpu
 
 
 @click.command("init")
@@ -61,6 +62,7 @@ def import_cmd(project_dir: str | None, file: str, fmt: str | None, as_json: boo
         raise click.UsageError("--format is for stdin (FILE -); a file's format comes from its extension.")
     opts = ImportOptions(**{k: v for k, v in options.items()})  # type: ignore[arg-type]
     with open_project(project_dir) as project, (stdin_as_file(fmt) if file == "-" else contextlib.nullcontext(Path(file))) as path:
+        yield_cpu()  # a bulk import gives way to experts voting on this machine
         summary = drive(import_prompts(project, path, opts), "import", quiet=as_json)
     if as_json:
         echo_json(summary)

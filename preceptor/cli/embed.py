@@ -17,6 +17,7 @@ from preceptor.cli.common import (
     stdout_target,
     table,
 )
+from preceptor.processes import yield_cpu
 
 
 @click.command("import-pairs")
@@ -39,6 +40,7 @@ def import_pairs_cmd(project_dir: str | None, file: str, as_json: bool, **option
 
     opts = PairImportOptions(**options)
     with open_project(project_dir) as project:
+        yield_cpu()  # a bulk import gives way to experts voting on this machine
         s = drive(import_pairs(project, Path(file), opts), "import-pairs", quiet=as_json)
     if as_json:
         echo_json(s)

@@ -16,6 +16,7 @@ from preceptor.cli.common import (
     project_option,
     table,
 )
+from preceptor.processes import yield_cpu
 from preceptor.terminal import clean
 
 
@@ -289,6 +290,7 @@ def import_judgments_cmd(project_dir: str | None, file: str, fmt: str, collectio
     from preceptor.engine.judging.imported import ImportJudgmentsOptions, import_judgments
 
     with open_project(project_dir) as project:
+        yield_cpu()  # a bulk import gives way to experts voting on this machine
         s = drive(import_judgments(project, Path(file), ImportJudgmentsOptions(format=fmt, collection=collection)),
                   "import", quiet=as_json)
     if as_json:

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from preceptor.db.exports import VOTE_JOINS
+from preceptor.db.exports import VOTE_JOINS, superseded_ids
+from preceptor.db.prompts import staged
 from preceptor.db.store import Store, dumps, loads, now
 
 
@@ -71,31 +72,35 @@ def stage_names(store: Store) -> list[str]:
 def stage_counts(store: Store) -> dict[str, dict[str, int]]:
     """{stage: {split: n pairs}} for every stage holding data."""
     out: dict[str, dict[str, int]] = {n: {} for n in stage_names(store)}
-    for r in store.all("SELECT stage, split, COUNT(*) FROM embed_pairs GROUP BY stage, split"):
+    for r in store.all(f"SELECT stage, split, COUNT(*) FROM embed_pairs e WHERE NOT {staged('e')} GROUP BY stage, split"):
         out.setdefault(r[0], {})[r[1]] = r[2]
     return out
 
 
 def pair_hashes(store: Store, stage: str) -> set[str]:
-    return {r[0] for r in store.execute("SELECT pair_hash FROM embed_pairs WHERE stage = ?", (stage,))}
+    return {r[0] for r in store.execute(f"SELECT pair_hash FROM embed_pairs e WHERE stage = ? AND NOT {staged('e')}", (stage,))}
 
 
 def group_splits(store: Store, stage: str) -> dict[str, str]:
     """{group key: split} of the groups already in ``stage``."""
-    return {r[0]: r[1] for r in store.execute("SELECT DISTINCT group_key, split FROM embed_pairs WHERE stage = ?", (stage,))}
+    return {r[0]: r[1] for r in store.execute(
+        f"SELECT DISTINCT group_key, split FROM embed_pairs e WHERE stage = ? AND NOT {staged('e')}", (stage,))}
 
 
 PAIR_COLUMNS = ("stage", "anchor", "positive", "negative", "score", "group_key", "split", "pair_hash", "source", "created_at")
 
 
-def insert_pairs(store: Store, rows: Iterable[Sequence[Any]]) -> None:
-    """Insert rows of :data:`PAIR_COLUMNS` values (call inside ``store.tx()``)."""
+def insert_pairs(store: Store, rows: Iterable[Sequence[Any]], import_id: int | None = None) -> None:
+    """Insert rows of :data:`PAIR_COLUMNS` values (call inside ``store.tx()``); with ``import_id``
+    they stay invisible until the import is published."""
+    cols = (*PAIR_COLUMNS, "import_id")
     store.conn.executemany(
-        f"INSERT INTO embed_pairs ({','.join(PAIR_COLUMNS)}) VALUES ({','.join('?' * len(PAIR_COLUMNS))})", rows)
+        f"INSERT INTO embed_pairs ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+        [(*r, import_id) for r in rows])
 
 
 def pairs(store: Store, stage: str, splits: Sequence[str] | None = None) -> list[Pair]:
-    sql = "SELECT * FROM embed_pairs WHERE stage = ?"
+    sql = f"SELECT * FROM embed_pairs e WHERE stage = ? AND NOT {staged('e')}"
     params: list[Any] = [stage]
     if splits:
         sql += f" AND split IN ({','.join('?' * len(splits))})"
@@ -109,7 +114,8 @@ def data_fingerprint(store: Store, stage: str) -> tuple[int, str]:
 
     h = hashlib.sha256()
     n = 0
-    for r in store.execute("SELECT pair_hash, split FROM embed_pairs WHERE stage = ? ORDER BY pair_hash", (stage,)):
+    for r in store.execute(f"SELECT pair_hash, split FROM embed_pairs e WHERE stage = ? AND NOT {staged('e')} ORDER BY pair_hash",
+                           (stage,)):
         h.update(f"{r[0]}:{r[1]}\n".encode())
         n += 1
     return n, h.hexdigest()
@@ -155,13 +161,15 @@ def ensure_corpus(store: Store, name: str, source: str | None = None) -> None:
     store.execute("INSERT OR IGNORE INTO corpora (name, source, created_at) VALUES (?, ?, ?)", (name, source, now()))
 
 
-def add_docs(store: Store, corpus: str, docs: Iterable[tuple[str, str, dict[str, Any] | None]]) -> int:
-    """Add (doc_key, text, meta) documents, skipping keys already there; return how many were new."""
+def add_docs(store: Store, corpus: str, docs: Iterable[tuple[str, str, dict[str, Any] | None]],
+             import_id: int | None = None) -> int:
+    """Add (doc_key, text, meta) documents, skipping keys already there; return how many were new
+    (with ``import_id`` the new ones stay invisible until the import is published)."""
     with store.tx():
         before = store.scalar("SELECT COUNT(*) FROM corpus_docs WHERE corpus = ?", (corpus,)) or 0
         store.conn.executemany(
-            "INSERT OR IGNORE INTO corpus_docs (corpus, doc_key, text, meta) VALUES (?, ?, ?, ?)",
-            [(corpus, k, t, dumps(m)) for k, t, m in docs],
+            "INSERT OR IGNORE INTO corpus_docs (corpus, doc_key, text, meta, import_id) VALUES (?, ?, ?, ?, ?)",
+            [(corpus, k, t, dumps(m), import_id) for k, t, m in docs],
         )
         after = store.scalar("SELECT COUNT(*) FROM corpus_docs WHERE corpus = ?", (corpus,)) or 0
     return int(after - before)
@@ -169,7 +177,8 @@ def add_docs(store: Store, corpus: str, docs: Iterable[tuple[str, str, dict[str,
 
 def corpus_docs(store: Store, corpus: str) -> list[tuple[str, str]]:
     """[(doc_key, text)] in insertion order."""
-    return [(r[0], r[1]) for r in store.all("SELECT doc_key, text FROM corpus_docs WHERE corpus = ? ORDER BY id", (corpus,))]
+    return [(r[0], r[1]) for r in store.all(
+        f"SELECT doc_key, text FROM corpus_docs d WHERE corpus = ? AND NOT {staged('d')} ORDER BY id", (corpus,))]
 
 
 def corpus_exists(store: Store, name: str) -> bool:
@@ -179,7 +188,7 @@ def corpus_exists(store: Store, name: str) -> bool:
 def corpora(store: Store) -> dict[str, int]:
     """{corpus name: n documents}."""
     out = {r[0]: 0 for r in store.all("SELECT name FROM corpora ORDER BY name")}
-    for r in store.all("SELECT corpus, COUNT(*) FROM corpus_docs GROUP BY corpus"):
+    for r in store.all(f"SELECT corpus, COUNT(*) FROM corpus_docs d WHERE NOT {staged('d')} GROUP BY corpus"):
         out[r[0]] = r[1]
     return out
 
@@ -193,7 +202,7 @@ def judged_pair_rows(store: Store, kinds: Sequence[str] | None = None,
     Each row: judgment_id, judge_kind, pair_id, prompt_id, prompt, group_key, split, collection,
     winner_output_id, output_a, output_b, text_a, text_b, backend_a, backend_b, system_a, system_b.
     """
-    dropped = {r[0] for r in store.execute("SELECT supersedes FROM judgments WHERE supersedes IS NOT NULL")}
+    dropped = superseded_ids(store)
     sql = """
         SELECT j.id AS judgment_id, j.judge_kind, j.pair_id, j.winner_output_id, j.confidence,
                p.id AS prompt_id, p.text AS prompt, p.group_key, p.split, p.collection, p.bad_item,
@@ -214,9 +223,9 @@ def judged_pair_rows(store: Store, kinds: Sequence[str] | None = None,
 
 def verdict_counts(store: Store) -> dict[str, int]:
     """{verdict: n} over effective judgments (used to explain an empty negatives export)."""
-    dropped = {r[0] for r in store.execute("SELECT supersedes FROM judgments WHERE supersedes IS NOT NULL")}
+    dropped = superseded_ids(store)
     out: dict[str, int] = {}
-    for r in store.execute("SELECT id, verdict FROM judgments"):
+    for r in store.execute("SELECT id, verdict FROM judgments"):  # staged ones are in ``dropped``
         if r[0] not in dropped:
             out[r[1]] = out.get(r[1], 0) + 1
     return out

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from preceptor.db.prompts import PromptFilter
+from preceptor.db.prompts import PromptFilter, staged
 from preceptor.db.store import Store, dumps, loads, now
 
 
 def superseded_ids(store: Store) -> set[int]:
-    return {r[0] for r in store.execute("SELECT supersedes FROM judgments WHERE supersedes IS NOT NULL")}
+    """Judgments not in effect: superseded ones, and those an unfinished import has staged."""
+    return {r[0] for r in store.execute(
+        "SELECT supersedes FROM judgments WHERE supersedes IS NOT NULL"
+        f" UNION SELECT id FROM judgments j WHERE {staged('j')}")}
 
 
 def unsafe_outputs(store: Store) -> dict[int, set[str]]:

@@ -21,14 +21,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from preceptor.db.prompts import visible
 from preceptor.db.store import Store, dumps, loads, now
 from preceptor.text import identity, normalise
 
 VERDICTS = ("win", "tie", "both_bad", "unparsed", "inconsistent", "skip")
 JUDGE_KINDS = ("expert", "llm", "metric", "imported")
 
-# A row is current when nothing supersedes it.
-CURRENT = "NOT EXISTS (SELECT 1 FROM judgments s WHERE s.supersedes = {a}.id)"
+# A row is current when nothing supersedes it (and it is not staged by an unfinished import).
+CURRENT = ("NOT EXISTS (SELECT 1 FROM judgments s WHERE s.supersedes = {a}.id)"
+           " AND ({a}.import_id IS NULL OR {a}.import_id IN (SELECT id FROM imports WHERE status = 'done'))")
 # An undo marker: a skip row superseding a vote (not a vote of its own).
 NOT_UNDO = "({a}.meta IS NULL OR json_extract({a}.meta, '$.undo') IS NULL)"
 
@@ -149,6 +151,7 @@ class PairQuery:
             clauses.append(f"{pr}.collection NOT IN (SELECT name FROM collections WHERE kind = 'judgments' OR hidden = 1)")
         if not self.include_bad:
             clauses.append(f"{pr}.bad_item IS NULL")
+        clauses.append(visible(pr))  # prompts of an unfinished import stay out of sight
         return " AND ".join(clauses) or "1", params
 
 
@@ -183,14 +186,16 @@ def count_prompts_missing_outputs(store: Store, system_x: int, system_y: int, pr
         [*params, system_x, system_y]) or 0)
 
 
-def insert_pairs(store: Store, rows: Iterable[Sequence[Any]]) -> int:
-    """INSERT OR IGNORE rows of :data:`PAIR_COLUMNS` (plus created_at); returns how many were new."""
+def insert_pairs(store: Store, rows: Iterable[Sequence[Any]], import_id: int | None = None) -> int:
+    """INSERT OR IGNORE rows of :data:`PAIR_COLUMNS` (plus created_at); returns how many were new
+    (with ``import_id`` they belong to that staged import)."""
     ts = now()
     before = store.conn.total_changes
     with store.tx():
         store.conn.executemany(
-            f"INSERT OR IGNORE INTO pairs ({','.join(PAIR_COLUMNS)}, created_at) VALUES ({','.join('?' * (len(PAIR_COLUMNS) + 1))})",
-            [(*r, ts) for r in rows],
+            f"INSERT OR IGNORE INTO pairs ({','.join(PAIR_COLUMNS)}, created_at, import_id)"
+            f" VALUES ({','.join('?' * (len(PAIR_COLUMNS) + 2))})",
+            [(*r, ts, import_id) for r in rows],
         )
     return store.conn.total_changes - before
 
@@ -464,8 +469,9 @@ def insert_judgment(store: Store, **fields: Any) -> int:
     values[JUDGMENT_COLUMNS.index("unsafe_b")] = int(bool(fields.get("unsafe_b")))
     values[JUDGMENT_COLUMNS.index("repeat")] = int(bool(fields.get("repeat")))
     cur = store.execute(
-        f"INSERT INTO judgments ({','.join(JUDGMENT_COLUMNS)}, created_at) VALUES ({','.join('?' * (len(JUDGMENT_COLUMNS) + 1))})",
-        [*values, now()])
+        f"INSERT INTO judgments ({','.join(JUDGMENT_COLUMNS)}, created_at, import_id)"
+        f" VALUES ({','.join('?' * (len(JUDGMENT_COLUMNS) + 2))})",
+        [*values, now(), fields.get("import_id")])
     return int(cur.lastrowid)
 
 
@@ -607,7 +613,8 @@ def votes_for_prompt(store: Store, prompt_id: int) -> list[dict[str, Any]]:
 def judgment_counts_by_kind(store: Store) -> dict[str, int]:
     """Judgments per judge kind (skips excluded)."""
     return {r[0]: r[1] for r in store.all(
-        "SELECT judge_kind, COUNT(*) FROM judgments WHERE verdict != 'skip' GROUP BY judge_kind")}
+        "SELECT judge_kind, COUNT(*) FROM judgments j WHERE verdict != 'skip'"
+        " AND (j.import_id IS NULL OR j.import_id IN (SELECT id FROM imports WHERE status = 'done')) GROUP BY judge_kind")}
 
 
 def count_all_pairs(store: Store) -> int:

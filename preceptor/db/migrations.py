@@ -371,6 +371,17 @@ def m009_active_queue(conn: sqlite3.Connection) -> None:
     )
 
 
+def m010_staged_bulk_imports(conn: sqlite3.Connection) -> None:
+    """Staging for every bulk import, not only prompts: outputs, pairs and judgments written by
+    ``import-judgments`` and embedding pairs and corpus documents written by ``import-pairs``
+    carry the import id too, so a killed import is dropped whole and stays invisible meanwhile."""
+    for table in ("outputs", "pairs", "judgments", "embed_pairs", "corpus_docs"):
+        cols = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if "import_id" not in cols:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN import_id INTEGER")
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_staged ON {table} (import_id) WHERE import_id IS NOT NULL")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_judging,
@@ -380,6 +391,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m006_store_robustness,
     m007_language_and_splits,
     m009_active_queue,
+    m010_staged_bulk_imports,
 ]
 
 

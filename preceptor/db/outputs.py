@@ -45,14 +45,15 @@ def record(store: Store, prompt_id: int, system_id: int, *, text: str | None = N
                              completion_tokens=completion_tokens, latency_ms=latency_ms, cost=cost)])
 
 
-def record_many(store: Store, rows: Iterable[dict[str, Any]]) -> None:
+def record_many(store: Store, rows: Iterable[dict[str, Any]], import_id: int | None = None) -> None:
+    """Store (or replace) outputs; new rows of a staged import carry ``import_id``."""
     values = [
-        (*(dumps(r.get(c)) if c in ("messages", "params") else r.get(c) for c in COLUMNS), now())
+        (*(dumps(r.get(c)) if c in ("messages", "params") else r.get(c) for c in COLUMNS), now(), import_id)
         for r in rows
     ]
     with store.tx():
         store.conn.executemany(
-            f"""INSERT INTO outputs ({','.join(COLUMNS)}, created_at) VALUES ({','.join('?' * (len(COLUMNS) + 1))})
+            f"""INSERT INTO outputs ({','.join(COLUMNS)}, created_at, import_id) VALUES ({','.join('?' * (len(COLUMNS) + 2))})
                 ON CONFLICT (prompt_id, system_id) DO UPDATE SET
                 {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[2:])}, created_at = excluded.created_at""",
             values,

@@ -122,35 +122,65 @@ def begin_import(store: Store, kind: str, source: str | None) -> int:
                                  (kind, source, socket.gethostname(), os.getpid(), now())).lastrowid)
 
 
-def publish_import(store: Store, import_id: int, collection: str, kind: str = "prompts", source: str | None = None) -> None:
+def publish_import(store: Store, import_id: int, collection: str | None, kind: str = "prompts", source: str | None = None,
+                   *, hidden: bool = False) -> None:
     """The one quick statement that makes every row of the import visible at once (and its collection)."""
     with store.tx():
-        ensure_collection(store, collection, kind, source)
+        if collection is not None:
+            ensure_collection(store, collection, kind, source, hidden=hidden)
         store.execute("UPDATE imports SET status = 'done' WHERE id = ?", (import_id,))
+
+
+# Tables whose rows an import stages (children before parents: the order rows are dropped in).
+STAGED_TABLES = ("corpus_docs", "judgments", "pairs", "outputs", "embed_pairs", "prompts")
+
+
+def staged(alias: str) -> str:
+    """SQL true for a row of ``alias`` that belongs to an import not yet published."""
+    return f"({alias}.import_id IS NOT NULL AND {alias}.import_id NOT IN (SELECT id FROM imports WHERE status = 'done'))"
+
+
+def _chunked(store: Store, sql: str, import_id: int) -> int:
+    total = 0
+    while True:
+        with store.tx():
+            n = store.execute(sql, (import_id, SETTLE_CHUNK)).rowcount
+        total += n
+        if n < SETTLE_CHUNK:
+            return total
 
 
 def settle_import(store: Store, import_id: int) -> None:
     """After publishing: clear the rows' import id in short transactions, then forget the import."""
-    while True:
-        with store.tx():
-            n = store.execute("UPDATE prompts SET import_id = NULL WHERE rowid IN "
-                              "(SELECT rowid FROM prompts WHERE import_id = ? LIMIT ?)", (import_id, SETTLE_CHUNK)).rowcount
-            if n < SETTLE_CHUNK:
-                store.execute("DELETE FROM imports WHERE id = ?", (import_id,))
-                return
+    for table in reversed(STAGED_TABLES):
+        _chunked(store, f"UPDATE {table} SET import_id = NULL WHERE rowid IN "
+                        f"(SELECT rowid FROM {table} WHERE import_id = ? LIMIT ?)", import_id)
+    with store.tx():
+        store.execute("DELETE FROM imports WHERE id = ?", (import_id,))
 
 
 def drop_import(store: Store, import_id: int) -> int:
-    """Delete a staged (never published) import's rows in short transactions; returns how many."""
-    total = 0
-    while True:
-        with store.tx():
-            n = store.execute("DELETE FROM prompts WHERE rowid IN (SELECT rowid FROM prompts WHERE import_id = ? LIMIT ?)",
-                              (import_id, SETTLE_CHUNK)).rowcount
-            total += n
-            if n < SETTLE_CHUNK:
-                store.execute("DELETE FROM imports WHERE id = ? AND status = 'staging'", (import_id,))
-                return total
+    """Delete a staged (never published) import's rows in short transactions; returns how many
+    prompts (or, for an import of embedding pairs, pairs) it had staged."""
+    counts = {table: _chunked(store, f"DELETE FROM {table} WHERE rowid IN "
+                                     f"(SELECT rowid FROM {table} WHERE import_id = ? LIMIT ?)", import_id)
+              for table in STAGED_TABLES}
+    with store.tx():
+        row = store.one("SELECT kind, source, created_at FROM imports WHERE id = ? AND status = 'staging'", (import_id,))
+        if row is not None and row["kind"] == "judgments":  # the answer systems this import created
+            store.execute("DELETE FROM systems WHERE imported = 1 AND json_extract(meta, '$.import_id') = ? AND NOT EXISTS "
+                          "(SELECT 1 FROM outputs o WHERE o.system_id = systems.id)", (import_id,))
+        if row is not None and row["kind"] == "embed_pairs":
+            # the stage (and its corpus) this import created, if it left them empty
+            names = [r[0] for r in store.all(
+                "SELECT name FROM embed_stages s WHERE source = ? AND created_at >= ? AND NOT EXISTS "
+                "(SELECT 1 FROM embed_pairs e WHERE e.stage = s.name)", (row["source"], row["created_at"]))]
+            for name in names:
+                store.execute("DELETE FROM corpora WHERE name = ? AND created_at >= ? AND NOT EXISTS "
+                              "(SELECT 1 FROM corpus_docs d WHERE d.corpus = corpora.name)", (name, row["created_at"]))
+                store.execute("DELETE FROM embed_stages WHERE name = ?", (name,))
+        store.execute("DELETE FROM imports WHERE id = ? AND status = 'staging'", (import_id,))
+    return counts["prompts"] or counts["embed_pairs"]
 
 
 def drop_stale_imports(store: Store) -> list[int]:

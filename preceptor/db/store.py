@@ -18,6 +18,9 @@ from preceptor.errors import PreceptorError
 BUSY_TIMEOUT_MS = 1_000  # one wait of SQLite's own busy handler; a write transaction retries it (below)
 WRITE_DEADLINE_S = 600.0  # how long a write keeps retrying a database another process holds
 WAIT_NOTICE_S = 1.0  # after this long, the waiting caller is told ("waiting for the database…")
+POLL_BUSY_MS = 10  # while a writer waits: SQLite's own wait per try (short, so the lock is seen free quickly)
+YIELD_MAX_S = 0.25  # a bulk writer pauses at most this long per transaction for a waiting writer
+STALE_WAITER_S = 5.0  # a waiting-writer marker older than this is left by a killed process: ignored
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -56,6 +59,7 @@ class Store:
         self._local = threading.local()  # per thread: who to tell while a write waits for the lock
         self.write_deadline = WRITE_DEADLINE_S
         self.notify_wait: Callable[[str], None] | None = None  # the default for threads that set none (the CLI: stderr)
+        self.waiting_dir = self.path.parent / (self.path.name + "-waiting")  # one marker per writer waiting for the lock
         shared = self._shared_folder()
         old_umask = os.umask(0o002) if shared else None
         try:
@@ -117,6 +121,8 @@ class Store:
             finally:
                 self._depth -= 1
             return
+        if getattr(self._local, "bulk", 0):
+            self._yield_to_waiters()
         self._begin()
         self._depth = 1
         try:
@@ -128,6 +134,57 @@ class Store:
         else:
             self._depth = 0
             self.conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Mark a long run of short write transactions (an import, a generation run): before each,
+        the writer gives way to any other process waiting for the write lock (a vote), so SQLite's
+        unfair lock never starves it behind back-to-back batches."""
+        self._local.bulk = getattr(self._local, "bulk", 0) + 1  # per thread: the app's vote thread is not slowed
+        try:
+            yield
+        finally:
+            self._local.bulk -= 1
+
+    def _waiters(self) -> bool:
+        try:
+            entries = list(os.scandir(self.waiting_dir))
+        except OSError:
+            return False
+        t = time.time()
+        for e in entries:
+            try:
+                age = t - e.stat().st_mtime
+            except OSError:
+                continue
+            if age < STALE_WAITER_S:
+                return True
+            if age > 10 * STALE_WAITER_S:
+                with contextlib.suppress(OSError):
+                    os.unlink(e.path)
+        return False
+
+    def _yield_to_waiters(self) -> None:
+        deadline = time.monotonic() + YIELD_MAX_S
+        while self._waiters() and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    @contextlib.contextmanager
+    def _waiting(self) -> Iterator[Path | None]:
+        """A marker file that says "a writer is waiting" while this thread waits for the lock."""
+        marker: Path | None = self.waiting_dir / f"{os.getpid()}-{threading.get_ident()}"
+        try:
+            self.waiting_dir.mkdir(exist_ok=True)
+            assert marker is not None
+            marker.touch()
+        except OSError:  # a read-only folder: wait without the marker
+            marker = None
+        try:
+            yield marker
+        finally:
+            if marker is not None:
+                with contextlib.suppress(OSError):
+                    marker.unlink()
 
     @contextlib.contextmanager
     def on_wait(self, notify: Callable[[str], None] | None) -> Iterator[None]:
@@ -144,9 +201,17 @@ class Store:
 
         In WAL mode the write lock is the only thing a writer waits for: once taken, the
         transaction's statements never meet "database is locked". So the whole wait is here:
-        each try waits up to SQLite's busy timeout, then backs off, until
-        :attr:`write_deadline`; past it (a writer stuck for minutes) a titled error.
+        short tries (SQLite's busy handler for :data:`POLL_BUSY_MS`, then a jittered sleep of a
+        few ms) until :attr:`write_deadline`; past it (a writer stuck for minutes) a titled
+        error. While it waits, a marker in :attr:`waiting_dir` makes bulk writers pause.
         """
+        self.conn.execute(f"PRAGMA busy_timeout = {POLL_BUSY_MS}")
+        try:
+            self._begin_polling()
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    def _begin_polling(self) -> None:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             return
@@ -157,23 +222,34 @@ class Store:
 
         start = time.monotonic()
         told = False
+        touched = start
 
         def tell(_state: Any) -> None:
-            nonlocal told
+            nonlocal told, touched
+            t = time.monotonic()
+            if t - touched > 1.0:  # keep the marker fresh (an old one is taken for a killed process's)
+                touched = t
+                if marker is not None:
+                    with contextlib.suppress(OSError):
+                        marker.touch()
             notify = getattr(self._local, "notify", None) or self.notify_wait
-            if not told and notify is not None and time.monotonic() - start >= WAIT_NOTICE_S - BUSY_TIMEOUT_MS / 1000:
+            if not told and notify is not None and t - start >= WAIT_NOTICE_S:
                 told = True
                 notify("waiting for the database…")
 
+        # Poll often (SQLite's busy handler backs off to 100 ms between looks, so a writer that
+        # commits batch after batch would keep the lock): short busy waits, short jittered sleeps,
+        # and a marker that makes bulk writers pause before their next batch.
         retry = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_busy),
-            wait=tenacity.wait_exponential(multiplier=0.02, max=0.5) + tenacity.wait_random(0, 0.05),
+            wait=tenacity.wait_random(0.0005, 0.003),
             stop=tenacity.stop_after_delay(self.write_deadline),
             before_sleep=tell, reraise=True)
         try:
-            for attempt in retry:
-                with attempt:
-                    self.conn.execute("BEGIN IMMEDIATE")
+            with self._waiting() as marker:
+                for attempt in retry:
+                    with attempt:
+                        self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):
                 raise

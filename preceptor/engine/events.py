@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, TypeVar, Union, cast
 
 from preceptor.errors import Cancelled
 
@@ -46,6 +46,24 @@ EventStream = Iterator[Event]
 
 def new_cancel() -> threading.Event:
     return threading.Event()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def bulk_writes(fn: F) -> F:
+    """For an event stream ``fn(project, ...)`` that writes in many short transactions (imports,
+    generation, judges, eval): while it runs, its thread gives way before each transaction to
+    writers of other processes waiting for the lock (``Store.bulk``), so a vote never queues
+    behind batch after batch."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(project: Any, *args: Any, **kwargs: Any) -> EventStream:
+        with project.store.bulk():
+            return (yield from fn(project, *args, **kwargs))
+
+    return cast(F, wrapper)
 
 
 def check_cancel(cancel: threading.Event | None) -> None:

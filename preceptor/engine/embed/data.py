@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from preceptor.db import embed as q_embed
 from preceptor.db import prompts as q_prompts
 from preceptor.db.store import now
-from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
+from preceptor.engine.events import Done, EventStream, Log, Progress, bulk_writes, check_cancel
 from preceptor.engine.ingest.readers import read_records
 from preceptor.engine.ingest.splits import (
     check_ratios,
@@ -48,6 +48,7 @@ NEGATIVE_COLUMNS = ("negative", "hard_negative")
 SCORE_COLUMNS = ("score", "label", "similarity")
 SOURCE_COLUMNS = ("source",)
 BATCH = 2_000
+TX_ROWS = 500  # rows per short transaction while staging an import
 RETRIEVAL_TASK = "retrieval"
 
 # The shipped demo curriculum: (stage name, file in preceptor/demo/data, description).
@@ -179,6 +180,7 @@ def _score(value: Any, where: str, col: str) -> float | None:
     return x
 
 
+@bulk_writes
 def import_pairs(project: Project, file: Path | str, opts: PairImportOptions, cancel: threading.Event | None = None) -> EventStream:
     """Import a pair file into stage ``opts.stage`` of ``project``; yields events, ends with Done(summary)."""
     path = Path(file)
@@ -203,8 +205,14 @@ def import_pairs(project: Project, file: Path | str, opts: PairImportOptions, ca
         yield from records
 
     published: list[tuple[str, str, str, str]] = []
-    with store.tx():
-        q_embed.ensure_stage(store, opts.stage, str(path))
+    # Staged: pairs, documents and held-out queries are written in short transactions under an
+    # import id that keeps them out of sight; one quick statement publishes them, a failure or a kill drops them.
+    q_prompts.drop_stale_imports(store)
+    import_id = q_prompts.begin_import(store, "embed_pairs", str(path))
+    try:
+        with store.tx():
+            q_embed.ensure_stage(store, opts.stage, str(path))
+            q_embed.ensure_corpus(store, opts.stage, f"stage {opts.stage}")
         hashes = q_embed.pair_hashes(store, opts.stage)
         in_db = q_embed.group_splits(store, opts.stage)
         known = dict(in_db)
@@ -212,6 +220,13 @@ def import_pairs(project: Project, file: Path | str, opts: PairImportOptions, ca
         pending: list[tuple[Any, ...]] = []
         docs: dict[str, str] = {}
         created = now()
+
+        def flush() -> None:
+            if pending:
+                with store.tx():  # one short transaction per batch: votes get the lock in between
+                    q_embed.insert_pairs(store, pending, import_id)
+                pending.clear()
+
         for line, rec in all_records():
             summary.rows += 1
             if summary.rows % BATCH == 0:
@@ -262,17 +277,25 @@ def import_pairs(project: Project, file: Path | str, opts: PairImportOptions, ca
             summary.with_score += score is not None
             if opts.queries and split != "train":
                 published.append((anchor, positive, group, split))
-            if len(pending) >= BATCH:
-                q_embed.insert_pairs(store, pending)
-                pending.clear()
-        q_embed.insert_pairs(store, pending)
+            if len(pending) >= TX_ROWS:
+                flush()
+        flush()
         summary.groups_kept_split = len(kept)
-        q_embed.ensure_corpus(store, opts.stage, f"stage {opts.stage}")
-        q_embed.add_docs(store, opts.stage, [(k, t, None) for k, t in docs.items()])
-        summary.corpus_docs = len(q_embed.corpus_docs(store, opts.stage))
+        items = [(k, t, None) for k, t in docs.items()]
+        for k in range(0, len(items), TX_ROWS):
+            q_embed.add_docs(store, opts.stage, items[k:k + TX_ROWS], import_id)
+        coll = None
         if published:
-            summary.queries_published = _publish_queries(store, opts.stage, published, str(path), hidden=opts.hidden_queries)
+            coll = query_collection(opts.stage)
+            summary.queries_published = _publish_queries(store, opts.stage, published, str(path), import_id)
         check_cancel(cancel)
+        q_prompts.publish_import(store, import_id, coll, "prompts", f"held-out queries of embedding stage {opts.stage}",
+                                 hidden=opts.hidden_queries)
+    except BaseException:
+        q_prompts.drop_import(store, import_id)
+        raise
+    q_prompts.settle_import(store, import_id)
+    summary.corpus_docs = len(q_embed.corpus_docs(store, opts.stage))
     if summary.identical:
         yield Log("warning", f"{summary.identical} rows skipped: the anchor and positive are the same text")
     if summary.duplicates:
@@ -282,10 +305,10 @@ def import_pairs(project: Project, file: Path | str, opts: PairImportOptions, ca
     yield Done(summary.__dict__)
 
 
-def _publish_queries(store: Any, stage: str, rows: list[tuple[str, str, str, str]], source: str, hidden: bool = False) -> int:
-    """Held-out anchors as prompts (reference = the relevant document; all positives in meta)."""
+def _publish_queries(store: Any, stage: str, rows: list[tuple[str, str, str, str]], source: str, import_id: int) -> int:
+    """Held-out anchors as prompts (reference = the relevant document; all positives in meta), staged
+    under ``import_id`` (their collection is created when the import is published)."""
     coll = query_collection(stage)
-    q_prompts.ensure_collection(store, coll, "prompts", f"held-out queries of embedding stage {stage}", hidden=hidden)
     existing = q_prompts.hashes_in_collection(store, coll)
     relevant: dict[str, list[str]] = {}
     first: dict[str, tuple[str, str, str, str]] = {}
@@ -302,7 +325,9 @@ def _publish_queries(store: Any, stage: str, rows: list[tuple[str, str, str, str
             continue
         meta = {"stage": stage, "relevant": relevant[h]}
         new.append((anchor, h, positive, split, RETRIEVAL_TASK, group, coll, json.dumps(meta, ensure_ascii=False), source, created))
-    q_prompts.insert_many(store, new)
+    for k in range(0, len(new), TX_ROWS):
+        with store.tx():
+            q_prompts.insert_many(store, new[k:k + TX_ROWS], import_id)
     return len(new)
 
 

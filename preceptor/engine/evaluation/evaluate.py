@@ -29,7 +29,7 @@ from preceptor.db import systems as q_systems
 from preceptor.db.prompts import PromptFilter
 from preceptor.engine.evaluation import metrics as M
 from preceptor.engine.evaluation.language import LANG_NAMES, pair_language
-from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
+from preceptor.engine.events import Done, EventStream, Log, Progress, bulk_writes, check_cancel
 from preceptor.engine.intervals import mean_ci, wilson
 from preceptor.errors import PreceptorError
 
@@ -171,6 +171,7 @@ def build_scorer(name: str, st: EvalSettings) -> Any:
     return M.scorer(name)
 
 
+@bulk_writes
 def run_eval(project: Project, opts: EvalOptions = EvalOptions(), cancel: threading.Event | None = None,
              st: EvalSettings | None = None) -> EventStream:
     """Score outputs and store the values (see the module doc).

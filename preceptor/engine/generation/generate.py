@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from preceptor.db import outputs as q_outputs
 from preceptor.db import prompts as q_prompts
 from preceptor.db import systems as q_systems
-from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
+from preceptor.engine.events import Done, EventStream, Log, Progress, bulk_writes, check_cancel
 from preceptor.engine.generation.systems import GenerateSettings, ensure_default_systems
 from preceptor.errors import PreceptorError
 from preceptor.prompts import templates
@@ -306,6 +306,7 @@ def _base_params(system: Any) -> dict[str, Any]:
     return {"backend": system.backend, "model": system.model, "adapter": system.adapter}
 
 
+@bulk_writes
 def generate(project: Project, opts: GenerateOptions, cancel: Any = None) -> EventStream:
     """Answer the selected prompts with ``opts.system``; Done carries the summary
     (system, selected, done, failed, skipped, tokens, prompt_tokens, completion_tokens, seconds, cost, ...)."""

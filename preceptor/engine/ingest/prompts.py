@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from preceptor.db import prompts as q_prompts
 from preceptor.db import systems as q_systems
 from preceptor.db.store import now
-from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
+from preceptor.engine.events import Done, EventStream, Log, Progress, bulk_writes, check_cancel
 from preceptor.engine.ingest.readers import read_records
 from preceptor.engine.ingest.splits import (
     check_ratios,
@@ -156,6 +156,7 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+@bulk_writes
 def import_prompts(project: Project, file: Path | str, opts: ImportOptions = ImportOptions(),
                    cancel: threading.Event | None = None) -> EventStream:
     """Import a prompt file into ``project`` (a :class:`preceptor.project.Project`); yields events."""

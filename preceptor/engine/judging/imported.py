@@ -36,10 +36,13 @@ from preceptor.db import outputs as q_outputs
 from preceptor.db import prompts as q_prompts
 from preceptor.db import systems as q_systems
 from preceptor.db.store import now
-from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
+from preceptor.engine.events import Done, EventStream, Log, Progress, bulk_writes, check_cancel
 from preceptor.engine.ingest.splits import text_hash
 from preceptor.engine.judging.pairs import int_hash, same_text
 from preceptor.errors import PreceptorError
+
+TX_ROWS = 200  # prompts per short transaction
+TX_ITEMS = 100  # judged items (outputs, a pair, its votes) per short transaction
 
 if TYPE_CHECKING:
     from preceptor.project import Project
@@ -208,6 +211,7 @@ class ImportJudgmentsOptions:
                                  "Use llmbar, pandalm or generic.")
 
 
+@bulk_writes
 def import_judgments(project: Project, file: Path | str, opts: ImportJudgmentsOptions = ImportJudgmentsOptions(),
                      cancel: threading.Event | None = None) -> EventStream:
     path = Path(file)
@@ -235,9 +239,12 @@ def import_judgments(project: Project, file: Path | str, opts: ImportJudgmentsOp
     total = len(items)
     yield Progress(0, total, "importing")
     ts = now()
-    with store.tx():
-        q_prompts.ensure_collection(store, collection, "judgments", str(path))
-        # prompts
+    # Staged: every row is written in short transactions (TX_ITEMS items each) under an import id
+    # that keeps it out of sight; one quick statement publishes the lot, a failure or a kill drops it.
+    q_prompts.drop_stale_imports(store)
+    import_id = q_prompts.begin_import(store, "judgments", str(path))
+    systems: dict[str, int] = {}
+    try:
         hashes: dict[str, str] = {}
         new_rows = []
         existing = q_prompts.hashes_in_collection(store, collection)
@@ -248,20 +255,21 @@ def import_judgments(project: Project, file: Path | str, opts: ImportJudgmentsOp
                 existing.add(h)
                 new_rows.append((it.prompt, h, it.reference, "test", None, "text:" + h[:16], collection,
                                  json.dumps({"format": opts.format}, ensure_ascii=False), it.where, ts))
-        q_prompts.insert_many(store, new_rows)
+        for k in range(0, len(new_rows), TX_ROWS):
+            with store.tx():
+                q_prompts.insert_many(store, new_rows[k:k + TX_ROWS], import_id)
         summary["prompts"] = len(new_rows)
         ids = q_prompts.ids_by_hash(store, collection, sorted(set(hashes.values())))
         check_cancel(cancel)
         # systems and outputs: one output per (prompt, system); a different text for the same
         # (prompt, system label) goes to a variant system LABEL#2, #3, ...
-        systems: dict[str, int] = {}
 
         def system_id(label: str) -> int:
             name = f"{collection}:{label}"
             if name not in systems:
                 s = q_systems.by_name(store, name) or q_systems.upsert(
                     store, name, role="custom", backend="imported", imported=True,
-                    meta={"collection": collection, "note": f"answers imported from {path.name}"})
+                    meta={"collection": collection, "note": f"answers imported from {path.name}", "import_id": import_id})
                 systems[name] = s.id
             return systems[name]
 
@@ -281,56 +289,64 @@ def import_judgments(project: Project, file: Path | str, opts: ImportJudgmentsOp
                         return known[key][0]
                     n += 1
                     continue
-                q_outputs.record(store, prompt_id, sid, text=text)
+                q_outputs.record_many(store, [dict(prompt_id=prompt_id, system_id=sid, text=text)], import_id)
                 oid = q.output_ids(store, [prompt_id], sid)[prompt_id][0]
                 known[key] = (oid, text)
                 summary["outputs"] += 1
                 return oid
 
-        judgments = []
         seen: set[tuple[int, str]] = set()
-        for k, it in enumerate(items):
-            if k % 200 == 0:
-                check_cancel(cancel)
-                yield Progress(k, total, "importing")
-            summary["missing_labels"] += int(it.meta.get("missing_labels", 0))
-            pid = ids[hashes[it.where]]
-            (la, ta), (lb, tb) = it.answers
-            if same_text(ta, tb):
-                summary["identical"] += 1
-                continue
-            o1 = output_for(pid, la, ta)
-            o2 = output_for(pid, lb, tb)
-            if o1 == o2:  # pragma: no cover - same text under one label
-                summary["identical"] += 1
-                continue
-            oa, ob = sorted((o1, o2))
-            pair_id = q.pair_id_for(store, oa, ob)
-            if pair_id is None:
-                q.insert_pairs(store, [(pid, oa, ob, "test", 0.0, system_id_of(store, oa), system_id_of(store, ob), 1,
-                                        int_hash("import", collection, oa, ob))])
-                pair_id = q.pair_id_for(store, oa, ob)
-                summary["pairs"] += 1
-            for annotator, lab in it.votes:
-                judge_id = f"{collection}/{annotator}"
-                meta = {"source": it.where, **{k2: v for k2, v in it.meta.items() if k2 != "missing_labels"}}
-                if (pair_id, judge_id) in seen:
-                    summary["duplicate_votes"] += 1
-                    continue
-                seen.add((pair_id, judge_id))
-                if q.has_judgment(store, pair_id, "imported", judge_id):
-                    summary["existing_votes"] += 1
-                    continue
-                if lab in ("1", "2"):
-                    winner = o1 if lab == "1" else o2
-                    fields = {"verdict": "win", "winner_output_id": winner}
-                else:
-                    fields = {"verdict": lab, "winner_output_id": None}
-                summary["verdicts"][fields["verdict"]] += 1
-                judgments.append(dict(pair_id=pair_id, judge_kind="imported", judge_id=judge_id, left_output_id=o1,
-                                      confidence=1.0, meta=meta, **fields))
-        q.insert_judgments(store, judgments)
-        summary["votes"] = len(judgments)
+        votes = 0
+        for start in range(0, total, TX_ITEMS):
+            check_cancel(cancel)
+            yield Progress(start, total, "importing")
+            judgments = []
+            with store.tx():  # one short transaction per batch: votes get the lock in between
+                for it in items[start:start + TX_ITEMS]:
+                    summary["missing_labels"] += int(it.meta.get("missing_labels", 0))
+                    pid = ids[hashes[it.where]]
+                    (la, ta), (lb, tb) = it.answers
+                    if same_text(ta, tb):
+                        summary["identical"] += 1
+                        continue
+                    o1 = output_for(pid, la, ta)
+                    o2 = output_for(pid, lb, tb)
+                    if o1 == o2:  # pragma: no cover - same text under one label
+                        summary["identical"] += 1
+                        continue
+                    oa, ob = sorted((o1, o2))
+                    pair_id = q.pair_id_for(store, oa, ob)
+                    if pair_id is None:
+                        q.insert_pairs(store, [(pid, oa, ob, "test", 0.0, system_id_of(store, oa), system_id_of(store, ob), 1,
+                                                int_hash("import", collection, oa, ob))], import_id)
+                        pair_id = q.pair_id_for(store, oa, ob)
+                        summary["pairs"] += 1
+                    for annotator, lab in it.votes:
+                        judge_id = f"{collection}/{annotator}"
+                        meta = {"source": it.where, **{k2: v for k2, v in it.meta.items() if k2 != "missing_labels"}}
+                        if (pair_id, judge_id) in seen:
+                            summary["duplicate_votes"] += 1
+                            continue
+                        seen.add((pair_id, judge_id))
+                        if q.has_judgment(store, pair_id, "imported", judge_id):
+                            summary["existing_votes"] += 1
+                            continue
+                        if lab in ("1", "2"):
+                            winner = o1 if lab == "1" else o2
+                            fields = {"verdict": "win", "winner_output_id": winner}
+                        else:
+                            fields = {"verdict": lab, "winner_output_id": None}
+                        summary["verdicts"][fields["verdict"]] += 1
+                        judgments.append(dict(pair_id=pair_id, judge_kind="imported", judge_id=judge_id, left_output_id=o1,
+                                              confidence=1.0, meta=meta, import_id=import_id, **fields))
+                votes += q.insert_judgments(store, judgments)
+        summary["votes"] = votes
+        check_cancel(cancel)
+        q_prompts.publish_import(store, import_id, collection, "judgments", str(path))  # all rows visible at once
+    except BaseException:
+        q_prompts.drop_import(store, import_id)
+        raise
+    q_prompts.settle_import(store, import_id)
     summary["systems"] = sorted(systems)
     if summary["identical"]:
         yield Log("info", f"{summary['identical']} items have two identical answers: no pair made")

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from preceptor import config as cfg
 from preceptor.db import judging as q
-from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
+from preceptor.engine.events import Done, EventStream, Log, Progress, bulk_writes, check_cancel
 from preceptor.engine.judging.pairs import PairFilter, pairs_to_judge, unit_hash
 from preceptor.engine.judging.settings import JudgeSettings, load_rubric
 from preceptor.errors import PreceptorError
@@ -341,6 +341,7 @@ def combine(pair: dict[str, Any], orders: list[OrderResult]) -> dict[str, Any]:
 
 # --- the run -------------------------------------------------------------------------
 
+@bulk_writes
 def judge_llm(project: Project, opts: LLMJudgeOptions = LLMJudgeOptions(), cancel: threading.Event | None = None) -> EventStream:
     """Judge the selected pairs with the LLM judge; yields events, ends with ``Done(summary)``."""
     settings: JudgeSettings = project.section("judge", JudgeSettings)

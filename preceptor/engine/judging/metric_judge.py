@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from preceptor.db import judging as q
-from preceptor.engine.events import Done, EventStream, Log, Progress, check_cancel
+from preceptor.engine.events import Done, EventStream, Log, Progress, bulk_writes, check_cancel
 from preceptor.engine.judging.pairs import PairFilter, pairs_to_judge
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ def metric_vote(score_a: float, score_b: float, higher_is_better: bool = True) -
     return "win", 0 if a_wins else 1, conf
 
 
+@bulk_writes
 def judge_metric(project: Project, opts: MetricJudgeOptions = MetricJudgeOptions(),
                  cancel: threading.Event | None = None) -> EventStream:
     from preceptor.engine.evaluation import metrics
