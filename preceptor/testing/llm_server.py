@@ -12,6 +12,11 @@ sync and async, with no mocking of its transport) that answers
 Fault kinds: ``"429"`` (rate limited, with ``Retry-After: 0``), ``"500"`` (server error), ``"401"`` (key rejected),
 ``"timeout"`` (hold the request for ``hang`` seconds, then drop the connection) and
 ``"malformed"`` (HTTP 200 with a body that is not JSON).
+
+``server.served`` lists ``(status, monotonic time, request body)`` for every response whose
+bytes were all handed to the socket (a client that vanished mid-write is not counted), and
+``served_count(200)`` counts the completions answered; durability tests compare it with
+what the client stored.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stderr
         pass
 
-    def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+    def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None,
+              body: dict[str, Any] | None = None) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -55,8 +61,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(payload)
+            self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            return
+        if body is not None:
+            self.server.stub._served(status, body)
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path.rstrip("/").endswith("/models"):
@@ -81,25 +90,25 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(stub.latency)
         if fault == "429":
             self._send(429, b'{"error": {"message": "rate limited (stub)", "type": "rate_limit_error", "code": "rate_limit_exceeded"}}',
-                       {"Retry-After": "0"})
+                       {"Retry-After": "0"}, body)
             return
         if fault == "401":
-            self._send(401, b'{"error": {"message": "invalid api key (stub)", "type": "invalid_request_error", "code": "invalid_api_key"}}')
+            self._send(401, b'{"error": {"message": "invalid api key (stub)", "type": "invalid_request_error", "code": "invalid_api_key"}}', body=body)
             return
         if fault == "500":
-            self._send(500, b'{"error": {"message": "internal error (stub)", "type": "server_error"}}')
+            self._send(500, b'{"error": {"message": "internal error (stub)", "type": "server_error"}}', body=body)
             return
         if fault == "timeout":
             stub._hang_event.wait(stub.hang)
             self.close_connection = True
             return
         if fault == "malformed":
-            self._send(200, b'{"id": "chatcmpl-stub", "choices": [{"message": ')
+            self._send(200, b'{"id": "chatcmpl-stub", "choices": [{"message": ', body=body)
             return
         try:
             text = stub.responder(body)
         except Exception as exc:  # noqa: BLE001 - a responder bug becomes a 500 the client can see
-            self._send(500, json.dumps({"error": {"message": f"responder failed: {exc}", "type": "server_error"}}).encode())
+            self._send(500, json.dumps({"error": {"message": f"responder failed: {exc}", "type": "server_error"}}).encode(), body=body)
             return
         prompt_tokens = sum(_count_tokens(str(m.get("content") or "")) for m in body.get("messages", []))
         completion_tokens = _count_tokens(text)
@@ -112,7 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }
-        self._send(200, json.dumps(payload).encode())
+        self._send(200, json.dumps(payload).encode(), body=body)
 
 
 class _Server(ThreadingHTTPServer):
@@ -120,6 +129,12 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     stub: StubServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # a client that vanished is normal
+            super().handle_error(request, client_address)
 
 
 class StubServer:
@@ -132,6 +147,7 @@ class StubServer:
         self.hang = hang
         self.requests: list[dict[str, Any]] = []
         self.faults_served: list[str] = []
+        self.served: list[tuple[int, float, dict[str, Any]]] = []
         self._faults: deque[str] = deque()
         self._lock = threading.Lock()
         self._ids = 0
@@ -155,6 +171,15 @@ class StubServer:
             if fault:
                 self.faults_served.append(fault)
             return fault
+
+    def _served(self, status: int, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.served.append((status, time.monotonic(), body))
+
+    def served_count(self, status: int | None = 200) -> int:
+        """Responses fully written to their client (with ``status``; every status when ``None``)."""
+        with self._lock:
+            return sum(1 for s, _, _ in self.served if status is None or s == status)
 
     def _next_id(self) -> int:
         with self._lock:
