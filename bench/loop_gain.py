@@ -9,7 +9,7 @@ Prints ``BENCH ft_vs_base_win_rate``, ``BENCH dpo_vs_ft_win_rate`` (ROUGE-L agai
 reference per item, ties half), ``BENCH teacher_gap_closed_rougeL`` (the grounded
 teacher answers val in the same run) and last ``BENCH loop_minutes``.
 
-    python bench/loop_gain.py [--threads 1] [--dir DIR] [--sft-epochs 2]
+    python bench/loop_gain.py [--threads 1] [--dir DIR] [--sft-epochs 3] [--lr 1e-3]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dir", default=None)
-    ap.add_argument("--sft-epochs", type=float, default=2.0)
+    ap.add_argument("--sft-epochs", type=float, default=3.0)
     ap.add_argument("--dpo-share", type=float, default=0.25)
     ap.add_argument("--max-new-tokens", type=int, default=80)
     ap.add_argument("--lr", type=float, default=None, help="SFT learning rate (default: the preset's)")

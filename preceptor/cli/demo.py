@@ -16,17 +16,17 @@ from preceptor.cli.common import cancel_on_sigint, drive, echo_json
               help="Where the demo project lives (default: $PRECEPTOR_HOME/demo, or demo-fast with --fast).")
 @click.option("--sft-steps", type=int, default=None, help="SFT optimizer steps (default 4 with --fast, else 30).")
 @click.option("--dpo-steps", type=int, default=None, help="DPO optimizer steps (default 3 with --fast, else 20).")
-@click.option("--loop", "loop", is_flag=True,
-              help="The measured loop instead: SFT on the references of most train drugs, DPO pairs from the others, "
-                   "then the gains on every val item (see LoopPreset; about 30-60 minutes on 2 cores).")
+@click.option("--loop", "loop", is_flag=True, hidden=True, help="The measured loop (the default without --fast; kept for scripts).")
+@click.option("--tour", is_flag=True,
+              help="Every stage on the small subset instead (LLM judge, stats, two rounds of pairs) rather than the measured loop.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def demo_cmd(fast: bool, prepare: bool, root: str | None, sft_steps: int | None, dpo_steps: int | None, loop: bool,
-             as_json: bool) -> None:
+             tour: bool, as_json: bool) -> None:
     """Run the whole loop headless on a demo project and print what happened."""
     from preceptor.engine import demo
 
     cancel = cancel_on_sigint()
-    if loop:
+    if loop or not (fast or prepare or tour):  # the default: the measured loop on held-out drugs, then its gains
         from preceptor import paths
 
         summary = drive(demo.run_loop_with_gains(Path(root) if root else paths.home() / "demo-loop", cancel=cancel), "demo")

@@ -112,7 +112,7 @@ def training_args(s: CommonSettings, run_dir: Path, *, device: str, bf16: bool, 
         logging_strategy="steps",
         logging_steps=s.logging_steps,
         logging_first_step=True,
-        eval_strategy="epoch" if has_eval else "no",
+        eval_strategy="epoch" if has_eval and s.eval_every == "epoch" else "no",  # "end": final_eval() only
         use_cpu=device == "cpu",
         bf16=bf16,
         fp16=fp16,

@@ -76,6 +76,8 @@ class CommonSettings:
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "Where to train: auto = the GPU when there is one.")
     threads: int = setting(0, "Torch CPU threads (0: $OMP_NUM_THREADS, else 1).")
     gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass (less memory, ~30% slower).")
+    eval_every: Literal["epoch", "end"] = setting(
+        "epoch", "When the val split's loss is measured: after each epoch, or once at the end (saves a val pass per epoch).")
 
     def __post_init__(self) -> None:
         checks = [
