@@ -95,7 +95,7 @@ def test_sft_then_dpo_train_adapters_and_register_systems(train_project, tmp_pat
     rows = [{"prompt": f"Question {i}: {CORPUS[i]}", "chosen": CORPUS[i], "rejected": CORPUS[-1 - i]} for i in range(6)]
     rows[-1]["split"] = "val"
     pairs.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    drun = _run(project, "dpo", DPOSettings, {"pairs": str(pairs)}, max_steps=3, lr=1e-2)
+    drun = _run(project, "dpo", DPOSettings, {"pairs": str(pairs)}, max_steps=3, lr=1e-2, sft_weight=0.5)  # RPO
     assert drun.status == "succeeded", drun.error
     dpo = _lora(Path(drun.dir) / "adapter")
     assert dpo.keys() == sft.keys()  # the same adapter, trained further
@@ -116,6 +116,7 @@ def test_sft_then_dpo_train_adapters_and_register_systems(train_project, tmp_pat
     assert "adapter_model.safetensors" in summary["files"]
     assert f"- model: `{system.model}`" in card and drun.config["data"]["sha256"] in card and data["sha256"] in card
     assert "rewards/margins" in card and "| perplexity |" in card and "trl " in card
+    assert "sft_weight=0.5" in card and dsys.meta["sft_weight"] == 0.5
     with pytest.raises(PreceptorError, match="already holds files"):
         events.run(export_system(project, dsys.name, tmp_path / "ship"))
     merged = events.run(export_system(project, system.name, tmp_path / "merged", merge=True))
@@ -270,3 +271,12 @@ def test_sft_on_the_packaged_student_then_generate(project):
     assert ft.model == PACKAGED_STUDENT and ft.role == "ft"
     summary = events.run(generate(project, GenerateOptions(system=ft.name, limit=2)))
     assert summary["done"] == 2 and summary["failed"] == 0, summary
+
+
+def test_dpo_losses_add_the_lm_term_only_when_weighted():
+    from preceptor.engine.train.dpo import _losses
+
+    assert _losses(DPOSettings()) == {"loss_type": ["sigmoid"]}
+    assert _losses(DPOSettings(loss_type="ipo", sft_weight=1.0)) == {"loss_type": ["ipo", "sft"], "loss_weights": [1.0, 1.0]}
+    with pytest.raises(ValueError, match="sft_weight"):
+        DPOSettings(sft_weight=-1)

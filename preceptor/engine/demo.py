@@ -426,7 +426,24 @@ class LoopPreset:
     lora_r: int = 16
     max_new_tokens: int = 80
     dpo_share: float = 0.25  # share of the train drugs that give DPO pairs (the rest trains SFT)
-    val_limit: int | None = None
+    student: str | None = None  # a model the user named (hub id or folder): base student and grounded teacher
+
+
+def _student_systems(project: Any, model: str) -> str:
+    """Declare the named student (role base) and a grounded teacher on the same model; returns the base's name."""
+    import re
+
+    from preceptor.engine.generation import systems
+
+    slug = re.sub(r"[^a-z0-9.]+", "-", model.rstrip("/").rsplit("/", 1)[-1].lower()).strip("-") or "student"
+    params: dict[str, Any] = {}
+    if "qwen3" in model.lower():  # the seed's set-up: answers without a thinking block
+        params["chat_template_kwargs"] = {"enable_thinking": False}
+    systems.add(project, slug, role="base", backend="hf", model=model, params=params,
+                description=f"the student named with --student ({model})")
+    systems.add(project, f"grounded-{slug}", role="teacher", backend="grounded", model=model, params=params,
+                description=f"grounded teacher: {model} prompted with each item's reference facts")
+    return slug
 
 
 def _split_halves(items: list[dict[str, Any]], share: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -455,6 +472,10 @@ def run_loop(root: Path, preset: LoopPreset = LoopPreset(), cancel: threading.Ev
         project.update_settings({"generate": {"max_new_tokens": preset.max_new_tokens, "batch_size": 8}})
         from preceptor.engine.generation import systems
 
+        if preset.student:
+            name = _student_systems(project, preset.student)
+            yield Log("info", f"student {preset.student} (system {name}; the grounded teacher uses it too); "
+                      "a hub id downloads on first use")
         systems.ensure_default_systems(project)
         sft_items, dpo_items = _split_halves(demo_items(), preset.dpo_share)
         for name, rows in ((LOOP_SFT, sft_items), (LOOP_DPO, dpo_items)):

@@ -98,6 +98,13 @@ def start_system(project: Project, s: DPOSettings) -> q_systems.System:
     return system
 
 
+def _losses(s: DPOSettings) -> dict[str, Any]:
+    """TRL's loss_type (and loss_weights when the LM term on chosen answers is on: RPO)."""
+    if s.sft_weight > 0:
+        return {"loss_type": [s.loss_type, "sft"], "loss_weights": [1.0, s.sft_weight]}
+    return {"loss_type": [s.loss_type]}
+
+
 def run(ctx: Any) -> dict[str, Any]:
     from preceptor.engine.models import set_threads
     from preceptor.engine.train import common
@@ -116,7 +123,8 @@ def run(ctx: Any) -> dict[str, Any]:
     sha = common.sha256_rows(rows)
     ctx.record_config(base_model=start.model, start_system=start.name, start_adapter=start.adapter, device=device,
                       threads=threads, data={"train": len(rows), "val": len(val_rows), "sha256": sha, **source})
-    ctx.log(f"DPO on {len(rows)} pairs ({len(val_rows)} val) from {start.name}'s adapter; beta {s.beta}, loss {s.loss_type}; "
+    ctx.log(f"DPO on {len(rows)} pairs ({len(val_rows)} val) from {start.name}'s adapter; beta {s.beta}, loss {s.loss_type}"
+            f"{f' + {s.sft_weight} x LM loss on chosen' if s.sft_weight else ''}; "
             f"{device}, {'bf16' if bf16 else 'fp16' if fp16 else 'fp32'}, {threads} thread(s)")
     if ctx.cancel.is_set():
         raise Cancelled()
@@ -130,14 +138,14 @@ def run(ctx: Any) -> dict[str, Any]:
     model, tok = common.load_base(start.model, threads)
     model = PeftModel.from_pretrained(model, start.adapter, is_trainable=True)
     args = DPOConfig(**common.training_args(s, ctx.run_dir, device=device, bf16=bf16, fp16=fp16, has_eval=bool(val_rows)),
-                     beta=s.beta, loss_type=[s.loss_type])
+                     beta=s.beta, **_losses(s))
     callback = run_callback(ctx, "dpo", perplexity=False)  # the DPO eval loss is no LM loss
     trainer = DPOTrainer(model=model, ref_model=None, args=args, processing_class=tok,
                          train_dataset=datasets.Dataset.from_list(rows),
                          eval_dataset=datasets.Dataset.from_list(val_rows) if val_rows else None,
                          callbacks=[callback])
     adapter, sizes = common.train_and_save(ctx, trainer, callback, bool(val_rows))
-    meta = {"from_system": start.name, "beta": s.beta, "loss_type": s.loss_type, "preset": s.preset,
+    meta = {"from_system": start.name, "beta": s.beta, "loss_type": s.loss_type, "sft_weight": s.sft_weight, "preset": s.preset,
             "data_sha256": sha, "n_pairs": len(rows)}
     system = common.register(ctx, role="dpo", s=s, model_name=start.model, adapter=adapter, params=dict(start.params or {}), meta=meta)
     out: dict[str, Any] = {"system": system, "adapter": str(adapter), "steps": trainer.state.global_step,

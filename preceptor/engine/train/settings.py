@@ -124,6 +124,8 @@ class DPOSettings(CommonSettings):
     beta: float = setting(0.1, "DPO beta: how far the policy may move from the reference (higher = closer).")
     loss_type: Literal["sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down"] = setting(
         "sigmoid", "DPO loss (sigmoid = the original DPO loss; ipo is more robust to noisy labels).")
+    sft_weight: float = setting(0.0, "Weight of an added language-model loss on the chosen answers (RPO; 0 = plain DPO). "
+                                "Keeps the policy's likelihood of chosen answers from falling while the margin grows.")
     source: Literal["expert", "llm", "metric", "agreed", "all"] = setting(
         "all", "With --from-db: which judgments make pairs (see `preceptor export dpo`).")
     min_confidence: float = setting(0.0, "With --from-db: minimum judge confidence of a pair.")
@@ -134,6 +136,8 @@ class DPOSettings(CommonSettings):
             raise ValueError("beta must be > 0")
         if not 0 <= self.min_confidence <= 1:
             raise ValueError("min_confidence must be in [0, 1]")
+        if self.sft_weight < 0:
+            raise ValueError("sft_weight must be >= 0")
 
 
 SFT_PRESETS: dict[str, dict[str, Any]] = {
