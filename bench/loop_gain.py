@@ -1,7 +1,7 @@
 """Does the loop earn its keep? The measured loop on the demo data, held-out drugs, with CIs.
 
 Runs :func:`preceptor.engine.demo.run_loop` (SFT on the gold references of most train drugs,
-DPO pairs from the other train drugs, the base student answering val while SFT trains) in a
+DPO pairs from the other train drugs (their reference against the ft answer), the base student answering val while SFT trains) in a
 fresh project, then ``preceptor gains`` on the val split. The baseline (the base student)
 is generated in the same run. Torch threads are pinned (``--threads``, default 1) and printed.
 
@@ -33,6 +33,9 @@ def main() -> int:
     ap.add_argument("--dpo-lr", type=float, default=None)
     ap.add_argument("--beta", type=float, default=None)
     ap.add_argument("--lora-r", type=int, default=None)
+    ap.add_argument("--dpo-pairs", choices=("reference", "metric"), default=None,
+                    help="reference = SPIN (reference vs the ft answer, the preset's default); metric = base vs ft, metric judge")
+    ap.add_argument("--sft-weight", type=float, default=None, help="LM loss on chosen added to DPO (RPO)")
     args = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ["PRECEPTOR_THREADS"] = str(args.threads)
@@ -47,7 +50,8 @@ def main() -> int:
 
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="loop-gain-")) / "proj"
     t0 = time.monotonic()
-    extra = {k: v for k, v in (("lr", args.lr), ("dpo_lr", args.dpo_lr), ("beta", args.beta), ("lora_r", args.lora_r)) if v is not None}
+    extra = {k: v for k, v in (("lr", args.lr), ("dpo_lr", args.dpo_lr), ("beta", args.beta), ("lora_r", args.lora_r),
+                                         ("dpo_pairs", args.dpo_pairs), ("sft_weight", args.sft_weight)) if v is not None}
     preset = demo.LoopPreset(sft_epochs=args.sft_epochs, dpo_share=args.dpo_share, max_new_tokens=args.max_new_tokens, **extra)
     print(f"preset: {preset}", flush=True)
     for ev in demo.run_loop(root, preset):

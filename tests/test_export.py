@@ -394,3 +394,37 @@ def test_export_prompt_is_exactly_what_the_student_was_asked(project, student_pr
         dpo_records(project, DPOExportOptions())
     assert err.value.title == "Prompt mismatch"
     assert f"pair ids {p}" in err.value.message
+
+
+def test_against_reference_pairs_the_reference_with_the_newest_answer(project, student_prompt, tmp_path: Path) -> None:
+    j = Judged(project)
+    ids = {}
+    for i, name in enumerate(("ok", "newest", "bad", "no_ref", "no_answer", "identical", "val")):
+        ids[name] = j.prompt(f"How do drug A{i} and drug B{i} interact?", split="val" if name == "val" else "train",
+                             bad="wrong reference" if name == "bad" else None)
+    ref = {name: project.store.scalar("SELECT reference FROM prompts WHERE id=?", [pid]) for name, pid in ids.items()}
+    for name, pid in ids.items():
+        if name != "no_answer":
+            j.answer(pid, "ft-1", ref[name] if name == "identical" else f"student answer to {name}")
+    j.answer(ids["newest"], "ft-1", "a later student answer")
+    with project.store.tx():
+        project.store.execute("UPDATE prompts SET reference = NULL WHERE id = ?", [ids["no_ref"]])
+    rows, stats = dpo_records(project, DPOExportOptions(against_reference="ft-1"))
+    by_prompt = {r["prompt_id"]: r for r in rows}
+    assert set(by_prompt) == {ids["ok"], ids["newest"]}  # train split only
+    assert by_prompt[ids["ok"]]["chosen"] == [{"role": "assistant", "content": ref["ok"]}]
+    assert by_prompt[ids["ok"]]["rejected"] == [{"role": "assistant", "content": "student answer to ok"}]
+    assert by_prompt[ids["newest"]]["rejected"][0]["content"] == "a later student answer"
+    assert {r["source"] for r in rows} == {"reference"} and {r["rejected_system"] for r in rows} == {"ft-1"}
+    assert stats["excluded"] == {"bad_item": 1, "no_reference": 1, "missing_output": 1, "identical": 1, "duplicate": 0}
+    assert stats["considered"] == 6
+    out = tmp_path / "spin.jsonl"
+    done = run(export_dpo(project, out, DPOExportOptions(against_reference="ft-1", style="standard")))
+    assert done["n"] == 2
+    manifest = json.loads(manifest_path(out).read_text())
+    assert manifest["sources"] == {"reference": 2} and "reference chosen" in manifest["rules"]
+    assert manifest["filters"]["against_reference"] == "ft-1"
+    with pytest.raises(PreceptorError, match="need no votes"):
+        DPOExportOptions(against_reference="ft-1", source="expert")
+    with pytest.raises(PreceptorError, match="Generate"):
+        dpo_records(project, DPOExportOptions(against_reference="ft-1", split="test"))

@@ -51,17 +51,21 @@ def _replace(out: Path) -> None:
               help="Prompt split (train is the DPO training data; val/test never leak into it).")
 @click.option("--collection", help="Export this collection (e.g. an imported human-label set).")
 @click.option("--systems", nargs=2, default=None, help="Only pairs between these two systems.")
+@click.option("--against-reference", default=None, metavar="SYSTEM",
+              help="No votes: each prompt's reference is chosen, SYSTEM's answer rejected (self-play data, SPIN).")
 @click.option("--force", is_flag=True, help="Replace OUT (and its manifest) if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @project_option
 def export_dpo_cmd(project_dir: str | None, out: str, fmt: str, student: str | None, style: str, source: str,
                    min_confidence: float,
-                   split: str, collection: str | None, systems: tuple[str, str] | None, force: bool, as_json: bool) -> None:
+                   split: str, collection: str | None, systems: tuple[str, str] | None, against_reference: str | None,
+                   force: bool, as_json: bool) -> None:
     """Write judged pairs as DPO training data to OUT (- for stdout), with a manifest next to it."""
     from preceptor.engine.export.dpo import DPOExportOptions, export_dpo
 
     opts = DPOExportOptions(split=split, source=source, min_confidence=min_confidence, collection=collection,
-                            style=style, systems=tuple(systems) if systems else None, student=student)
+                            style=style, systems=tuple(systems) if systems else None, student=student,
+                            against_reference=against_reference)
     if out == "-" and fmt == "hf":
         raise PreceptorError("Cannot write a folder to stdout", "--format hf writes a datasets folder",
                              "Use --format jsonl (or parquet) with -, or give a folder name.")
@@ -77,7 +81,7 @@ def export_dpo_cmd(project_dir: str | None, out: str, fmt: str, student: str | N
         return
     click.echo(f"Wrote {summary['n']} pairs to {summary['path']} ({fmt}, {style}) — sha256 {summary['sha256'][:16]}…")
     excluded = ", ".join(f"{k} {v}" for k, v in summary["excluded"].items() if v)
-    click.echo(f"Considered {summary['considered']} pairs; excluded: {excluded or 'none'}.")
+    click.echo(f"Considered {summary['considered']} {'prompts' if against_reference else 'pairs'}; excluded: {excluded or 'none'}.")
     if summary.get("out_of_split"):
         click.echo(f"{summary['out_of_split']} judged pairs in other splits were left out.")
     click.echo(f"Manifest: {summary['manifest']}")

@@ -251,3 +251,23 @@ def judgments_fingerprint(store: Store) -> tuple[int, int]:
 
 def count_exports(store: Store) -> int:
     return int(store.scalar("SELECT COUNT(*) FROM exports") or 0)
+
+
+REFERENCE_FIELDS = ("prompt_id", "prompt_text", "reference", "split", "task", "collection", "bad_item", "output_id",
+                    "text", "template_hash")
+
+
+def reference_rows(store: Store, flt: PromptFilter, system_id: int) -> Iterator[tuple[Any, ...]]:
+    """Each prompt matching ``flt`` with its reference and the newest successful answer of
+    ``system_id`` (output columns None where it has none), as tuples of :data:`REFERENCE_FIELDS`."""
+    where, params = flt.where("p")
+    sql = f"""
+        SELECT p.id, p.text, p.reference, p.split, p.task, p.collection, p.bad_item, o.id, o.text, o.template_hash
+        FROM prompts p
+        LEFT JOIN outputs o ON o.id = (SELECT MAX(o2.id) FROM outputs o2 WHERE o2.prompt_id = p.id AND o2.system_id = ?
+                                       AND o2.error IS NULL AND o2.text IS NOT NULL)
+        WHERE {where}
+        ORDER BY p.id"""
+    cur = store.conn.cursor()
+    cur.row_factory = None
+    yield from cur.execute(sql, [system_id, *params])

@@ -31,6 +31,12 @@ The prompt is always the **student's** rendered prompt
 with reference facts. Splits follow the prompt's split (default ``train``), so a val or
 test prompt never enters training data.
 
+**Against the reference** (``against_reference = SYSTEM``, ``--against-reference``): no
+votes; each prompt's gold reference is ``chosen`` and SYSTEM's newest answer is ``rejected``
+(self-play fine-tuning data, SPIN: the student learns to prefer the reference over what it
+says now). Rules: ``bad_item``, ``no_reference``, ``missing_output``, ``identical``,
+``duplicate``; ``source`` in the rows is ``reference``.
+
 Formats (TRL): ``standard`` rows are ``{"prompt": str, "chosen": str, "rejected": str}``
 (the prompt text is the system turn, a blank line, then the user turn(s)); ``conversational``
 rows are ``{"prompt": [system, user messages], "chosen": [assistant message],
@@ -76,6 +82,7 @@ SPLIT_CHOICES = ("train", "val", "test", "all")
 TIERS = (("human", ("expert", "imported")), ("llm", ("llm",)), ("metric", ("metric",)))
 _TIER_OF = {k: name for name, kinds in TIERS for k in kinds}
 _SOURCE_TIER = {"expert": "human", "llm": "llm", "metric": "metric"}
+REFERENCE_RULES = ("bad_item", "no_reference", "missing_output", "identical", "duplicate")
 RULES = ("bad_item", "missing_output", "no_votes", "no_human_vote", "no_llm_vote", "tie", "both_bad", "unparsed",
          "inconsistent", "conflict", "disagreement", "low_confidence", "unsafe_chosen", "identical", "duplicate")
 META_COLUMNS = ("pair_id", "prompt_id", "split", "task", "collection", "chosen_system", "rejected_system",
@@ -92,8 +99,12 @@ class DPOExportOptions:
     style: str = "conversational"
     systems: tuple[str, str] | None = None
     student: str | None = None  # the system (name or role) the rows will train: its system prompt is the prompt's
+    against_reference: str | None = None  # reference (chosen) vs this system's answers (rejected), no votes (SPIN)
 
     def __post_init__(self) -> None:
+        if self.against_reference is not None and (self.source != "all" or self.systems or self.min_confidence):
+            raise PreceptorError("Invalid option", "--against-reference pairs need no votes: --source, --systems and "
+                                 "--min-confidence do not apply", "Drop those options, or drop --against-reference.")
         if self.split not in SPLIT_CHOICES:
             raise PreceptorError("Invalid option", f"--split {self.split!r} is not one of {', '.join(SPLIT_CHOICES)}",
                                  "DPO training data is the train split (the default).")
@@ -352,10 +363,90 @@ def _student_systems(project: Any) -> list[Any]:
             if s.role in STUDENT_ROLES and s.backend == "hf" and not s.imported]
 
 
+def iter_reference_records(project: Project, opts: DPOExportOptions, stats: dict[str, Any],
+                           cancel: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+    """Rows of ``against_reference``: the prompt's reference is chosen, the system's answer rejected."""
+    from preceptor.db import systems as q_systems
+
+    flt = _filter(project, opts)
+    rejected_system = q_systems.resolve(project.store, str(opts.against_reference))
+    target = student_system(project, opts.student) if opts.student else rejected_system
+    system_prompt = ((target.params or {}).get("system_prompt") if target is not None else None) or None
+    student = _StudentPrompts(project.store, system_prompt)
+    is_student = rejected_system.id in {s.id for s in _student_systems(project)}
+    conversational = opts.style == "conversational"
+    chat_text = None if conversational else _ChatText(target)
+    excluded = {r: 0 for r in REFERENCE_RULES}
+    stats.update(excluded=excluded, considered=0, exported=0, sources={}, prompt_template_hashes=[],
+                 student_prompt="student_messages" if student.fn else "plain user turn (templates module missing)",
+                 student_system=target.name if target is not None else None, system_prompt=bool(system_prompt),
+                 unsafe_flagged_by={})
+    seen: set[bytes] = set()
+    mismatched: list[int] = []
+    considered = exported = 0
+    for i, row in enumerate(q.reference_rows(project.store, flt, rejected_system.id)):
+        if i % 1000 == 0:
+            check_cancel(cancel)
+        (prompt_id, prompt_text, reference, split, task, collection, bad_item, output_id, text, out_hash) = row
+        considered += 1
+        if bad_item is not None:
+            excluded["bad_item"] += 1
+            continue
+        if reference is None or not reference.strip():
+            excluded["no_reference"] += 1
+            continue
+        if text is None or not text.strip():
+            excluded["missing_output"] += 1
+            continue
+        if reference.strip() == text.strip():
+            excluded["identical"] += 1
+            continue
+        messages, thash = student(prompt_id, prompt_text)
+        if is_student and out_hash and thash and out_hash != thash:
+            mismatched.append(output_id)
+        turns = "\x1f".join(f"{m['role']}\x1e{m['content']}" for m in messages)
+        key = hashlib.blake2b(f"{turns}\x1d{reference}\x1f{text}".encode(), digest_size=20).digest()
+        if key in seen:
+            excluded["duplicate"] += 1
+            continue
+        seen.add(key)
+        if conversational:
+            rec: dict[str, Any] = {"prompt": messages, "chosen": [{"role": "assistant", "content": reference}],
+                                   "rejected": [{"role": "assistant", "content": text}]}
+        else:
+            rec = {"prompt": chat_text(messages) if chat_text else _prompt_text(messages), "chosen": reference,
+                   "rejected": text}
+        rec.update(pair_id=None, prompt_id=prompt_id, split=split, task=task, collection=collection,
+                   chosen_system="reference", rejected_system=rejected_system.name, chosen_output_id=None,
+                   rejected_output_id=output_id, source="reference", judges="", n_votes=0, agreement=None,
+                   confidence=None, template_hash=thash)
+        exported += 1
+        stats["considered"], stats["exported"] = considered, exported
+        yield rec
+    stats["considered"], stats["exported"] = considered, exported
+    if exported:
+        stats["sources"]["reference"] = exported
+    if mismatched:
+        shown = ", ".join(str(o) for o in mismatched[:10]) + (" …" if len(mismatched) > 10 else "")
+        raise PreceptorError(
+            "Prompt mismatch",
+            f"{len(mismatched)} answers of {rejected_system.name} were generated from another prompt than "
+            f"{target.name if target is not None else 'the student'}'s (template hash differs; output ids {shown})",
+            f"Regenerate them (`preceptor generate --system {rejected_system.name}`), or name the student they were "
+            "generated for with --student.")
+    if chat_text is not None:
+        stats["student_prompt"] = chat_text.how
+    stats["prompt_template_hashes"] = sorted(student.hashes)
+    stats["out_of_split"] = 0
+
+
 def iter_dpo_records(project: Project, opts: DPOExportOptions, stats: dict[str, Any],
                      cancel: threading.Event | None = None) -> Iterator[dict[str, Any]]:
     """Yield export rows one by one; ``stats`` ({"excluded", "considered", ...}) is complete
     once the generator is exhausted."""
+    if opts.against_reference is not None:
+        yield from iter_reference_records(project, opts, stats, cancel)
+        return
     flt = _filter(project, opts)
     target = student_system(project, opts.student)
     system_prompt = ((target.params or {}).get("system_prompt") if target is not None else None) or None
@@ -483,6 +574,11 @@ def _empty_error(opts: DPOExportOptions, stats: dict[str, Any]) -> PreceptorErro
     counts = {k: v for k, v in stats["excluded"].items() if v}
     listed = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
     where = f"split {opts.split}" + (f", collection {opts.collection}" if opts.collection else "")
+    if opts.against_reference is not None:
+        return PreceptorError("Empty export", f"no prompt gives a pair ({where}, reference vs {opts.against_reference}): "
+                              f"{stats['considered']} prompts considered; excluded: {listed}",
+                              f"Generate {opts.against_reference}'s answers on the {opts.split} split first "
+                              "(`preceptor generate`), and import prompts with references.")
     msg = f"no pair qualifies ({where}, source {opts.source}): {stats['considered']} pairs considered; excluded: {listed}"
     if stats.get("out_of_split"):
         msg += f"; {stats['out_of_split']} judged pairs are in other splits"
@@ -565,7 +661,8 @@ def export_dpo(project: Project, out: Path, opts: DPOExportOptions = DPOExportOp
     check_out(out)
     stats: dict[str, Any] = {}
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    yield Log("info", f"exporting DPO pairs (split {opts.split}, source {opts.source}, style {opts.style}) to {out}")
+    what = f"reference vs {opts.against_reference}" if opts.against_reference is not None else f"source {opts.source}"
+    yield Log("info", f"exporting DPO pairs (split {opts.split}, {what}, style {opts.style}) to {out}")
     rows = iter_dpo_records(project, opts, stats, cancel)
     try:
         if fmt == "jsonl":
@@ -596,7 +693,8 @@ def export_dpo(project: Project, out: Path, opts: DPOExportOptions = DPOExportOp
         "filters": {**asdict(opts), "systems": list(opts.systems) if opts.systems else None},
         "considered": stats["considered"], "excluded": stats["excluded"],
         "out_of_split": stats.get("out_of_split", 0), "sources": stats["sources"],
-        "rules": "votes: human > llm > metric, majority within the deciding tier; see preceptor.engine.export.dpo",
+        "rules": ("the prompt's reference chosen over the system's newest answer (no votes)" if opts.against_reference
+                  else "votes: human > llm > metric, majority within the deciding tier") + "; see preceptor.engine.export.dpo",
         "columns": ["prompt", "chosen", "rejected", *META_COLUMNS],
         "student_prompt": stats["student_prompt"], "prompt_template_hashes": stats["prompt_template_hashes"],
         "student_system": stats.get("student_system"), "system_prompt": stats.get("system_prompt"),
