@@ -82,3 +82,11 @@ def test_export_commands(project, tmp_path, capsys) -> None:
     assert "Error: Empty export" in err and "0 pairs considered" in err
     assert main(["--project", root, "export", "votes", str(tmp_path / "votes.csv")]) == 0
     assert "Wrote 16 votes" in capsys.readouterr().out
+    spin = tmp_path / "spin.jsonl"  # the references of the 2 train prompts against base's answers, no votes
+    assert main(["--project", root, "export", "dpo", str(spin), "--against-reference", "base"]) == 0
+    text = capsys.readouterr().out
+    assert "Wrote 2 pairs to" in text and "Considered 2 prompts; excluded: none." in text
+    assert [json.loads(line)["rejected"][0]["content"] for line in spin.read_text().splitlines()] == ["b6", "b7"]
+    assert main(["--project", root, "export", "dpo", str(tmp_path / "s2.jsonl"), "--against-reference", "base",
+                 "--source", "expert"]) == 2
+    assert "need no votes" in capsys.readouterr().err
