@@ -278,5 +278,8 @@ def test_dpo_losses_add_the_lm_term_only_when_weighted():
 
     assert _losses(DPOSettings()) == {"loss_type": ["sigmoid"]}
     assert _losses(DPOSettings(loss_type="ipo", sft_weight=1.0)) == {"loss_type": ["ipo", "sft"], "loss_weights": [1.0, 1.0]}
+    assert _losses(DPOSettings(ld_alpha=0.0)) == {"loss_type": ["sigmoid"], "ld_alpha": 0.0}
     with pytest.raises(ValueError, match="sft_weight"):
         DPOSettings(sft_weight=-1)
+    with pytest.raises(ValueError, match="ld_alpha"):
+        DPOSettings(ld_alpha=1.5)

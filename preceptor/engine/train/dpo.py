@@ -99,10 +99,13 @@ def start_system(project: Project, s: DPOSettings) -> q_systems.System:
 
 
 def _losses(s: DPOSettings) -> dict[str, Any]:
-    """TRL's loss_type (and loss_weights when the LM term on chosen answers is on: RPO)."""
+    """TRL's loss_type (and loss_weights when the LM term on chosen answers is on: RPO; ld_alpha: LD-DPO)."""
+    out: dict[str, Any] = {"loss_type": [s.loss_type]}
     if s.sft_weight > 0:
-        return {"loss_type": [s.loss_type, "sft"], "loss_weights": [1.0, s.sft_weight]}
-    return {"loss_type": [s.loss_type]}
+        out = {"loss_type": [s.loss_type, "sft"], "loss_weights": [1.0, s.sft_weight]}
+    if s.ld_alpha is not None:
+        out["ld_alpha"] = s.ld_alpha
+    return out
 
 
 def run(ctx: Any) -> dict[str, Any]:
@@ -124,7 +127,8 @@ def run(ctx: Any) -> dict[str, Any]:
     ctx.record_config(base_model=start.model, start_system=start.name, start_adapter=start.adapter, device=device,
                       threads=threads, data={"train": len(rows), "val": len(val_rows), "sha256": sha, **source})
     ctx.log(f"DPO on {len(rows)} pairs ({len(val_rows)} val) from {start.name}'s adapter; beta {s.beta}, loss {s.loss_type}"
-            f"{f' + {s.sft_weight} x LM loss on chosen' if s.sft_weight else ''}; "
+            f"{f' + {s.sft_weight} x LM loss on chosen' if s.sft_weight else ''}"
+            f"{f', length-desensitised (ld_alpha {s.ld_alpha})' if s.ld_alpha is not None else ''}; "
             f"{device}, {'bf16' if bf16 else 'fp16' if fp16 else 'fp32'}, {threads} thread(s)")
     if ctx.cancel.is_set():
         raise Cancelled()
@@ -145,7 +149,7 @@ def run(ctx: Any) -> dict[str, Any]:
                          eval_dataset=datasets.Dataset.from_list(val_rows) if val_rows else None,
                          callbacks=[callback])
     adapter, sizes = common.train_and_save(ctx, trainer, callback, bool(val_rows))
-    meta = {"from_system": start.name, "beta": s.beta, "loss_type": s.loss_type, "sft_weight": s.sft_weight, "preset": s.preset,
+    meta = {"from_system": start.name, "beta": s.beta, "loss_type": s.loss_type, "sft_weight": s.sft_weight, "ld_alpha": s.ld_alpha, "preset": s.preset,
             "data_sha256": sha, "n_pairs": len(rows)}
     system = common.register(ctx, role="dpo", s=s, model_name=start.model, adapter=adapter, params=dict(start.params or {}), meta=meta)
     out: dict[str, Any] = {"system": system, "adapter": str(adapter), "steps": trainer.state.global_step,

@@ -126,6 +126,9 @@ class DPOSettings(CommonSettings):
         "sigmoid", "DPO loss (sigmoid = the original DPO loss; ipo is more robust to noisy labels).")
     sft_weight: float = setting(0.0, "Weight of an added language-model loss on the chosen answers (RPO; 0 = plain DPO). "
                                 "Keeps the policy's likelihood of chosen answers from falling while the margin grows.")
+    ld_alpha: float | None = setting(None, "Length desensitisation (LD-DPO): weight of the tokens of the longer answer beyond "
+                                     "the shorter one's length (0 = masked, 1 or unset = plain DPO). Stops DPO from "
+                                     "rewarding length itself.")
     source: Literal["expert", "llm", "metric", "agreed", "all"] = setting(
         "all", "With --from-db: which judgments make pairs (see `preceptor export dpo`).")
     min_confidence: float = setting(0.0, "With --from-db: minimum judge confidence of a pair.")
@@ -138,6 +141,8 @@ class DPOSettings(CommonSettings):
             raise ValueError("min_confidence must be in [0, 1]")
         if self.sft_weight < 0:
             raise ValueError("sft_weight must be >= 0")
+        if self.ld_alpha is not None and not 0 <= self.ld_alpha <= 1:
+            raise ValueError("ld_alpha must be in [0, 1]")
 
 
 SFT_PRESETS: dict[str, dict[str, Any]] = {

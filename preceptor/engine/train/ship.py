@@ -72,7 +72,7 @@ def model_card(system: q_systems.System, adapter_cfg: dict[str, Any], lineage: l
         s = step["settings"]
         if s:
             keys = ("preset", "epochs", "max_steps", "batch_size", "grad_accum", "lr", "scheduler", "max_length", "seed",
-                    "beta", "loss_type", "sft_weight", "batching")
+                    "beta", "loss_type", "sft_weight", "ld_alpha", "batching")
             lines.append("- settings: " + ", ".join(f"{k}={s[k]}" for k in keys if k in s))
         if step["metrics"]:
             lines += ["", "| metric | last value |", "|---|---|"]
