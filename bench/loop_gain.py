@@ -9,7 +9,7 @@ Prints ``BENCH ft_vs_base_win_rate``, ``BENCH dpo_vs_ft_win_rate`` (ROUGE-L agai
 reference per item, ties half), ``BENCH teacher_gap_closed_rougeL`` (the grounded
 teacher answers val in the same run) and last ``BENCH loop_minutes``.
 
-    python bench/loop_gain.py [--threads 1] [--dir DIR] [--sft-epochs 3] [--lr 1e-3]
+    python bench/loop_gain.py [--threads 1] [--dir DIR] [--sft-epochs 2.5] [--lr 1e-3]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dir", default=None)
-    ap.add_argument("--sft-epochs", type=float, default=3.0)
+    ap.add_argument("--sft-epochs", type=float, default=None, help="SFT epochs (default: the preset's)")
     ap.add_argument("--dpo-share", type=float, default=0.25)
     ap.add_argument("--max-new-tokens", type=int, default=80)
     ap.add_argument("--lr", type=float, default=None, help="SFT learning rate (default: the preset's)")
@@ -50,9 +50,9 @@ def main() -> int:
 
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="loop-gain-")) / "proj"
     t0 = time.monotonic()
-    extra = {k: v for k, v in (("lr", args.lr), ("dpo_lr", args.dpo_lr), ("beta", args.beta), ("lora_r", args.lora_r),
+    extra = {k: v for k, v in (("lr", args.lr), ("dpo_lr", args.dpo_lr), ("beta", args.beta), ("lora_r", args.lora_r), ("sft_epochs", args.sft_epochs),
                                          ("dpo_pairs", args.dpo_pairs), ("sft_weight", args.sft_weight)) if v is not None}
-    preset = demo.LoopPreset(sft_epochs=args.sft_epochs, dpo_share=args.dpo_share, max_new_tokens=args.max_new_tokens, **extra)
+    preset = demo.LoopPreset(dpo_share=args.dpo_share, max_new_tokens=args.max_new_tokens, **extra)
     print(f"preset: {preset}", flush=True)
     for ev in demo.run_loop(root, preset):
         if isinstance(ev, Log):
