@@ -368,6 +368,8 @@ def run_demo(opts: DemoOptions = DemoOptions(), cancel: threading.Event | None =
                                 lambda s: f"{s.get('n', 0)} preference pairs → {s.get('path')}")
         dpo = {"max_steps": dpo_steps, "batch_size": 2, "grad_accum": 1, "pairs": exp["path"],
                "name": "dpo-demo" if not opts.fast else "dpo-demo-fast", "save_steps": dpo_steps}
+        if opts.fast:  # three steps at the preset's 5e-5 can leave every val answer as ft's: no ft–dpo pair to show
+            dpo["lr"] = 1e-3
         dpo_summary = yield from st.run("train DPO (from the SFT adapter)", _train(project, "dpo", dpo, cancel), _train_line)
         if dpo_summary.get("status") != "succeeded":
             raise_stage("DPO", dpo_summary)
